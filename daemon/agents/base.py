@@ -1,0 +1,135 @@
+"""The one interface every agent kind implements, and the typed events they stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from shared.schema import ProgramConfig, ResultRecord
+
+
+class AgentEvent(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of what an agent streams; written to `agent/NNNN.log` and `events.jsonl`."""
+
+
+class Text(AgentEvent, tag="text"):
+    text: str
+    stream: str = "stdout"
+
+
+class ToolUse(AgentEvent, tag="tool_use"):
+    name: str
+    input: dict[str, Any] = {}
+
+
+class ToolResult(AgentEvent, tag="tool_result"):
+    name: str = ""
+    output: str = ""
+    is_error: bool = False
+
+
+class Usage(AgentEvent, tag="usage"):
+    cost_usd: float = 0.0
+    tokens: int = 0
+
+
+class AgentErrorEvent(AgentEvent, tag="error"):
+    message: str
+    error_class: str = "other"
+
+
+class Final(AgentEvent, tag="result"):
+    description: str = ""
+    session_id: str | None = None
+
+
+Emit = Callable[[AgentEvent], None]
+
+
+@dataclass
+class AgentTask:
+    """One experiment for an agent to carry out."""
+
+    experiment: int
+    worktree: Path
+    run_dir: Path
+    prompt: str
+    prompt_file: Path
+    timeout: float
+    env: dict[str, str]
+    on_process_start: Callable[[int], None] = lambda pgid: None
+
+
+@dataclass
+class AgentOutcome:
+    """What the agent reports back; the daemon still inspects git for what really changed."""
+
+    description: str = ""
+    cost_usd: float = 0.0
+    tokens: int = 0
+    session_id: str | None = None
+    error: str | None = None
+    timed_out: bool = False
+    unavailable: bool = False
+    """The agent cannot run at all (missing executable, auth): the run stops after this one."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentUnavailable(Exception):
+    """The agent cannot run at all (missing executable, bad configuration): the run stops."""
+
+
+class Agent(Protocol):
+    kind: str
+
+    async def run(self, task: AgentTask, emit: Emit) -> AgentOutcome:
+        """Make one change in `task.worktree` (committing is optional: the daemon commits)."""
+        ...
+
+    async def feedback(self, record: ResultRecord) -> None:
+        """Tell the agent how its experiment ended (the `tune` agent learns from this)."""
+        ...
+
+    async def recover(self, interrupted: int) -> None:
+        """On resume: forget experiment `interrupted`, which never finished."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def render(event: AgentEvent) -> str:
+    """The human-readable line for `agent/NNNN.log`."""
+    match event:
+        case Text(text=text, stream="stderr"):
+            return f"! {text}"
+        case Text(text=text):
+            return text
+        case ToolUse(name=name, input=args):
+            return f"→ {name} {msgspec.json.encode(args).decode()[:500]}"
+        case ToolResult(name=name, output=output, is_error=is_error):
+            mark = "✗" if is_error else "←"
+            return f"{mark} {name} {output[:500]}"
+        case Usage(cost_usd=cost, tokens=tokens):
+            return f"[usage] ${cost:.4f} {tokens} tokens"
+        case AgentErrorEvent(message=message, error_class=cls):
+            return f"[error:{cls}] {message}"
+        case Final(description=description):
+            return f"[done] {description}"
+    return repr(event)
+
+
+def make_agent(config: ProgramConfig, *, kind: str, model: str | None, run_dir: Path) -> Agent:
+    """The adapter for `kind`; imports lazily so a `command` run never pays for Optuna."""
+    if kind == "command":
+        from daemon.agents.command import CommandAgent
+
+        return CommandAgent(config)
+    if kind == "tune":
+        from daemon.agents.tune import TuneAgent
+
+        return TuneAgent(config, run_dir=run_dir)
+    raise AgentUnavailable(f"unknown agent kind {kind!r}")

@@ -1,0 +1,171 @@
+"""Git operations on a run's worktree.
+
+Uses GitPython's command wrapper (`git.Git`), not a long-lived `Repo`: each call is one git process,
+so nothing leaks over a night-long run. Calls block, so the loop runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import git
+
+from shared.errors import UserError
+from shared.schema import DiffStat
+
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "expd",
+    "GIT_AUTHOR_EMAIL": "expd@localhost",
+    "GIT_COMMITTER_NAME": "expd",
+    "GIT_COMMITTER_EMAIL": "expd@localhost",
+}
+
+
+def identity_env(repo: Path) -> dict[str, str]:
+    """Identity variables to add when the repository has no committer configured."""
+    try:
+        git.Git(repo).config("user.email")
+    except git.GitCommandError:
+        return {k: v for k, v in FALLBACK_IDENTITY.items() if k not in os.environ}
+    return {}
+
+
+@dataclass
+class Worktree:
+    path: Path
+    branch: str
+    env: dict[str, str]
+
+    def _git(self) -> git.Git:
+        g = git.Git(self.path)
+        g.update_environment(**self.env)
+        return g
+
+    # --- blocking primitives -------------------------------------------------------------------
+
+    def head_sync(self) -> str:
+        return self._git().rev_parse("HEAD")
+
+    def dirty_sync(self) -> str:
+        return self._git().status("--porcelain", "--untracked-files=all")
+
+    def commit_all_sync(self, message: str) -> str:
+        g = self._git()
+        g.add("-A")
+        g.commit("-q", "--no-verify", "--allow-empty-message", "-m", message)
+        return g.rev_parse("HEAD")
+
+    def subject_sync(self, commit: str) -> str:
+        return self._git().log("-1", "--format=%s", commit)
+
+    def diff_sync(self, base: str, head: str) -> tuple[str, DiffStat]:
+        """The patch from `base` to `head` and its numstat, in one git call."""
+        out = self._git().diff("--numstat", "-p", "--no-color", "--no-ext-diff", base, head)
+        stat_part, _, _ = out.partition("\n\n")
+        files: list[str] = []
+        added = removed = 0
+        for line in stat_part.splitlines():
+            parts = line.split("\t", 2)
+            if len(parts) != 3:
+                continue
+            a, r, name = parts
+            added += int(a) if a.isdigit() else 0
+            removed += int(r) if r.isdigit() else 0
+            files.append(name)
+        patch_start = out.find("diff --git ")
+        patch = out[patch_start:] if patch_start >= 0 else ""
+        return patch + ("\n" if patch and not patch.endswith("\n") else ""), DiffStat(
+            files=files, added=added, removed=removed
+        )
+
+    def pin_sync(self, ref: str, commit: str) -> None:
+        """Keep `commit` reachable under `ref`, so recorded ids never dangle after a reset."""
+        self._git().update_ref(ref, commit)
+
+    def checkout_sync(self, target: str) -> None:
+        """Detach at a commit (to measure the incumbent) or return to the run's branch."""
+        if target == self.branch:
+            self._git().checkout("-q", self.branch)
+        else:
+            self._git().checkout("-q", "--detach", target)
+
+    def reset_sync(self, commit: str) -> None:
+        """Put the run's branch back at `commit`, checked out and clean; raise if it is not."""
+        g = self._git()
+        g.checkout("-f", "-q", "-B", self.branch, commit)
+        g.clean("-fdq")
+        status = g.status("--porcelain=v2", "--branch", "--untracked-files=all")
+        head = oid = ""
+        left = []
+        for line in status.splitlines():
+            if line.startswith("# branch.oid "):
+                oid = line.split()[-1]
+            elif line.startswith("# branch.head "):
+                head = line.split(maxsplit=2)[-1]
+            elif not line.startswith("#"):
+                left.append(line)
+        if left or oid != commit or head != self.branch:
+            raise RuntimeError(
+                f"worktree not clean after reset to {commit[:10]} on {self.branch}: "
+                f"head={head} oid={oid[:10]} left={left[:3]}"
+            )
+
+    # --- async wrappers for the loop ------------------------------------------------------------
+
+    async def head(self) -> str:
+        return await anyio.to_thread.run_sync(self.head_sync)
+
+    async def dirty(self) -> str:
+        return await anyio.to_thread.run_sync(self.dirty_sync)
+
+    async def commit_all(self, message: str) -> str:
+        return await anyio.to_thread.run_sync(self.commit_all_sync, message)
+
+    async def subject(self, commit: str) -> str:
+        return await anyio.to_thread.run_sync(self.subject_sync, commit)
+
+    async def diff(self, base: str, head: str) -> tuple[str, DiffStat]:
+        return await anyio.to_thread.run_sync(self.diff_sync, base, head)
+
+    async def pin(self, ref: str, commit: str) -> None:
+        await anyio.to_thread.run_sync(self.pin_sync, ref, commit)
+
+    async def checkout(self, target: str) -> None:
+        await anyio.to_thread.run_sync(self.checkout_sync, target)
+
+    async def reset(self, commit: str) -> None:
+        await anyio.to_thread.run_sync(self.reset_sync, commit)
+
+
+def repo_head(repo: Path) -> str:
+    try:
+        return git.Git(repo).rev_parse("--verify", "-q", "HEAD")
+    except git.GitCommandError:
+        raise UserError(f"{repo}: the repository has no commits yet (commit something first)") from None
+
+
+def add_worktree(repo: Path, path: Path, branch: str, base: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        git.Git(repo).worktree("add", "-q", "-b", branch, str(path), base)
+    except git.GitCommandError as exc:
+        detail = (exc.stderr or "").strip().splitlines()
+        raise UserError(
+            f"cannot create worktree {path}: {detail[-1] if detail else exc}"
+        ) from None
+
+
+def remove_worktree(repo: Path, path: Path, branch: str) -> None:
+    """Undo `add_worktree` after a failed start, so no run is left half-created."""
+    g = git.Git(repo)
+    try:
+        g.worktree("remove", "--force", str(path))
+    except git.GitCommandError:
+        pass
+    try:
+        g.branch("-D", branch)
+    except git.GitCommandError:
+        pass

@@ -1,0 +1,374 @@
+"""The experiment loop: baseline, then agent → commit → measure → decide → keep or revert."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from daemon import faults
+from daemon.agents.base import Agent, AgentEvent, AgentTask, Usage, render
+from daemon.context import build_prompt
+from daemon.decide import Decision, Measure, Policy, make_policy, medians
+from daemon.git_ops import Worktree
+from daemon.measure import Measurer, Sample
+from daemon.store import RunStore
+from shared.paths import ProgramPaths, RunPaths
+from shared.programs import changed_files, parse_duration
+from shared.schema import InFlight, ProgramConfig, ResultRecord, RunManifest, RunState
+
+
+class RunFailed(Exception):
+    """The run cannot go on (e.g. the evaluator changed); it ends with reason `error`."""
+
+
+@dataclass
+class Controls:
+    """Requests from control.json and signals, read by the loop at safe points."""
+
+    stop: bool = False
+    abort: bool = False
+    scope: anyio.CancelScope | None = None
+
+    def request_abort(self) -> None:
+        self.abort = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+@dataclass
+class Loop:
+    paths: RunPaths
+    manifest: RunManifest
+    config: ProgramConfig
+    program: ProgramPaths
+    store: RunStore
+    agent: Agent
+    worktree: Worktree
+    measurer: Measurer
+    controls: Controls
+    results: list[ResultRecord]
+    env: dict[str, str]
+    policy: Policy = field(init=False)
+    incumbent_samples: list[float] = field(default_factory=list)
+    agent_unavailable: str | None = None
+
+    def __post_init__(self) -> None:
+        self.policy = make_policy(self.config)
+        for record in self.results:
+            if record.status in ("baseline", "keep"):
+                self.incumbent_samples = list(record.samples)
+
+    @property
+    def state(self) -> RunState:
+        return self.store.state
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if not any(r.status == "baseline" for r in self.results):
+                if not await self.baseline():
+                    return
+            while (reason := self.stop_reason()) is None:
+                await self.experiment(self.next_number())
+            self.finish(reason)
+        except RunFailed as exc:
+            self.finish("error", str(exc), phase="crashed")
+
+    def next_number(self) -> int:
+        return max((r.experiment for r in self.results), default=0) + 1
+
+    def stop_reason(self) -> str | None:
+        s = self.state
+        if self.controls.abort:
+            return "aborted"
+        if self.agent_unavailable:
+            return "agent_unavailable"
+        if self.controls.stop:
+            return "stopped"
+        if self.next_number() > s.max_experiments:
+            return "max_experiments"
+        if s.consecutive_non_keeps >= self.config.loop.max_consecutive_discards:
+            return "stagnation"
+        limit = self.config.loop.max_cost_usd
+        if limit is not None and s.cost_usd >= limit:
+            return "budget"
+        return None
+
+    def finish(self, reason: str, message: str = "", *, phase: str = "complete") -> None:
+        s = self.state
+        s.termination_reason = reason
+        s.in_flight = None
+        if message:
+            s.message = message
+        elif reason == "agent_unavailable" and self.agent_unavailable:
+            s.message = self.agent_unavailable
+        self.store.phase(phase, "")
+        self.store.event("end", None, reason=reason, message=s.message)
+
+    # --- baseline --------------------------------------------------------------------------------
+
+    async def baseline(self) -> bool:
+        s = self.state
+        started = time.time()
+        s.in_flight = InFlight(experiment=0, started_at=started, stage="baseline")
+        self.store.phase("baseline", "building", experiment=0)
+        faults.point("baseline_start", 0)
+        samples: list[Sample] = []
+        with anyio.CancelScope() as scope:
+            self.controls.scope = scope
+            failure = await self._build()
+            runs = self.policy.baseline_runs()
+            for i in range(runs):
+                if failure:
+                    break
+                self.store.detail(f"measuring {i + 1}/{runs}")
+                sample = await self.measurer.once(self._track)
+                self.store.event("measurement", 0, side="incumbent", ok=sample.ok,
+                                 metrics=sample.metrics, error=sample.error)
+                faults.point("baseline_measured", 0)
+                if not sample.ok:
+                    failure = sample.error
+                samples.append(sample)
+        self.controls.scope = None
+        if scope.cancelled_caught:
+            self.finish("aborted", "aborted during the baseline")
+            return False
+        values = [x.metrics[self.config.metric] for x in samples if x.ok]
+        if failure:
+            # Not recorded as experiment 0: a resumed run measures its baseline afresh.
+            self.store.event("baseline_failed", 0, error=failure)
+            self.finish("error", f"baseline measurement failed: {failure}", phase="crashed")
+            return False
+        metric = statistics.median(values)
+        record = ResultRecord(
+            experiment=0, status="baseline", commit=self.manifest.base_commit, metric=metric,
+            samples=values, metrics=medians([x.metrics for x in samples]),
+            description="baseline", started_at=started, finished_at=time.time(),
+            measure_s=sum(x.duration for x in samples),
+            reason=f"median of {len(values)} run(s)",
+        )
+        self.store.append_result(record)
+        faults.point("baseline_recorded", 0)
+        self.results.append(record)
+        self.incumbent_samples = values
+        s.baseline = s.best = metric
+        s.best_experiment = 0
+        s.incumbent_commit = self.manifest.base_commit
+        s.in_flight = None
+        self.store.phase("idle", "")
+        await self.agent.feedback(record)
+        return True
+
+    # --- one experiment ------------------------------------------------------------------------
+
+    async def experiment(self, n: int) -> None:
+        s = self.state
+        started = time.time()
+        s.experiment = n
+        s.in_flight = InFlight(experiment=n, started_at=started, stage="agent")
+        prompt = build_prompt(
+            experiment=n,
+            program_md=self.program.md.read_text(errors="replace") if self.program.md.exists() else "",
+            state=s,
+            results=self.results,
+            patches={r.experiment: self.paths.patch(r.experiment) for r in self.results[-20:]},
+        )
+        prompt_file = self.paths.prompt(n)
+        self.store.write_file(prompt_file, prompt)
+        self.store.phase("agent_running", f"agent ({self.agent.kind}) working", experiment=n)
+        self.store.event("agent_start", n, kind=self.agent.kind)
+        faults.point("agent_start", n)
+        record: ResultRecord | None = None
+        with anyio.CancelScope() as scope:
+            self.controls.scope = scope
+            record = await self._attempt(n, started, prompt, prompt_file)
+        self.controls.scope = None
+        if scope.cancelled_caught or record is None:
+            record = ResultRecord(
+                experiment=n, status="crash", commit=s.in_flight.commit if s.in_flight else None,
+                parent=s.incumbent_commit, started_at=started, finished_at=time.time(),
+                description="aborted", reason="aborted by request",
+            )
+        await self._conclude(record)
+
+    async def _attempt(self, n: int, started: float, prompt: str, prompt_file: Path) -> ResultRecord:
+        s = self.state
+        incumbent = s.incumbent_commit
+        agent_started = time.monotonic()
+        usage = Usage()
+
+        def emit(event: AgentEvent) -> None:
+            self.store.agent_log(n, render(event))
+            if isinstance(event, Usage):
+                usage.cost_usd += event.cost_usd
+                usage.tokens += event.tokens
+                s.cost_usd += event.cost_usd
+                s.tokens += event.tokens
+
+        task = AgentTask(
+            experiment=n, worktree=self.worktree.path, run_dir=self.paths.dir, prompt=prompt,
+            prompt_file=prompt_file, timeout=parse_duration(self.config.agent.timeout),
+            env={**self.env, "EXPD_EXPERIMENT": str(n)}, on_process_start=self._track,
+        )
+        try:
+            outcome = await self.agent.run(task, emit)
+        finally:
+            self.store.close_agent_log()
+        agent_s = time.monotonic() - agent_started
+        self.store.event("agent_end", n, error=outcome.error, description=outcome.description,
+                         seconds=round(agent_s, 3))
+        faults.point("agent_end", n)
+        base = ResultRecord(
+            experiment=n, parent=incumbent, started_at=started, agent_s=agent_s,
+            cost_usd=outcome.cost_usd or usage.cost_usd, tokens=outcome.tokens or usage.tokens,
+            session_id=outcome.session_id,
+            description=outcome.description,
+        )
+        if outcome.unavailable:
+            self.agent_unavailable = outcome.error or "agent unavailable"
+        if await self.worktree.dirty():
+            message = outcome.description or f"expd experiment {n}"
+            await self.worktree.commit_all(message)
+            faults.point("auto_commit", n)
+        candidate = await self.worktree.head()
+        if candidate != incumbent:
+            base.commit = candidate
+            if s.in_flight:
+                s.in_flight.commit = candidate
+            await self.worktree.pin(self._ref(n), candidate)
+            if not base.description:
+                base.description = await self.worktree.subject(candidate)
+            patch, stat = await self.worktree.diff(incumbent, candidate)
+            base.diff = stat
+            self.store.write_file(self.paths.patch(n), patch)
+        if outcome.error:
+            return self._with(base, status="crash", reason=outcome.error)
+        if candidate == incumbent or not base.diff.files:
+            return self._with(base, status="crash", reason="no change produced")
+        changed = changed_files(self.program, self.manifest.program_files)
+        if changed:
+            raise RunFailed(
+                f"program files changed during the run ({', '.join(changed)}): "
+                "measurements would not be comparable; start a new run"
+            )
+        if s.in_flight:
+            s.in_flight.stage = "measuring"
+        self.store.phase("measuring", "building", experiment=n)
+        faults.point("measuring", n)
+        measure_started = time.monotonic()
+        decision = await self._measure(n, candidate, incumbent)
+        base.measure_s = time.monotonic() - measure_started
+        self.store.event("decision", n, status=decision.status, reason=decision.reason,
+                         metric=decision.metric)
+        faults.point("decided", n)
+        return self._with(
+            base, status=decision.status, metric=decision.metric, samples=decision.samples,
+            metrics=decision.metrics, reason=decision.reason, evidence=decision.evidence,
+        )
+
+    async def _measure(self, n: int, candidate: str, incumbent: str) -> Decision:
+        failure = await self._build()
+        session = self.policy.begin(self.incumbent_samples)
+        count = 0
+        on_incumbent = False
+        while isinstance(step := session.next(), Measure):
+            if failure:
+                session.observe(step.side, None)
+                continue
+            want_incumbent = step.side == "incumbent"
+            if want_incumbent != on_incumbent:
+                await self.worktree.checkout(incumbent if want_incumbent else self.manifest.branch)
+                on_incumbent = want_incumbent
+            count += 1
+            self.store.detail(f"measuring {step.side} run {count}")
+            sample = await self.measurer.once(self._track)
+            self.store.event("measurement", n, side=step.side, ok=sample.ok,
+                             metrics=sample.metrics, error=sample.error)
+            faults.point("measured", n)
+            if sample.ok:
+                session.observe(step.side, sample.metrics)
+            else:
+                failure = sample.error
+                session.observe(step.side, None)
+        if on_incumbent:
+            await self.worktree.checkout(self.manifest.branch)
+        if step.status == "measurement_failure" and failure:
+            return Decision(keep=False, status="measurement_failure", reason=failure,
+                            metric=None, samples=step.samples, metrics=step.metrics,
+                            evidence=step.evidence)
+        return step
+
+    async def _build(self) -> str | None:
+        if self.measurer.build_command is None:
+            return None
+        self.store.detail("building")
+        sample = await self.measurer.build(self._track)
+        return None if sample.ok else sample.error
+
+    async def _conclude(self, record: ResultRecord) -> None:
+        """Record the outcome, then revert anything that is not a keep. Never interrupted."""
+        with anyio.CancelScope(shield=True):
+            s = self.state
+            record.finished_at = time.time()
+            if record.parent is None:
+                record.parent = s.incumbent_commit
+            if s.in_flight:
+                s.in_flight.stage = "recording"
+            self.store.append_result(record)
+            faults.point("recorded", record.experiment)
+            self.results.append(record)
+            self._count(record)
+            if record.status == "keep":
+                assert record.commit is not None
+                s.incumbent_commit = record.commit
+                s.best = record.metric
+                s.best_experiment = record.experiment
+                self.incumbent_samples = list(record.samples)
+            else:
+                self.store.phase("reverting", "back to the last kept commit",
+                                 experiment=record.experiment)
+                faults.point("reverting", record.experiment)
+                await self.worktree.reset(s.incumbent_commit)
+                faults.point("reverted", record.experiment)
+            s.in_flight = None
+            self.store.phase("idle", "")
+            await self.agent.feedback(record)
+
+    def _count(self, record: ResultRecord) -> None:
+        s = self.state
+        s.cost_usd = sum(r.cost_usd for r in self.results)
+        s.tokens = sum(r.tokens for r in self.results)
+        match record.status:
+            case "keep":
+                s.keeps += 1
+                s.consecutive_non_keeps = 0
+            case "discard":
+                s.discards += 1
+                s.consecutive_non_keeps += 1
+            case "crash":
+                s.crashes += 1
+                s.consecutive_non_keeps += 1
+            case "measurement_failure":
+                s.measurement_failures += 1
+                s.consecutive_non_keeps += 1
+
+    def _track(self, pgid: int) -> None:
+        """Remember the child's process group so a resumed daemon can kill leftovers."""
+        if self.state.in_flight is not None:
+            self.state.in_flight.pgid = pgid
+            self.store.save()
+
+    def _ref(self, n: int) -> str:
+        return f"refs/expd/{self.manifest.run_id}/{n:04d}"
+
+    @staticmethod
+    def _with(record: ResultRecord, **changes: object) -> ResultRecord:
+        for key, value in changes.items():
+            setattr(record, key, value)
+        return record
+

@@ -1,0 +1,135 @@
+"""Running the program's measurement and reading its metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon import process
+from shared.paths import ProgramPaths
+from shared.programs import parse_duration
+from shared.schema import ProgramConfig
+
+_METRIC_LINE = re.compile(r"^\s*METRIC\s+([A-Za-z_][\w.-]*)\s*=\s*(\S+)\s*$")
+
+
+def parse_metrics(stdout: str) -> dict[str, float]:
+    """Numeric metrics from the last JSON-object line, else from `METRIC name=value` lines."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if not (line.startswith("{") and line.endswith("}")):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out = {}
+            for key, value in obj.items():
+                if isinstance(value, bool):
+                    continue
+                if isinstance(value, int | float):
+                    out[str(key)] = float(value)
+            return out
+    out = {}
+    for line in stdout.splitlines():
+        match = _METRIC_LINE.match(line)
+        if match:
+            try:
+                out[match.group(1)] = float(match.group(2))
+            except ValueError:
+                out[match.group(1)] = math.nan
+    return out
+
+
+@dataclass
+class Sample:
+    ok: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class Measurer:
+    """Knows how to build and measure one worktree for one program."""
+
+    config: ProgramConfig
+    program: ProgramPaths
+    worktree: Path
+    env: Mapping[str, str]
+
+    @property
+    def command(self) -> str:
+        if self.config.measure.command:
+            return self.config.measure.command
+        return f"bash {shlex.quote(str(self.program.measure_sh))}"
+
+    @property
+    def build_command(self) -> str | None:
+        if self.config.measure.build:
+            return self.config.measure.build
+        if self.program.build_sh.exists():
+            return f"bash {shlex.quote(str(self.program.build_sh))}"
+        return None
+
+    async def build(self, on_start: Callable[[int], None] | None = None) -> Sample:
+        command = self.build_command
+        if command is None:
+            return Sample(ok=True)
+        timeout = parse_duration(self.config.measure.build_timeout)
+        result = await process.run(
+            command, cwd=self.worktree, env=self.env, timeout=timeout, on_start=on_start
+        )
+        if result.timed_out:
+            return Sample(ok=False, error=f"build timed out after {timeout:g}s", duration=timeout)
+        if result.returncode:
+            return Sample(
+                ok=False,
+                error=f"build exited with code {result.returncode}: {_last(result.stderr_tail)}",
+                duration=result.duration,
+            )
+        return Sample(ok=True, duration=result.duration)
+
+    async def once(self, on_start: Callable[[int], None] | None = None) -> Sample:
+        timeout = parse_duration(self.config.measure.timeout)
+        started = time.monotonic()
+        result = await process.run(
+            self.command, cwd=self.worktree, env=self.env, timeout=timeout, on_start=on_start
+        )
+        duration = time.monotonic() - started
+        if result.timed_out:
+            return Sample(ok=False, error=f"measurement timed out after {timeout:g}s", duration=duration)
+        if result.returncode:
+            return Sample(
+                ok=False,
+                error=f"measurement exited with code {result.returncode}: {_last(result.stderr_tail)}",
+                duration=duration,
+            )
+        metrics = parse_metrics(result.stdout)
+        name = self.config.metric
+        if name not in metrics:
+            found = ", ".join(sorted(metrics)) or "no metrics"
+            tail = _last(result.stdout) or "(empty output)"
+            return Sample(
+                ok=False,
+                metrics=metrics,
+                error=f"metric {name!r} missing from the output (found {found}; last line: {tail})",
+                duration=duration,
+            )
+        if not math.isfinite(metrics[name]):
+            return Sample(
+                ok=False, metrics=metrics, error=f"metric {name!r} is {metrics[name]}", duration=duration
+            )
+        return Sample(ok=True, metrics=metrics, duration=duration)
+
+
+def _last(text: str, limit: int = 200) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""

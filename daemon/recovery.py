@@ -1,0 +1,141 @@
+"""Rebuilding a run's state at daemon start: results are the record, state.json is a cache.
+
+Half-finished work is normalised, never silently resumed: an experiment that was in flight when the
+previous daemon died is recorded once as `crash` ("interrupted"), its leftover processes are killed,
+and the worktree goes back to the last kept commit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from daemon.store import repair_results
+from shared import codec
+from shared.errors import ContractError
+from shared.paths import RunPaths
+from shared.schema import InFlight, ResultRecord, RunManifest, RunState
+from shared.tail import read_complete_lines
+
+
+@dataclass
+class Recovered:
+    state: RunState
+    results: list[ResultRecord]
+    interrupted: InFlight | None
+    notes: list[str]
+
+
+def load_results(paths: RunPaths) -> tuple[list[ResultRecord], list[str]]:
+    notes = []
+    cut = repair_results(paths.results)
+    if cut:
+        notes.append(f"dropped a torn last line of results.jsonl ({cut} bytes)")
+    decoder = msgspec.json.Decoder(ResultRecord)
+    results: list[ResultRecord] = []
+    seen: set[int] = set()
+    for line in read_complete_lines(paths.results):
+        try:
+            record = decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            notes.append(f"skipped an unreadable results line ({exc})")
+            continue
+        if record.experiment in seen:
+            notes.append(f"skipped a duplicate result for experiment {record.experiment}")
+            continue
+        seen.add(record.experiment)
+        results.append(record)
+    return results, notes
+
+
+def derive(state: RunState, results: list[ResultRecord], manifest: RunManifest) -> None:
+    """Counters, baseline, best and incumbent from the results alone."""
+    state.keeps = state.discards = state.crashes = state.measurement_failures = 0
+    state.consecutive_non_keeps = 0
+    state.incumbent_commit = manifest.base_commit
+    state.baseline = state.best = state.best_experiment = None
+    for r in results:
+        if r.status == "baseline":
+            state.baseline = state.best = r.metric
+            state.best_experiment = r.experiment
+            state.incumbent_commit = r.commit or manifest.base_commit
+            continue
+        match r.status:
+            case "keep":
+                state.keeps += 1
+                state.consecutive_non_keeps = 0
+                state.best, state.best_experiment = r.metric, r.experiment
+                state.incumbent_commit = r.commit or state.incumbent_commit
+            case "discard":
+                state.discards += 1
+                state.consecutive_non_keeps += 1
+            case "crash":
+                state.crashes += 1
+                state.consecutive_non_keeps += 1
+            case "measurement_failure":
+                state.measurement_failures += 1
+                state.consecutive_non_keeps += 1
+    state.cost_usd = sum(r.cost_usd for r in results)
+    state.tokens = sum(r.tokens for r in results)
+    state.results_count = len(results)
+    state.experiment = max((r.experiment for r in results), default=0)
+
+
+def kill_leftovers(pgid: int | None, roots: tuple[Path, ...]) -> int:
+    """Kill processes of a dead daemon's child group whose cwd is inside the run (pids get reused)."""
+    if not pgid:
+        return 0
+    killed = 0
+    resolved = tuple(str(r.resolve()) for r in roots)
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            cwd = os.readlink(entry / "cwd")
+        except (OSError, IndexError, ValueError):
+            continue
+        if cwd.startswith(resolved):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
+    notes: list[str] = []
+    try:
+        old = codec.read_optional(paths.state_json, RunState)
+    except ContractError as exc:
+        old = None
+        notes.append(f"state.json was unreadable and is rebuilt from results.jsonl ({exc})")
+    results, more = load_results(paths)
+    notes += more
+    now = time.time()
+    state = RunState(
+        run_id=manifest.run_id,
+        program=manifest.program,
+        metric=str(manifest.config.get("metric", "")),
+        direction=str(manifest.config.get("direction", "lower")),
+        max_experiments=old.max_experiments if old else manifest.max_experiments,
+        started_at=old.started_at if old and old.started_at else now,
+        acked=list(old.acked) if old else [],
+        guidance=old.guidance if old else "",
+        resumes=(old.resumes + 1) if old and (old.in_flight or results or old.phase != "starting") else 0,
+    )
+    derive(state, results, manifest)
+    interrupted = None
+    if old and old.in_flight:
+        recorded = {r.experiment for r in results}
+        if old.in_flight.experiment not in recorded:
+            interrupted = old.in_flight
+    return Recovered(state=state, results=results, interrupted=interrupted, notes=notes)

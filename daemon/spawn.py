@@ -1,0 +1,270 @@
+"""`expd start` and `expd resume`: create the run, spawn the detached daemon, wait until it is alive.
+
+Starting follows tmux's order — check, lock, check again, then start — so two racing starts of the
+same program cannot both run: starts are serialised by `start.lock`, and a running daemon holds the
+program's `active.lock` for its whole life.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+import daemon
+from daemon.git_ops import add_worktree, remove_worktree, repo_head
+from shared import __version__, codec, runs
+from shared.atomic import write_atomic
+from shared.errors import UserError
+from shared.liveness import pid_alive
+from shared.locking import is_locked, lock_blocking, unlock
+from shared.paths import (
+    ProgramPaths,
+    RepoPaths,
+    RunPaths,
+    branch_name,
+    check_program_name,
+    find_repo_root,
+    run_id,
+)
+from shared.programs import file_digests, load_program
+from shared.schema import AGENT_KINDS, DaemonInfo, ProgramConfig, RunManifest, RunState
+from shared.tail import last_lines
+
+ALIVE_TIMEOUT_S = 15.0
+_SHELL_WORDS = {"cd", "export", "source", ".", "exec", "eval", "set", "true", ":", "env", "time"}
+
+
+@dataclass
+class Started:
+    run_id: str
+    pid: int
+    worktree: Path
+    branch: str
+    run_dir: Path
+
+
+def check_agent(config: ProgramConfig, repo: Path) -> None:
+    """Refuse an agent that cannot run, before anything is created."""
+    if config.agent.kind not in AGENT_KINDS:
+        raise UserError(f"unknown agent kind {config.agent.kind!r}: use one of {', '.join(AGENT_KINDS)}")
+    if config.agent.kind != "command":
+        return
+    command = (config.agent.command or "").strip()
+    if not command:
+        raise UserError("agent kind 'command' needs [agent] command in program.toml")
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UserError(f"[agent] command is not valid shell ({exc})") from None
+    words = [w for w in words if not ("=" in w and not w.startswith(("/", ".")))]
+    if not words or words[0] in _SHELL_WORDS:
+        return
+    exe = words[0]
+    if "/" in exe:
+        path = Path(exe) if os.path.isabs(exe) else repo / exe
+        if not path.exists():
+            raise UserError(f"agent command not found: {exe} (from [agent] command {command!r})")
+        if not os.path.isabs(exe):
+            try:
+                git.Git(repo).ls_files("--error-unmatch", exe)
+            except git.GitCommandError:
+                raise UserError(
+                    f"agent command {exe} is not committed, so the run's worktree will not have it"
+                ) from None
+    elif shutil.which(exe) is None:
+        raise UserError(f"agent command not found on PATH: {exe} (from [agent] command {command!r})")
+
+
+def _new_stamp(program: ProgramPaths) -> str:
+    base = time.strftime("%Y%m%d-%H%M%S")
+    stamp, n = base, 1
+    while program.run(stamp).dir.exists():
+        n += 1
+        stamp = f"{base}-{n}"
+    return stamp
+
+
+def _active_run(program: ProgramPaths) -> str:
+    for run_dir in sorted(program.runs_dir.glob("*"), reverse=True):
+        if is_locked(RunPaths(run_dir).daemon_lock):
+            return run_id(program.name, run_dir.name)
+    return "(unknown)"
+
+
+def start_run(
+    repo_root: Path,
+    program: str,
+    *,
+    max_experiments: int | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+) -> Started:
+    repo = RepoPaths(find_repo_root(repo_root))
+    prog = repo.program(check_program_name(program))
+    config = load_program(prog)
+    if agent is not None:
+        config.agent.kind = agent
+    if model is not None:
+        config.agent.model = model
+    if max_experiments is not None and max_experiments < 0:
+        raise UserError("--max-experiments must be ≥ 0")
+    check_agent(config, repo.root)
+    base = repo_head(repo.root)
+    lock = lock_blocking(prog.start_lock)
+    try:
+        if is_locked(prog.active_lock):
+            raise UserError(
+                f"program {program!r} already has an active run: {_active_run(prog)} "
+                "(stop it first, or wait for it to finish)"
+            )
+        stamp = _new_stamp(prog)
+        paths = prog.run(stamp)
+        rid = run_id(program, stamp)
+        worktree = repo.worktree(program, stamp)
+        branch = branch_name(program, stamp)
+        manifest = RunManifest(
+            run_id=rid,
+            program=program,
+            repo=str(repo.root),
+            program_dir=str(prog.dir),
+            worktree=str(worktree),
+            branch=branch,
+            base_commit=base,
+            program_files=file_digests(prog),
+            created_at=time.time(),
+            expd_version=__version__,
+            config=codec.to_builtins(config),
+            max_experiments=(
+                config.loop.max_experiments if max_experiments is None else max_experiments
+            ),
+            agent_kind=config.agent.kind,
+            agent_model=config.agent.model,
+        )
+        paths.dir.mkdir(parents=True)
+        try:
+            add_worktree(repo.root, worktree, branch, base)
+            write_atomic(paths.run_json, codec.encode(manifest))
+            pid = _spawn(paths)
+        except BaseException:
+            remove_worktree(repo.root, worktree, branch)
+            shutil.rmtree(paths.dir, ignore_errors=True)
+            raise
+        runs.register(paths, repo.root, rid)
+    finally:
+        unlock(lock)
+    return Started(run_id=rid, pid=pid, worktree=worktree, branch=branch, run_dir=paths.dir)
+
+
+def resume_run(run_dir: Path) -> Started:
+    paths = RunPaths(run_dir)
+    manifest = codec.read(paths.run_json, RunManifest)
+    if is_locked(paths.daemon_lock):
+        raise UserError(f"run {manifest.run_id} is already running")
+    state = codec.read_optional(paths.state_json, RunState)
+    if state is not None and state.phase == "complete":
+        reason = state.termination_reason or "complete"
+        raise UserError(
+            f"run {manifest.run_id} is complete ({reason}); start a new run with "
+            f"`expd start {manifest.program}`"
+        )
+    repo = Path(manifest.repo)
+    prog = ProgramPaths(repo, manifest.program)
+    load_program(prog)
+    lock = lock_blocking(prog.start_lock)
+    try:
+        if is_locked(prog.active_lock):
+            raise UserError(
+                f"program {manifest.program!r} already has an active run: {_active_run(prog)}"
+            )
+        worktree = Path(manifest.worktree)
+        if not worktree.exists():
+            g = git.Git(repo)
+            g.worktree("prune")
+            try:
+                g.worktree("add", "-q", str(worktree), manifest.branch)
+            except git.GitCommandError as exc:
+                raise UserError(f"cannot restore worktree {worktree}: {exc.stderr.strip()}") from None
+        if not paths.results.exists() or b'"baseline"' not in paths.results.read_bytes()[:4096]:
+            # No baseline yet: whatever the program files are now is what this run measures.
+            manifest.program_files = file_digests(prog)
+            write_atomic(paths.run_json, codec.encode(manifest))
+        pid = _spawn(paths)
+    finally:
+        unlock(lock)
+    return Started(
+        run_id=manifest.run_id,
+        pid=pid,
+        worktree=Path(manifest.worktree),
+        branch=manifest.branch,
+        run_dir=paths.dir,
+    )
+
+
+def _spawn(paths: RunPaths) -> int:
+    """Launch `python -m daemon RUN_DIR` detached (own session, reparented to init)."""
+    env = dict(os.environ)
+    source_root = str(Path(daemon.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    env["EXPD_DAEMON_LOG"] = str(paths.daemon_log)
+    launcher = subprocess.run(
+        [
+            "/bin/sh",
+            "-c",
+            '"$@" </dev/null >>"$EXPD_DAEMON_LOG" 2>&1 & echo $!',
+            "sh",
+            sys.executable,
+            "-m",
+            "daemon",
+            str(paths.dir),
+        ],
+        cwd=paths.dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=False,
+    )
+    try:
+        pid = int(launcher.stdout.strip())
+    except ValueError:
+        raise UserError(f"could not launch the daemon: {launcher.stderr.strip()}") from None
+    _wait_alive(paths, pid)
+    return pid
+
+
+def _wait_alive(paths: RunPaths, pid: int) -> None:
+    deadline = time.monotonic() + ALIVE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if paths.daemon_json.exists() and is_locked(paths.daemon_lock):
+            try:
+                info = codec.read(paths.daemon_json, DaemonInfo)
+            except UserError:
+                info = None
+            if info is not None and info.pid == pid:
+                return
+        if not pid_alive(pid) or _is_zombie(pid):
+            break
+        time.sleep(0.01)
+    tail = [line.decode(errors="replace") for line in last_lines(paths.daemon_log, 3)]
+    detail = tail[-1] if tail else "no output"
+    if pid_alive(pid) and not _is_zombie(pid):
+        os.kill(pid, signal.SIGKILL)  # the caller cleans up; a late daemon must not run on
+        raise UserError(f"the daemon did not report alive within {ALIVE_TIMEOUT_S:g}s ({detail})")
+    raise UserError(f"the daemon exited at start-up: {detail} (see {paths.daemon_log})")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -1,0 +1,221 @@
+"""The daemon's task group: the loop, the heartbeat, the control listener and the signal receiver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import msgspec
+import watchfiles
+
+from daemon.agents.base import AgentUnavailable, make_agent
+from daemon.git_ops import Worktree, identity_env
+from daemon.loop import Controls, Loop
+from daemon.measure import Measurer
+from daemon.recovery import kill_leftovers, recover
+from daemon.store import RunStore
+from shared import codec, control
+from shared.errors import ContractError
+from shared.paths import ProgramPaths, RunPaths
+from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
+
+if TYPE_CHECKING:
+    from daemon.main import Heart
+
+CONTROL_POLL_S = 1.0
+
+
+def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
+    return anyio.run(_supervise, paths, manifest, heart)
+
+
+async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
+    from daemon.main import log
+
+    config = msgspec.convert(manifest.config, ProgramConfig)
+    program = ProgramPaths(Path(manifest.repo), manifest.program)
+    worktree_path = Path(manifest.worktree)
+    recovered = recover(paths, manifest)
+    store = RunStore(paths, recovered.state)
+    state = store.state
+    state.phase = "starting"
+    state.termination_reason = None
+    state.message = ""
+    store.save()
+    store.event("start", None, pid=os.getpid(), resume=state.resumes, notes=recovered.notes)
+    for note in recovered.notes:
+        log(note)
+    controls = Controls()
+    env = {
+        **identity_env(Path(manifest.repo)),
+        "EXPD_RUN_DIR": str(paths.dir),
+        "EXPD_WORKTREE": str(worktree_path),
+        "EXPD_PROGRAM_DIR": str(program.dir),
+        "EXPD_RUN_ID": manifest.run_id,
+    }
+    worktree = Worktree(path=worktree_path, branch=manifest.branch, env=env)
+    child_env = {**os.environ, **env}
+    child_env.pop("EXPD_FAULT", None)
+    measurer = Measurer(config=config, program=program, worktree=worktree_path, env=child_env)
+    try:
+        agent = make_agent(
+            config, kind=manifest.agent_kind, model=manifest.agent_model, run_dir=paths.dir
+        )
+    except AgentUnavailable as exc:
+        state.termination_reason = "agent_unavailable"
+        state.message = str(exc)
+        store.phase("complete")
+        return 1
+
+    interrupted = recovered.interrupted
+    if interrupted is not None:
+        killed = kill_leftovers(interrupted.pgid, (worktree_path, paths.dir))
+        if killed:
+            log(f"killed {killed} leftover process(es) of the previous daemon")
+        if interrupted.experiment > 0:
+            record = ResultRecord(
+                experiment=interrupted.experiment,
+                status="crash",
+                commit=interrupted.commit,
+                parent=state.incumbent_commit,
+                started_at=interrupted.started_at,
+                finished_at=time.time(),
+                description="interrupted",
+                reason=f"interrupted: the daemon died during {interrupted.stage or 'the experiment'}",
+            )
+            store.append_result(record)
+            recovered.results.append(record)
+            state.crashes += 1
+            state.consecutive_non_keeps += 1
+            state.experiment = max(state.experiment, record.experiment)
+            await agent.recover(interrupted.experiment)
+            await agent.feedback(record)
+            store.event("interrupted", record.experiment, stage=interrupted.stage)
+        else:
+            store.event("interrupted", 0, stage="baseline")
+    await worktree.reset(state.incumbent_commit)
+    store.save()
+
+    loop = Loop(
+        paths=paths,
+        manifest=manifest,
+        config=config,
+        program=program,
+        store=store,
+        agent=agent,
+        worktree=worktree,
+        measurer=measurer,
+        controls=controls,
+        results=recovered.results,
+        env=env,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_heartbeat, heart)
+        tg.start_soon(_control_listener, paths, store, controls)
+        tg.start_soon(_signals, store, controls)
+        try:
+            await loop.run()
+        finally:
+            await agent.close()
+            tg.cancel_scope.cancel()
+    log(f"run ended: {state.termination_reason} {state.message}".rstrip())
+    return 0
+
+
+async def _heartbeat(heart: Heart) -> None:
+    while True:
+        await anyio.sleep(heart.info.heartbeat_interval)
+        heart.beat()
+
+
+async def _control_listener(paths: RunPaths, store: RunStore, controls: Controls) -> None:
+    """Watch the run directory (an atomic replace arrives as a new file); poll as a backstop."""
+    handle_pending(paths, store, controls)
+
+    def only_control(_change: watchfiles.Change, path: str) -> bool:
+        return path.endswith("control.json")
+
+    async for _ in watchfiles.awatch(
+        paths.dir,
+        watch_filter=only_control,
+        debounce=50,
+        step=20,
+        rust_timeout=int(CONTROL_POLL_S * 1000),
+        yield_on_timeout=True,
+        recursive=False,
+    ):
+        handle_pending(paths, store, controls)
+
+
+def handle_pending(paths: RunPaths, store: RunStore, controls: Controls) -> None:
+    requests = control.pending(paths, set(store.state.acked))
+    if not requests:
+        return
+    for request in requests:
+        apply(request, store, controls)
+        store.ack(request.id)
+    store.save()
+
+
+def apply(request: ControlRequest, store: RunStore, controls: Controls) -> None:
+    state: RunState = store.state
+    outcome = "ok"
+    match request.action:
+        case "stop":
+            controls.stop = True
+            state.message = "stop requested: finishing the current experiment"
+        case "abort":
+            controls.request_abort()
+            state.message = "abort requested"
+        case "set" if request.key == "max_experiments":
+            value = request.value
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                state.max_experiments = value
+                state.message = f"max experiments set to {value}"
+            else:
+                outcome = f"rejected: max_experiments must be an integer ≥ 0, got {value!r}"
+                state.message = outcome
+        case "set" if request.key == "guidance":
+            text = "" if request.value is None else str(request.value)
+            state.guidance = text
+            store.write_file(store.paths.guidance, text + ("\n" if text else ""))
+            state.message = "guidance updated" if text else "guidance cleared"
+        case _:
+            outcome = f"rejected: unknown request {request.action} {request.key or ''}".strip()
+            state.message = outcome
+    store.event("control", None, id=request.id, action=request.action, key=request.key,
+                value=request.value, outcome=outcome)
+
+
+async def _signals(store: RunStore, controls: Controls) -> None:
+    """SIGTERM/SIGINT: stop after the current experiment; a second one aborts."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if controls.stop:
+                controls.request_abort()
+                store.state.message = f"{name} again: aborting"
+            else:
+                controls.stop = True
+                store.state.message = f"{name}: stopping after the current experiment"
+            store.event("control", None, action="signal", signal=name)
+            store.save()
+
+
+def mark_crashed(paths: RunPaths, manifest: RunManifest, message: str) -> None:
+    """Record an internal error so `expd status` shows why the daemon stopped."""
+    try:
+        state = codec.read_optional(paths.state_json, RunState) or RunState(run_id=manifest.run_id)
+    except ContractError:
+        state = RunState(run_id=manifest.run_id, program=manifest.program)
+    state.phase = "crashed"
+    state.termination_reason = "error"
+    state.message = f"internal error: {message}"
+    state.updated_at = time.time()
+    from shared.atomic import write_atomic
+
+    write_atomic(paths.state_json, codec.encode(state))

@@ -1,0 +1,70 @@
+"""Control requests (stop, abort, set) from the CLI and TUI to the daemon, with ids and acks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from shared import codec
+from shared.atomic import write_atomic
+from shared.errors import ContractError
+from shared.locking import lock_blocking, unlock
+from shared.paths import RunPaths
+from shared.schema import ControlFile, ControlRequest, RunState
+
+ACTIONS = ("stop", "abort", "set")
+SETTABLE = ("max_experiments", "guidance")
+MAX_KEPT = 32
+
+
+def send(
+    paths: RunPaths, action: str, key: str | None = None, value: Any = None, source: str = "cli"
+) -> str:
+    """Add a request to `control.json` (read-modify-write under a lock) and return its id."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown control action {action!r}")
+    request = ControlRequest(
+        id=uuid.uuid4().hex[:12],
+        action=action,
+        key=key,
+        value=value,
+        created_at=time.time(),
+        source=source,
+    )
+    fd = lock_blocking(paths.control_lock)
+    try:
+        try:
+            current = codec.read_optional(paths.control, ControlFile) or ControlFile()
+        except ContractError:
+            current = ControlFile()
+        acked = _acked(paths)
+        pending = [r for r in current.requests if r.id not in acked][-MAX_KEPT:]
+        pending.append(request)
+        write_atomic(paths.control, codec.encode(ControlFile(requests=pending)))
+    finally:
+        unlock(fd)
+    return request.id
+
+
+def _acked(paths: RunPaths) -> set[str]:
+    try:
+        state = codec.read_optional(paths.state_json, RunState)
+    except ContractError:
+        return set()
+    return set(state.acked) if state else set()
+
+
+def pending(paths: RunPaths, acked: set[str]) -> list[ControlRequest]:
+    """Requests not yet acknowledged, oldest first (what the daemon acts on)."""
+    try:
+        current = codec.read_optional(paths.control, ControlFile)
+    except ContractError:
+        return []
+    if current is None:
+        return []
+    return [r for r in current.requests if r.id not in acked]
+
+
+def is_acked(paths: RunPaths, request_id: str) -> bool:
+    return request_id in _acked(paths)

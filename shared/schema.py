@@ -1,0 +1,255 @@
+"""The file formats shared by the daemon, the CLI and the TUI.
+
+Files the daemon writes (state, results, events, daemon info) are decoded leniently: every field has
+a default and unknown fields are ignored, so an older reader survives a newer writer. `program.toml`
+is typed by people, so its structs forbid unknown fields: a typo must not silently change behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+PHASES = (
+    "starting",
+    "baseline",
+    "agent_running",
+    "measuring",
+    "reverting",
+    "idle",
+    "stopping",
+    "complete",
+    "crashed",
+)
+TERMINAL_PHASES = frozenset({"complete", "crashed"})
+STATUSES = ("baseline", "keep", "discard", "crash", "measurement_failure")
+TERMINATION_REASONS = (
+    "max_experiments",
+    "stagnation",
+    "budget",
+    "stopped",
+    "aborted",
+    "agent_unavailable",
+    "error",
+)
+AGENT_KINDS = ("command", "tune")
+
+
+# --------------------------------------------------------------------------- program.toml
+
+
+class _Typed(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for structs people write by hand."""
+
+
+class MeasureConfig(_Typed):
+    command: str | None = None
+    timeout: str | float = "60s"
+    build: str | None = None
+    build_timeout: str | float = "10m"
+
+
+class DecideConfig(_Typed):
+    policy: Literal["fixed"] = "fixed"
+    min_effect: float = 0.02
+    repeats: int = 3
+    max_runs: int | None = None
+
+
+class Gate(_Typed):
+    min: float | None = None
+    max: float | None = None
+
+
+class LoopConfig(_Typed):
+    max_experiments: int = 20
+    max_consecutive_discards: int = 10
+    max_cost_usd: float | None = None
+    keep_simplifications: bool = False
+
+
+class AgentConfig(_Typed):
+    kind: str = "command"
+    model: str | None = None
+    command: str | None = None
+    max_turns: int | None = None
+    timeout: str | float = "30m"
+
+
+class TuneParam(_Typed):
+    """One tunable value: group 1 of `pattern` in `file` (relative to the worktree)."""
+
+    file: str
+    pattern: str
+    type: Literal["int", "float", "choice"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[str | int | float | bool] | None = None
+
+
+class TuneConfig(_Typed):
+    params: dict[str, TuneParam] = {}
+    seed: int | None = None
+    sampler: Literal["tpe", "random"] = "tpe"
+
+
+class ProgramConfig(_Typed):
+    metric: str
+    direction: Literal["lower", "higher"]
+    measure: MeasureConfig = msgspec.field(default_factory=MeasureConfig)
+    decide: DecideConfig = msgspec.field(default_factory=DecideConfig)
+    gates: dict[str, Gate] = {}
+    secondary: dict[str, Literal["lower", "higher"]] = {}
+    loop: LoopConfig = msgspec.field(default_factory=LoopConfig)
+    agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
+    tune: TuneConfig = msgspec.field(default_factory=TuneConfig)
+
+
+# --------------------------------------------------------------------------- daemon-written files
+
+
+class _Lenient(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """Base for files the daemon writes: unknown fields are ignored, every field has a default."""
+
+
+class RunManifest(_Lenient):
+    """`run.json`: written once by `expd start`; what the run is."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str = ""
+    program: str = ""
+    repo: str = ""
+    program_dir: str = ""
+    worktree: str = ""
+    branch: str = ""
+    base_commit: str = ""
+    program_files: dict[str, str] = {}
+    created_at: float = 0.0
+    expd_version: str = ""
+    config: dict[str, Any] = {}
+    max_experiments: int = 20
+    agent_kind: str = "command"
+    agent_model: str | None = None
+
+
+class InFlight(_Lenient):
+    """The experiment the daemon is working on; on resume it is recorded as interrupted."""
+
+    experiment: int = 0
+    started_at: float = 0.0
+    stage: str = ""
+    commit: str | None = None
+    pgid: int | None = None
+
+
+class RunState(_Lenient):
+    """`state.json`: the daemon's whole view of the run, replaced atomically on every change."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str = ""
+    program: str = ""
+    phase: str = "starting"
+    detail: str = ""
+    experiment: int = 0
+    max_experiments: int = 20
+    keeps: int = 0
+    discards: int = 0
+    crashes: int = 0
+    measurement_failures: int = 0
+    consecutive_non_keeps: int = 0
+    metric: str = ""
+    direction: str = "lower"
+    baseline: float | None = None
+    best: float | None = None
+    best_experiment: int | None = None
+    incumbent_commit: str = ""
+    cost_usd: float = 0.0
+    tokens: int = 0
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    termination_reason: str | None = None
+    message: str = ""
+    in_flight: InFlight | None = None
+    acked: list[str] = []
+    results_count: int = 0
+    guidance: str = ""
+    resumes: int = 0
+
+
+class DiffStat(_Lenient):
+    files: list[str] = []
+    added: int = 0
+    removed: int = 0
+
+
+class ResultRecord(_Lenient):
+    """One line of `results.jsonl`: an experiment's outcome and the evidence for its decision."""
+
+    experiment: int = 0
+    status: str = ""
+    commit: str | None = None
+    parent: str | None = None
+    metric: float | None = None
+    samples: list[float] = []
+    metrics: dict[str, float] = {}
+    description: str = ""
+    diff: DiffStat = msgspec.field(default_factory=DiffStat)
+    agent_s: float = 0.0
+    measure_s: float = 0.0
+    cost_usd: float = 0.0
+    tokens: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    reason: str = ""
+    evidence: dict[str, Any] = {}
+    session_id: str | None = None
+
+
+class Event(_Lenient):
+    """One line of `events.jsonl`: the run's typed transcript."""
+
+    t: float = 0.0
+    kind: str = ""
+    experiment: int | None = None
+    data: dict[str, Any] = {}
+
+
+class ControlRequest(_Lenient):
+    id: str = ""
+    action: str = ""
+    key: str | None = None
+    value: Any = None
+    created_at: float = 0.0
+    source: str = ""
+
+
+class ControlFile(_Lenient):
+    """`control.json`: pending requests; the daemon acknowledges ids in `state.json`."""
+
+    requests: list[ControlRequest] = []
+
+
+class DaemonInfo(_Lenient):
+    """`daemon.json`: who the daemon is and when it last proved it was responsive."""
+
+    pid: int = 0
+    token: str = ""
+    started_at: float = 0.0
+    heartbeat_at: float = 0.0
+    heartbeat_interval: float = 2.0
+    version: str = ""
+    hostname: str = ""
+
+
+class IndexEntry(_Lenient):
+    """One run in the user-wide index that lets `expd status --all` work from anywhere."""
+
+    run_id: str = ""
+    run_dir: str = ""
+    repo: str = ""
+    created_at: float = 0.0
