@@ -1,0 +1,157 @@
+"""Real git repositories with expd programs, for tests that run the real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from shared import codec
+from shared.paths import RepoPaths, RunPaths
+from shared.schema import ResultRecord, RunState
+from shared.tail import read_complete_lines
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+# The agent: bumps x in f.py by one each experiment and prints what it did.
+AGENT_SH = """#!/bin/bash
+cat > /dev/null
+n=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)
+echo "EXPD-DESCRIPTION: x from $n to $((n + 1))"
+echo "x = $((n + 1))" > f.py
+${AGENT_EXTRA:-true}
+"""
+
+# The measurement: score = |x - target| + 1 (lower is better), target from $TARGET (default 3).
+MEASURE_SH = """#!/bin/bash
+x=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)
+t=${TARGET:-3}
+d=$(( x > t ? x - t : t - x ))
+${MEASURE_EXTRA:-true}
+echo "{\\"score\\": $((d + 1))}"
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_repo(
+    root: Path,
+    *,
+    program: str = "p",
+    toml_extra: str = "",
+    max_experiments: int = 3,
+    agent_sh: str = AGENT_SH,
+    measure_sh: str = MEASURE_SH,
+    agent_command: str = "./agent.sh",
+) -> Path:
+    """A committed repo with `f.py`, `agent.sh`, and a `command` program measuring `score`."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    (root / "f.py").write_text("x = 0\n")
+    (root / "agent.sh").write_text(agent_sh)
+    (root / "agent.sh").chmod(0o755)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "initial")
+    prog = RepoPaths(root).program(program)
+    prog.runs_dir.mkdir(parents=True)
+    (root / ".git" / "info").mkdir(exist_ok=True)
+    (root / ".git" / "info" / "exclude").write_text("/.expd/\n")
+    prog.toml.write_text(
+        textwrap.dedent(
+            f"""\
+            metric = "score"
+            direction = "lower"
+            [decide]
+            repeats = 1
+            min_effect = 0.01
+            [loop]
+            max_experiments = {max_experiments}
+            [agent]
+            kind = "command"
+            command = "{agent_command}"
+            timeout = "20s"
+            """
+        )
+        + toml_extra
+    )
+    prog.md.write_text("# p\nMake score lower.\n")
+    prog.measure_sh.write_text(measure_sh)
+    return root
+
+
+def expd(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a fresh interpreter."""
+    full_env = {**os.environ, **GIT_ENV, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start(repo: Path, program: str = "p", *extra: str, env: dict[str, str] | None = None) -> RunPaths:
+    proc = expd("start", program, "--json", *extra, cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    info = json.loads(proc.stdout)
+    program_name, stamp = info["run_id"].split("/", 1)
+    return RepoPaths(repo).program(program_name).run(stamp)
+
+
+def state(paths: RunPaths) -> RunState:
+    return codec.read(paths.state_json, RunState)
+
+
+def results(paths: RunPaths) -> list[ResultRecord]:
+    return [codec.decode(line, ResultRecord, source="results") for line in read_complete_lines(paths.results)]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, ValueError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_finished(paths: RunPaths, timeout: float = 60.0) -> RunState:
+    from shared.locking import is_locked
+
+    wait_for(
+        lambda: state(paths).phase in ("complete", "crashed") and not is_locked(paths.daemon_lock),
+        timeout,
+        "the run to finish",
+    )
+    return state(paths)
+
+
+def wait_dead(paths: RunPaths, timeout: float = 30.0) -> None:
+    from shared.locking import is_locked
+
+    wait_for(lambda: not is_locked(paths.daemon_lock), timeout, "the daemon to exit")
