@@ -49,13 +49,30 @@ class Worktree:
     def head_sync(self) -> str:
         return self._git().rev_parse("HEAD")
 
-    def dirty_sync(self) -> str:
-        return self._git().status("--porcelain", "--untracked-files=all")
+    def snapshot_sync(self) -> tuple[str, str, list[str]]:
+        """HEAD's commit, the checked-out branch and the uncommitted entries, in one git call."""
+        status = self._git().status("--porcelain=v2", "--branch", "--untracked-files=all")
+        head = oid = ""
+        left = []
+        for line in status.splitlines():
+            if line.startswith("# branch.oid "):
+                oid = line.split()[-1]
+            elif line.startswith("# branch.head "):
+                head = line.split(maxsplit=2)[-1]
+            elif not line.startswith("#"):
+                left.append(line)
+        return oid, head, left
 
     def commit_all_sync(self, message: str) -> str:
+        """Commit everything the agent left; no hooks, and no auto-gc forked mid-run."""
         g = self._git()
         g.add("-A")
-        g.commit("-q", "--no-verify", "--allow-empty-message", "-m", message)
+        g.execute(
+            [
+                "git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "commit", "-q",
+                "--no-verify", "--allow-empty-message", "-m", message,
+            ]
+        )
         return g.rev_parse("HEAD")
 
     def subject_sync(self, commit: str) -> str:
@@ -96,17 +113,10 @@ class Worktree:
         """Put the run's branch back at `commit`, checked out and clean; raise if it is not."""
         g = self._git()
         g.checkout("-f", "-q", "-B", self.branch, commit)
-        g.clean("-fdq")
-        status = g.status("--porcelain=v2", "--branch", "--untracked-files=all")
-        head = oid = ""
-        left = []
-        for line in status.splitlines():
-            if line.startswith("# branch.oid "):
-                oid = line.split()[-1]
-            elif line.startswith("# branch.head "):
-                head = line.split(maxsplit=2)[-1]
-            elif not line.startswith("#"):
-                left.append(line)
+        oid, head, left = self.snapshot_sync()
+        if left:
+            g.clean("-fdq")
+            oid, head, left = self.snapshot_sync()
         if left or oid != commit or head != self.branch:
             raise RuntimeError(
                 f"worktree not clean after reset to {commit[:10]} on {self.branch}: "
@@ -118,8 +128,8 @@ class Worktree:
     async def head(self) -> str:
         return await anyio.to_thread.run_sync(self.head_sync)
 
-    async def dirty(self) -> str:
-        return await anyio.to_thread.run_sync(self.dirty_sync)
+    async def snapshot(self) -> tuple[str, str, list[str]]:
+        return await anyio.to_thread.run_sync(self.snapshot_sync)
 
     async def commit_all(self, message: str) -> str:
         return await anyio.to_thread.run_sync(self.commit_all_sync, message)

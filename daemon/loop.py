@@ -107,7 +107,7 @@ class Loop:
             s.message = message
         elif reason == "agent_unavailable" and self.agent_unavailable:
             s.message = self.agent_unavailable
-        self.store.phase(phase, "")
+        self.store.phase(phase, "", durable=True)
         self.store.event("end", None, reason=reason, message=s.message)
 
     # --- baseline --------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class Loop:
         s = self.state
         started = time.time()
         s.in_flight = InFlight(experiment=0, started_at=started, stage="baseline")
-        self.store.phase("baseline", "building", experiment=0)
+        self.store.phase("baseline", "starting", experiment=0, durable=True)
         faults.point("baseline_start", 0)
         samples: list[Sample] = []
         with anyio.CancelScope() as scope:
@@ -160,7 +160,7 @@ class Loop:
         s.best_experiment = 0
         s.incumbent_commit = self.manifest.base_commit
         s.in_flight = None
-        self.store.phase("idle", "")
+        self.store.phase("idle", "", durable=True)
         await self.agent.feedback(record)
         return True
 
@@ -180,7 +180,9 @@ class Loop:
         )
         prompt_file = self.paths.prompt(n)
         self.store.write_file(prompt_file, prompt)
-        self.store.phase("agent_running", f"agent ({self.agent.kind}) working", experiment=n)
+        self.store.phase(
+            "agent_running", f"agent ({self.agent.kind}) working", experiment=n, durable=True
+        )
         self.store.event("agent_start", n, kind=self.agent.kind)
         faults.point("agent_start", n)
         record: ResultRecord | None = None
@@ -231,11 +233,11 @@ class Loop:
         )
         if outcome.unavailable:
             self.agent_unavailable = outcome.error or "agent unavailable"
-        if await self.worktree.dirty():
+        candidate, _branch, uncommitted = await self.worktree.snapshot()
+        if uncommitted:
             message = outcome.description or f"expd experiment {n}"
-            await self.worktree.commit_all(message)
+            candidate = await self.worktree.commit_all(message)
             faults.point("auto_commit", n)
-        candidate = await self.worktree.head()
         if candidate != incumbent:
             base.commit = candidate
             if s.in_flight:
@@ -258,7 +260,8 @@ class Loop:
             )
         if s.in_flight:
             s.in_flight.stage = "measuring"
-        self.store.phase("measuring", "building", experiment=n)
+        first = "building" if self.measurer.build_command else "measuring candidate run 1"
+        self.store.phase("measuring", first, experiment=n)
         faults.point("measuring", n)
         measure_started = time.monotonic()
         decision = await self._measure(n, candidate, incumbent)
@@ -285,7 +288,8 @@ class Loop:
                 await self.worktree.checkout(incumbent if want_incumbent else self.manifest.branch)
                 on_incumbent = want_incumbent
             count += 1
-            self.store.detail(f"measuring {step.side} run {count}")
+            if count > 1 or self.measurer.build_command:
+                self.store.detail(f"measuring {step.side} run {count}")
             sample = await self.measurer.once(self._track)
             self.store.event("measurement", n, side=step.side, ok=sample.ok,
                              metrics=sample.metrics, error=sample.error)
@@ -336,7 +340,7 @@ class Loop:
                 await self.worktree.reset(s.incumbent_commit)
                 faults.point("reverted", record.experiment)
             s.in_flight = None
-            self.store.phase("idle", "")
+            self.store.phase("idle", "", durable=True)
             await self.agent.feedback(record)
 
     def _count(self, record: ResultRecord) -> None:

@@ -26,15 +26,22 @@ class RunStore:
         for directory in (paths.agent_dir, paths.patches_dir, paths.prompts_dir):
             directory.mkdir(exist_ok=True)
 
-    def save(self) -> None:
-        self.state.updated_at = time.time()
-        write_atomic(self.paths.state_json, codec.encode(self.state))
+    def save(self, *, durable: bool = False) -> None:
+        """Replace state.json atomically; `durable` adds the fsyncs that survive a power cut.
 
-    def phase(self, phase: str, detail: str = "", *, experiment: int | None = None) -> None:
+        Every replace survives a killed daemon (rename is atomic). Only the saves that open or
+        close an experiment are fsynced: results.jsonl is the durable record, state.json a cache.
+        """
+        self.state.updated_at = time.time()
+        write_atomic(self.paths.state_json, codec.encode(self.state), durable=durable)
+
+    def phase(
+        self, phase: str, detail: str = "", *, experiment: int | None = None, durable: bool = False
+    ) -> None:
         changed = phase != self.state.phase
         self.state.phase = phase
         self.state.detail = detail
-        self.save()
+        self.save(durable=durable)
         if changed:
             self.event("phase", experiment, phase=phase, detail=detail)
 
