@@ -210,7 +210,9 @@ def state_dir() -> Path:
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     mode = base.stat()
     if mode.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or mode.st_uid != os.getuid():
-        raise UserError(f"{base}: unsafe permissions (must be owned by you and not group/world-writable)")
+        raise UserError(
+            f"{base}: unsafe permissions (must be owned by you and not group/world-writable)"
+        )
     return base
 
 

@@ -25,7 +25,9 @@ def parse_duration(value: str | float, *, what: str = "duration") -> float:
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise UserError(f"invalid {what} {value!r}: use a number of seconds or e.g. '90s', '10m'")
+            raise UserError(
+                f"invalid {what} {value!r}: use a number of seconds or e.g. '90s', '10m'"
+            )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(seconds) or seconds <= 0:
         raise UserError(f"invalid {what} {value!r}: must be positive")
@@ -118,7 +120,9 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
 
 def load_program(paths: ProgramPaths) -> ProgramConfig:
     if not paths.dir.is_dir():
-        raise UserError(f"no program {paths.name!r} (expected {paths.dir}; create it with `expd init`)")
+        raise UserError(
+            f"no program {paths.name!r} (expected {paths.dir}; create it with `expd init`)"
+        )
     try:
         text = paths.toml.read_text()
     except FileNotFoundError:

@@ -1,0 +1,179 @@
+"""Steering a live run: stop, abort, set. Each writes a request with an id to `control.json`;
+the daemon acknowledges the id in `state.json`, which is what `--wait` watches for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared import control, render, runs
+from shared.cli_read import emit_json, warn
+from shared.errors import UserError
+from shared.status import ACTIVE, build_status
+
+POLL_S = 0.2
+ABORT_WAIT_S = 10.0
+SET_WAIT_S = 10.0
+SET_KEYS = {
+    "max-experiments": "max_experiments",
+    "max_experiments": "max_experiments",
+    "guidance": "guidance",
+}
+SET_USAGE = "usage: expd set [RUN] max-experiments N | guidance TEXT"
+
+
+def running_run(arg: str | None) -> tuple[runs.RunRef, dict[str, Any]]:
+    """The run and its status, refusing runs whose daemon is gone (nobody would read a request)."""
+    ref = runs.resolve(arg)
+    status = build_status(ref.paths, run_id=ref.run_id)
+    if status["daemon"] == "finished":
+        reason = status["termination_reason"]
+        raise UserError(
+            f"run {ref.run_id} is not running: it is {status['phase']}"
+            + (f" ({reason})" if reason else "")
+        )
+    if status["daemon"] == "dead":
+        raise UserError(
+            f"run {ref.run_id} is not running: daemon is dead — resume with: expd resume {ref.run_id}"
+        )
+    if status["daemon"] == "hung":
+        warn(f"the daemon of {ref.run_id} is unresponsive; the request waits until it recovers")
+    return ref, status
+
+
+def wait_for(
+    check: Callable[[], bool], timeout: float | None, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Poll `check` until it holds (True) or `timeout` seconds pass (False); None waits forever."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        sleep(POLL_S)
+
+
+def _stopped(ref: runs.RunRef) -> Callable[[], bool]:
+    return lambda: build_status(ref.paths, run_id=ref.run_id)["daemon"] not in ACTIVE
+
+
+def _report(
+    args: argparse.Namespace, ref: runs.RunRef, action: str, request_id: str, text: str
+) -> None:
+    if args.json:
+        emit_json({"run_id": ref.run_id, "action": action, "request_id": request_id})
+    else:
+        print(text)
+
+
+def _final_line(ref: runs.RunRef) -> str:
+    status = build_status(ref.paths, run_id=ref.run_id)
+    if status["daemon"] == "dead":
+        return f"run {ref.run_id}: {render.alert(status)}"
+    reason = status["termination_reason"]
+    return f"run {ref.run_id} is {status['phase']}" + (f" ({reason})" if reason else "")
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    ref, _ = running_run(args.run)
+    request_id = control.send(ref.paths, "stop")
+    _report(
+        args,
+        ref,
+        "stop",
+        request_id,
+        f"stop requested for {ref.run_id} (request {request_id}): "
+        "the current experiment finishes first",
+    )
+    if args.wait:
+        print(
+            "waiting for the daemon to stop (Ctrl-C stops waiting; the request stands)",
+            file=sys.stderr,
+        )
+        wait_for(_stopped(ref), None)
+        print(_final_line(ref), file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    ref, status = running_run(args.run)
+    request_id = control.send(ref.paths, "abort")
+    _report(
+        args,
+        ref,
+        "abort",
+        request_id,
+        f"abort requested for {ref.run_id} (request {request_id}): "
+        "the agent is killed and its change reverted",
+    )
+    if not args.wait:
+        return 0
+    if wait_for(_stopped(ref), ABORT_WAIT_S):
+        print(_final_line(ref), file=sys.stderr if args.json else sys.stdout)
+        return 0
+    if control.is_acked(ref.paths, request_id):
+        print(
+            f"abort acknowledged; the daemon is still finishing (see: expd status {ref.run_id})",
+            file=sys.stderr if args.json else sys.stdout,
+        )
+        return 0
+    pid = status["pid"]
+    raise UserError(
+        f"the daemon did not acknowledge the abort within {ABORT_WAIT_S:g} s; if it is stuck: "
+        f"kill -9 {pid if pid else '<pid>'}, then: expd resume {ref.run_id}"
+    )
+
+
+def parse_set(words: list[str]) -> tuple[str | None, str, Any]:
+    """`[RUN] KEY VALUE...` → (run, key, value); the key may come first when RUN is omitted."""
+    if words and words[0] in SET_KEYS:
+        run, key, values = None, SET_KEYS[words[0]], words[1:]
+    elif len(words) >= 2 and words[1] in SET_KEYS:
+        run, key, values = words[0], SET_KEYS[words[1]], words[2:]
+    else:
+        raise UserError(SET_USAGE)
+    if key == "max_experiments":
+        if len(values) != 1:
+            raise UserError("max-experiments takes one number: expd set [RUN] max-experiments N")
+        try:
+            number = int(values[0])
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise UserError(f"max-experiments must be a whole number ≥ 0, not {values[0]!r}")
+        return run, key, number
+    if not values:
+        raise UserError("guidance needs TEXT (use '' to clear it, or - to read it from stdin)")
+    text = sys.stdin.read() if values == ["-"] else " ".join(values)
+    return run, key, text.strip()
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    run, key, value = parse_set(args.words)
+    ref, _ = running_run(run)
+    request_id = control.send(ref.paths, "set", key=key, value=value)
+    shown = (
+        value
+        if key == "max_experiments"
+        else repr(value if len(value) < 60 else value[:57] + "...")
+    )
+    _report(
+        args, ref, "set", request_id, f"set {key} = {shown} for {ref.run_id} (request {request_id})"
+    )
+    if args.wait:
+        if not wait_for(lambda: control.is_acked(ref.paths, request_id), SET_WAIT_S):
+            raise UserError(
+                f"the daemon did not acknowledge request {request_id} within {SET_WAIT_S:g} s"
+                f" (see: expd status {ref.run_id})"
+            )
+        message = build_status(ref.paths, run_id=ref.run_id)["message"]
+        print(
+            f"acknowledged{': ' + message if message else ''}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
+    return 0

@@ -1,0 +1,307 @@
+"""Read-only commands: status, results, logs, list.
+
+Everything here reads run files directly and imports only the standard library, msgspec and
+`shared`, so these commands answer in milliseconds and work while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from shared import codec, render, runs
+from shared.errors import ContractError, UserError
+from shared.follow import decode_results, follow_progress, watch_screen
+from shared.paths import RepoPaths, RunPaths, find_repo_root
+from shared.schema import ResultRecord
+from shared.status import build_status, exit_code, read_state
+from shared.tail import TailReader, last_lines, read_complete_lines
+
+LOG_POLL_S = 0.5
+
+
+def emit_json(obj: Any) -> None:
+    """Indented UTF-8 JSON on stdout (msgspec is loaded anyway; the json module is not)."""
+    print(msgspec.json.format(msgspec.json.encode(obj), indent=2).decode())
+
+
+def warn(message: str) -> None:
+    print(f"expd: warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.all:
+        if args.run or args.watch:
+            raise UserError("--all lists every active run: it takes no RUN and no --watch")
+        return _status_all(args.json)
+    ref = runs.resolve(args.run)
+    if args.watch:
+        if args.json:
+            raise UserError("--watch redraws for people: it cannot be combined with --json")
+        return _watch(ref)
+    status = build_status(ref.paths, run_id=ref.run_id)
+    if args.json:
+        emit_json(status)
+    else:
+        print(render.status_text(status))
+    return exit_code(status)
+
+
+def _status_all(as_json: bool) -> int:
+    """Runs of every repository that are not finished (the dead ones need a resume)."""
+    statuses = []
+    for ref in runs.indexed_runs():
+        try:
+            status = build_status(ref.paths, run_id=ref.run_id)
+        except ContractError as exc:
+            warn(str(exc))
+            continue
+        if status["daemon"] == "finished":
+            continue
+        status["repo"] = status["repo"] or (str(ref.repo) if ref.repo else None)
+        statuses.append(status)
+    if as_json:
+        emit_json(statuses)
+    elif statuses:
+        print(render.status_table(statuses))
+    else:
+        print("no active runs")
+    return 0
+
+
+def _watch(ref: runs.RunRef) -> int:
+    """Redraw on a terminal; elsewhere (a pipe, a log) print one line per change."""
+    try:
+        if sys.stdout.isatty():
+            final = watch_screen(ref, sys.stdout)
+        else:
+            print(render.status_text(build_status(ref.paths, run_id=ref.run_id)))
+            final = follow_progress(ref, sys.stdout, from_start=False)
+    except KeyboardInterrupt:
+        print()
+        return exit_code(build_status(ref.paths, run_id=ref.run_id))
+    return exit_code(final)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _baseline(paths: RunPaths, records: list[ResultRecord]) -> float | None:
+    """The run's first baseline (experiment 0), so Δ% means the same in every view."""
+    for rec in records:
+        if rec.status == "baseline":
+            return rec.metric
+    head, _ = decode_results(TailReader(paths.results).read_lines(max_bytes=65536))
+    for rec in head:
+        if rec.status == "baseline":
+            return rec.metric
+    try:
+        state = read_state(paths)
+    except ContractError:
+        return None
+    return state.baseline if state else None
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    ref = runs.resolve(args.run)
+    path = ref.paths.results
+    if args.limit is not None:
+        lines = last_lines(path, args.limit) if args.limit > 0 else []
+    else:
+        lines = read_complete_lines(path)
+    records, bad = decode_results(lines)
+    if bad:
+        warn(f"{path}: skipped {bad} unreadable line(s)")
+    if args.json:
+        emit_json([codec.to_builtins(r) for r in records])
+        return 0
+    baseline = _baseline(ref.paths, records)
+    if args.tsv:
+        print(render.results_tsv(records, baseline))
+    else:
+        print(render.results_table(records, baseline, render.terminal_width(sys.stdout)))
+    return 0
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _newest_agent_log(paths: RunPaths) -> Path | None:
+    if not paths.agent_dir.is_dir():
+        return None
+    logs = [p for p in paths.agent_dir.glob("*.log") if p.stem.isdigit()]
+    return max(logs, key=lambda p: int(p.stem)) if logs else None
+
+
+def _current_log(paths: RunPaths) -> Path | None:
+    """The in-flight experiment's agent log, else the last one, else None."""
+    try:
+        state = read_state(paths)
+    except ContractError:
+        state = None
+    if state is not None:
+        number = state.in_flight.experiment if state.in_flight else state.experiment
+        candidate = paths.agent_log(number)
+        if candidate.exists():
+            return candidate
+    return _newest_agent_log(paths)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    ref = runs.resolve(args.run)
+    paths = ref.paths
+    if args.experiment is not None:
+        log: Path | None = paths.agent_log(args.experiment)
+        assert log is not None
+        if not log.exists() and args.experiment == 0:
+            raise UserError(f"experiment 0 of {ref.run_id} is the baseline: it has no agent log")
+        if not log.exists():
+            raise UserError(
+                f"no agent log for experiment {args.experiment} of {ref.run_id} ({log})"
+            )
+    else:
+        log = _current_log(paths) or (paths.daemon_log if paths.daemon_log.exists() else None)
+        if log is None and not args.follow:
+            raise UserError(f"no logs yet for run {ref.run_id} (in {paths.dir})")
+    if log is not None:
+        print(f"expd: {log}", file=sys.stderr)
+    if args.follow:
+        _follow_log(ref, log, only=args.experiment)
+        return 0
+    assert log is not None
+    _copy(log, 0, codecs.getincrementaldecoder("utf-8")("replace"))
+    return 0
+
+
+def _copy(path: Path, offset: int, decoder: codecs.IncrementalDecoder) -> int:
+    """Write what `path` holds past `offset` to stdout; the new offset."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            while chunk := f.read(1 << 20):
+                offset += len(chunk)
+                sys.stdout.write(decoder.decode(chunk))
+    except FileNotFoundError:
+        return offset
+    sys.stdout.flush()
+    return offset
+
+
+def _experiment_over(status: dict[str, Any], experiment: int) -> bool:
+    in_flight = status["in_flight"]
+    busy = in_flight is not None and in_flight["experiment"] == experiment
+    return not busy and status["experiment"] >= experiment
+
+
+def _follow_log(ref: runs.RunRef, log: Path | None, *, only: int | None) -> None:
+    """Tail by byte offset until the run (or experiment `only`) is over; without `only`, move on
+    to each newer experiment's log as it starts."""
+    switch = only is None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    offset = 0
+    while True:
+        if log is not None:
+            offset = _copy(log, offset, decoder)
+        status = build_status(ref.paths, run_id=ref.run_id)
+        if switch:
+            newer = _current_log(ref.paths)
+            if (
+                newer is not None
+                and newer != log
+                and (log is None or log.parent != newer.parent or int(newer.stem) > int(log.stem))
+            ):
+                if log is not None:
+                    _copy(log, offset, decoder)
+                print(f"\n--- experiment {int(newer.stem)} ({newer}) ---", flush=True)
+                log, offset = newer, 0
+                decoder = codecs.getincrementaldecoder("utf-8")("replace")
+                continue
+        over = only is not None and _experiment_over(status, only)
+        if over or status["daemon"] in ("finished", "dead"):
+            if log is not None:
+                _copy(log, offset, decoder)
+            sys.stdout.write(decoder.decode(b"", final=True))
+            if status["daemon"] == "dead":
+                print(render.alert(status), file=sys.stderr)
+            return
+        time.sleep(LOG_POLL_S)
+
+
+# --------------------------------------------------------------------------- list
+
+
+def program_listing(root: Path) -> list[dict[str, Any]]:
+    """Every program of the repository with its configuration summary and its runs' statuses."""
+    from shared.programs import parse_program  # tomllib: only `list` needs it
+
+    repo = RepoPaths(root)
+    names = set(repo.program_names())
+    if repo.programs_dir.is_dir():
+        names |= {p.name for p in repo.programs_dir.iterdir() if (p / "runs").is_dir()}
+    out = []
+    for name in sorted(names):
+        program = repo.program(name)
+        entry: dict[str, Any] = {"program": name, "dir": str(program.dir), "error": None}
+        entry.update(metric=None, direction=None, agent=None, runs=[])
+        try:
+            config = parse_program(program.toml.read_text(), source=program.toml)
+            entry.update(metric=config.metric, direction=config.direction, agent=config.agent.kind)
+        except FileNotFoundError:
+            entry["error"] = f"{program.toml}: missing"
+        except UserError as exc:
+            entry["error"] = str(exc)
+        for ref in runs.repo_runs(root, name):
+            try:
+                entry["runs"].append(build_status(ref.paths, run_id=ref.run_id))
+            except ContractError as exc:
+                entry["runs"].append({"run_id": ref.run_id, "error": str(exc)})
+        out.append(entry)
+    return out
+
+
+def listing_text(root: Path, programs: list[dict[str, Any]]) -> str:
+    if not programs:
+        return (
+            f"no programs in {root} (create one with: "
+            "expd init NAME --measure CMD --metric F --direction lower|higher)"
+        )
+    lines = []
+    for p in programs:
+        head = p["program"]
+        if p["error"]:
+            head += f"  (invalid: {p['error']})"
+        else:
+            head += f"  {p['metric']} ({p['direction']} is better) · agent {p['agent']}"
+        lines.append(head)
+        if not p["runs"]:
+            lines.append(f"  no runs — start one with: expd start {p['program']}")
+        for s in p["runs"]:
+            if "error" in s and "daemon" not in s:
+                lines.append(f"  {s['run_id']}  unreadable: {s['error']}")
+                continue
+            best = f"best {render.fmt_num(s['best'])}" if s["best"] is not None else "no best yet"
+            better = render.better_word(s["improvement_pct"])
+            lines.append(
+                f"  {s['run_id']}  {s['phase']:<13} {s['daemon']:<9} "
+                f"{render.progress_of(s):>7}  {best}{'  ' + better if better else ''}"
+            )
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = find_repo_root()
+    programs = program_listing(root)
+    if args.json:
+        emit_json(programs)
+    else:
+        print(listing_text(root, programs))
+    return 0

@@ -1,0 +1,175 @@
+"""Commands that create or launch runs: init, start, resume, demo.
+
+`daemon` is imported inside the handlers, so the read commands never pay for it (or for what it
+imports: anyio, GitPython, Optuna).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shared import render, runs
+from shared.cli_read import emit_json
+from shared.errors import ContractError, UserError
+from shared.follow import follow_progress
+from shared.paths import RepoPaths, RunPaths, check_program_name, find_repo_root
+from shared.programs import load_program, scaffold
+from shared.status import build_status
+
+ATTACH_OK = frozenset({"max_experiments", "stagnation", "budget", "stopped"})
+DEMO_OK = frozenset({"max_experiments", "stagnation"})
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = find_repo_root()
+    paths = scaffold(
+        RepoPaths(root),
+        args.name,
+        measure=args.measure,
+        metric=args.metric,
+        direction=args.direction,
+        agent=args.agent,
+        model=args.model,
+    )
+    if args.json:
+        emit_json({"program": args.name, "dir": str(paths.dir)})
+        return 0
+    lines = [
+        f"created program {args.name} in {paths.dir}",
+        "  program.md    instructions for the agent: goal, files in scope, rules (edit it)",
+        "  measure.sh    prints the metric"
+        + ("" if args.measure else " (replace the placeholder)"),
+        "  program.toml  metric, direction, limits, agent",
+    ]
+    if args.agent == "command":
+        lines.append(
+            "  the agent is [agent] command in program.toml (it reads the prompt on stdin)"
+        )
+    if args.agent == "tune":
+        lines.append("  declare the values to tune in [tune.params.NAME] tables of program.toml")
+    lines.append(f"next: expd start {args.name}")
+    print("\n".join(lines))
+    return 0
+
+
+def _ref(started: Any, repo: Path | None) -> runs.RunRef:
+    program, _, stamp = str(started.run_id).partition("/")
+    return runs.RunRef(program, stamp, RunPaths(Path(started.run_dir)), repo)
+
+
+def _announce(args: argparse.Namespace, verb: str, started: Any) -> None:
+    if args.json:
+        emit_json(
+            {
+                "run_id": started.run_id,
+                "pid": started.pid,
+                "worktree": str(started.worktree),
+                "branch": started.branch,
+            }
+        )
+        return
+    print(
+        f"{verb} run {started.run_id} (pid {started.pid})\n"
+        f"  worktree {started.worktree} (branch {started.branch})\n"
+        f"  watch: expd status {started.run_id}"
+    )
+
+
+def follow_to_end(ref: runs.RunRef, look: str) -> dict[str, Any] | None:
+    """Progress lines until the daemon finishes, then a summary; None when the user detached."""
+    try:
+        final = follow_progress(ref, sys.stdout, interval=0.25 if sys.stdout.isatty() else 1.0)
+    except KeyboardInterrupt:
+        print(f"\ndetached; the run continues (see: expd status {ref.run_id})")
+        return None
+    print()
+    print(render.summary_text(final, look))
+    return final
+
+
+def _ended_well(final: dict[str, Any] | None, ok: frozenset[str]) -> bool:
+    if final is None:
+        return True
+    return final["phase"] == "complete" and final["termination_reason"] in ok
+
+
+def _ending(final: dict[str, Any]) -> str:
+    reason = final["termination_reason"] or f"daemon {final['daemon']}"
+    message = f": {final['message']}" if final["message"] else ""
+    return f"run {final['run_id']} ended {final['phase']} ({reason}){message}"
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    root = find_repo_root()
+    check_program_name(args.name)
+    load_program(RepoPaths(root).program(args.name))  # a clear error before the daemon import
+
+    from daemon.spawn import start_run
+
+    started = start_run(
+        root, args.name, max_experiments=args.max_experiments, agent=args.agent, model=args.model
+    )
+    _announce(args, "started", started)
+    if not args.attach:
+        return 0
+    final = follow_to_end(_ref(started, root), f"expd results {started.run_id}")
+    if not _ended_well(final, ATTACH_OK):
+        assert final is not None
+        raise UserError(_ending(final))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    ref = runs.resolve(args.run)
+    try:
+        status = build_status(ref.paths, run_id=ref.run_id)
+    except ContractError:
+        # An unreadable state.json: resume_run still checks the lock; the daemon rebuilds it.
+        status = {"daemon": None, "pid": None}
+    if status["daemon"] in ("running", "starting"):
+        raise UserError(f"run {ref.run_id} is already running (pid {status['pid']})")
+    if status["daemon"] == "hung":
+        raise UserError(
+            f"run {ref.run_id} has an unresponsive daemon (pid {status['pid']}): "
+            f"kill {status['pid']} first, then resume"
+        )
+
+    from daemon.spawn import resume_run
+
+    started = resume_run(ref.paths.dir)
+    _announce(args, "resumed", started)
+    if not args.attach:
+        return 0
+    final = follow_to_end(_ref(started, ref.repo), f"expd results {started.run_id}")
+    if not _ended_well(final, ATTACH_OK):
+        assert final is not None
+        raise UserError(_ending(final))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A fresh repository with a `tune` program, one run followed to its end, and a summary."""
+    if args.dir:
+        directory = Path(args.dir).expanduser().resolve()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="expd-demo-"))
+
+    from daemon.demo import write_demo_repo
+    from daemon.spawn import start_run
+
+    name = write_demo_repo(directory)
+    print(f"demo repository {directory} (program {name}): the built-in offline tuner, no API key")
+    started = start_run(directory, name)
+    print(f"started run {started.run_id} (pid {started.pid})\n")
+    sys.stdout.flush()
+    look = f"cd {shlex.quote(str(directory))} && expd results"
+    final = follow_to_end(_ref(started, directory), look)
+    if not _ended_well(final, DEMO_OK):
+        assert final is not None
+        raise UserError(_ending(final))
+    return 0

@@ -1,0 +1,282 @@
+"""Plain-text rendering of statuses and results for people (the `--json` forms are the contract)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from shared.schema import ResultRecord
+from shared.status import change_pct
+
+DASH = "—"
+
+
+def terminal_width(stream: TextIO) -> int:
+    """$COLUMNS, else the terminal's width, else 120 (shutil would import its archivers)."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        columns = 0
+    return columns if columns > 0 else 120
+
+
+def fmt_num(value: float | None) -> str:
+    """Six significant digits, without scientific notation for large values (byte counts)."""
+    if value is None:
+        return DASH
+    text = f"{value:.6g}"
+    if "e+" in text and abs(value) < 1e15:
+        text = f"{value:.0f}"
+    return text
+
+
+def fmt_pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:+.1f}%"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return DASH
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def fmt_time(ts: float | None) -> str:
+    return DASH if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def fmt_clock(ts: float | None = None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    if width <= 1:
+        return text[: max(width, 0)]
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def better_word(improvement: float | None) -> str:
+    if improvement is None:
+        return ""
+    return f"{abs(improvement):.1f}% {'better' if improvement >= 0 else 'worse'}"
+
+
+def progress_of(s: dict[str, Any]) -> str:
+    return f"{s['experiment']}/{s['max_experiments']}"
+
+
+def daemon_line(s: dict[str, Any]) -> str:
+    """The `daemon` row of the status: its liveness, pid and heartbeat age."""
+    daemon, pid = s["daemon"], s["pid"]
+    age = fmt_duration(s.get("heartbeat_age"))
+    if daemon == "running":
+        return f"running (pid {pid}, heartbeat {age} ago)"
+    if daemon == "starting":
+        return f"starting (pid {pid})" if pid else "starting"
+    if daemon == "hung":
+        return f"UNRESPONSIVE (pid {pid}, last heartbeat {age} ago)"
+    if daemon == "dead":
+        return f"DEAD (pid {pid}, last heartbeat {age} ago)" if pid else "DEAD"
+    reason = s["termination_reason"]
+    return f"finished ({s['phase']}{', ' + reason if reason else ''})"
+
+
+def alert(s: dict[str, Any]) -> str | None:
+    """What to do about a daemon that is not healthy, or None when there is nothing to do."""
+    run_id, pid = s["run_id"], s["pid"]
+    if s["daemon"] == "dead":
+        return f"daemon is dead — resume with: expd resume {run_id}"
+    if s["daemon"] == "hung":
+        return (
+            f"daemon is unresponsive — see {s['run_dir']}/daemon.log; "
+            f"kill {pid}, then: expd resume {run_id}"
+        )
+    return None
+
+
+def metric_line(s: dict[str, Any]) -> str:
+    name = s["metric"] or "metric"
+    text = f"{name} ({s['direction']} is better): baseline {fmt_num(s['baseline'])}"
+    if s["best"] is not None:
+        at = f" at #{s['best_experiment']}" if s["best_experiment"] is not None else ""
+        text += f" → best {fmt_num(s['best'])}{at}"
+        if s["improvement_pct"] is not None:
+            text += f" ({better_word(s['improvement_pct'])})"
+    return text
+
+
+def status_text(s: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    phase = s["phase"] + (f" — {s['detail']}" if s["detail"] else "")
+    started = s["started_at"]
+    updated = s["updated_at"]
+    rows = [
+        ("run", f"{s['run_id']}"),
+        ("daemon", daemon_line(s)),
+        ("phase", f"{phase}   experiment {progress_of(s)}"),
+        (
+            "results",
+            f"keeps {s['keeps']} · discards {s['discards']} · crashes {s['crashes']}"
+            f" · measurement failures {s['measurement_failures']}",
+        ),
+        ("metric", metric_line(s)),
+        ("cost", f"${s['cost_usd']:.2f} · {s['tokens']:,} tokens"),
+        (
+            "time",
+            f"started {fmt_time(started)} ({fmt_duration(now - started if started else None)} ago)"
+            f", updated {fmt_duration(now - updated if updated else None)} ago",
+        ),
+    ]
+    if s["worktree"]:
+        rows.append(("worktree", f"{s['worktree']} (branch {s['branch']})"))
+    rows.append(("run dir", s["run_dir"]))
+    if s["message"]:
+        rows.append(("note", s["message"]))
+    text = "\n".join(f"{key:<9} {value}" for key, value in rows)
+    warning = alert(s)
+    return f"{text}\n\n{warning}" if warning else text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def status_table(statuses: Iterable[dict[str, Any]]) -> str:
+    """Several runs, one line each (`expd status --all`)."""
+    rows = [
+        [
+            s["run_id"],
+            s["daemon"],
+            s["phase"],
+            progress_of(s),
+            fmt_num(s["best"]),
+            better_word(s["improvement_pct"]) or DASH,
+            s.get("repo") or DASH,
+        ]
+        for s in statuses
+    ]
+    return _table(["RUN", "DAEMON", "PHASE", "N/MAX", "BEST", "IMPROVEMENT", "REPO"], rows)
+
+
+def result_line(rec: ResultRecord, baseline: float | None) -> str:
+    """One line per result, for progress output: `#3 keep  1234.0 (-12.3%)  description`."""
+    metric = fmt_num(rec.metric)
+    if rec.metric is not None and rec.status != "baseline":
+        pct = change_pct(rec.metric, baseline)
+        if pct is not None:
+            metric += f" ({pct:+.1f}%)"
+    text = rec.description or ("" if rec.status == "baseline" else rec.reason)
+    if rec.status == "baseline" and text.strip().lower() == "baseline":
+        text = ""
+    number = f"#{rec.experiment}"
+    line = f"{number:<4} {rec.status:<8} {metric}  {truncate(text, 80)}".rstrip()
+    if rec.status in ("crash", "measurement_failure") and rec.reason and rec.description:
+        line += f" — {truncate(rec.reason, 60)}"
+    return line
+
+
+def progress_line(s: dict[str, Any]) -> str:
+    detail = f" — {s['detail']}" if s["detail"] else ""
+    line = f"[{fmt_clock()}] {s['phase']}{detail}  experiment {progress_of(s)}"
+    if s["daemon"] not in ("running", "finished"):
+        line += f"  (daemon {s['daemon']})"
+    return line
+
+
+def results_table(records: list[ResultRecord], baseline: float | None, width: int = 120) -> str:
+    if not records:
+        return "no results yet"
+    rows = [
+        [
+            str(r.experiment),
+            r.status,
+            fmt_num(r.metric),
+            DASH if r.status == "baseline" else fmt_pct(change_pct(r.metric, baseline)),
+        ]
+        for r in records
+    ]
+    fixed = [max(len(row[i]) for row in [["#", "STATUS", "METRIC", "Δ%"], *rows]) for i in range(4)]
+    room = max(width - sum(fixed) - 2 * 5, 30)
+    desc_w = max(room * 3 // 5, 15)
+    reason_w = max(room - desc_w, 10)
+    full = [
+        [*row, truncate(r.description, desc_w), truncate(r.reason, reason_w)]
+        for row, r in zip(rows, records, strict=True)
+    ]
+    return _table(["#", "STATUS", "METRIC", "Δ%", "DESCRIPTION", "REASON"], full)
+
+
+def _tsv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return " ".join(str(value).split())
+
+
+TSV_COLUMNS = [
+    "experiment",
+    "status",
+    "metric",
+    "delta_pct",
+    "commit",
+    "agent_s",
+    "measure_s",
+    "cost_usd",
+    "tokens",
+    "started_at",
+    "description",
+    "reason",
+]
+
+
+def results_tsv(records: list[ResultRecord], baseline: float | None) -> str:
+    lines = ["\t".join(TSV_COLUMNS)]
+    for r in records:
+        pct = change_pct(r.metric, baseline)
+        cells = [
+            r.experiment,
+            r.status,
+            r.metric,
+            None if pct is None else round(pct, 4),
+            r.commit,
+            round(r.agent_s, 3),
+            round(r.measure_s, 3),
+            r.cost_usd,
+            r.tokens,
+            r.started_at,
+            r.description,
+            r.reason,
+        ]
+        lines.append("\t".join(_tsv_cell(c) for c in cells))
+    return "\n".join(lines)
+
+
+def summary_text(s: dict[str, Any], look: str) -> str:
+    """The wrap-up after following a run to its end (demo, start --attach)."""
+    reason = s["termination_reason"] or s["daemon"]
+    done = s["keeps"] + s["discards"] + s["crashes"] + s["measurement_failures"]
+    lines = [
+        f"run {s['run_id']} ended: {s['phase']} ({reason})",
+        f"  experiments  {done} (keeps {s['keeps']}, discards {s['discards']}, "
+        f"crashes {s['crashes']}, measurement failures {s['measurement_failures']})",
+        f"  {metric_line(s)}",
+        f"  run dir      {s['run_dir']}",
+        f"  look:        {look}",
+    ]
+    if s["message"]:
+        lines.insert(1, f"  note         {s['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The status of one run, from its small files only.
+
+It reads `state.json`, `run.json` and `daemon.json` and probes the lock, and never reads
+`results.jsonl`: `expd status` costs the same with ten results or ten thousand.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared import codec
+from shared.errors import ContractError
+from shared.liveness import probe
+from shared.paths import RunPaths
+from shared.schema import RunManifest, RunState
+
+EXIT_RUNNING = 0
+EXIT_NOT_RUNNING = 3
+EXIT_HUNG = 4
+
+ACTIVE = frozenset({"running", "starting", "hung"})
+"""Liveness values where a daemon process still holds the run."""
+
+
+def improvement_pct(baseline: float | None, best: float | None, direction: str) -> float | None:
+    """Signed so that positive is better, relative to |baseline|; None when it has no meaning."""
+    if baseline is None or best is None or baseline == 0:
+        return None
+    change = (best - baseline) / abs(baseline) * 100.0
+    return -change if direction == "lower" else change
+
+
+def change_pct(value: float | None, baseline: float | None) -> float | None:
+    """The raw relative change of a metric (the sign follows the metric, not "better")."""
+    if value is None or baseline is None or baseline == 0:
+        return None
+    return (value - baseline) / abs(baseline) * 100.0
+
+
+def read_state(paths: RunPaths) -> RunState | None:
+    """`state.json`, or None before the daemon first wrote it; unreadable → ContractError."""
+    return codec.read_optional(paths.state_json, RunState)
+
+
+def build_status(
+    paths: RunPaths, *, run_id: str | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """One JSON-ready object describing the run (the `expd status --json` contract)."""
+    now = time.time() if now is None else now
+    state = read_state(paths)
+    manifest = codec.read_optional(paths.run_json, RunManifest)
+    if state is None and manifest is None:
+        raise ContractError(f"{paths.dir}: not an expd run directory (no run.json or state.json)")
+    st = state or RunState(phase="starting")
+    mf = manifest or RunManifest()
+    live = probe(paths, state, now)
+    if not run_id:
+        run_id = mf.run_id or st.run_id or f"{paths.dir.parent.parent.name}/{paths.dir.name}"
+    program = mf.program or st.program or run_id.split("/", 1)[0]
+    config = mf.config or {}
+    direction = st.direction if state is not None else str(config.get("direction", "lower"))
+    metric = st.metric or str(config.get("metric", ""))
+    in_flight = st.in_flight
+    return {
+        "run_id": run_id,
+        "program": program,
+        "phase": st.phase,
+        "detail": st.detail,
+        "message": st.message,
+        "daemon": live.daemon,
+        "pid": live.pid,
+        "heartbeat_age": live.heartbeat_age,
+        "experiment": st.experiment,
+        "max_experiments": st.max_experiments if state is not None else mf.max_experiments,
+        "in_flight": None
+        if in_flight is None
+        else {
+            "experiment": in_flight.experiment,
+            "stage": in_flight.stage,
+            "started_at": in_flight.started_at,
+        },
+        "keeps": st.keeps,
+        "discards": st.discards,
+        "crashes": st.crashes,
+        "measurement_failures": st.measurement_failures,
+        "consecutive_non_keeps": st.consecutive_non_keeps,
+        "results_count": st.results_count,
+        "baseline": st.baseline,
+        "best": st.best,
+        "best_experiment": st.best_experiment,
+        "improvement_pct": improvement_pct(st.baseline, st.best, direction),
+        "direction": direction,
+        "metric": metric,
+        "termination_reason": st.termination_reason,
+        "cost_usd": st.cost_usd,
+        "tokens": st.tokens,
+        "started_at": st.started_at or mf.created_at or None,
+        "updated_at": st.updated_at or None,
+        "resumes": st.resumes,
+        "agent": mf.agent_kind,
+        "model": mf.agent_model,
+        "worktree": mf.worktree or None,
+        "branch": mf.branch or None,
+        "repo": mf.repo or None,
+        "run_dir": str(paths.dir),
+    }
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """`expd status` exit code: 0 running, 3 not running (finished or dead), 4 unresponsive."""
+    daemon = status["daemon"]
+    if daemon == "hung":
+        return EXIT_HUNG
+    return EXIT_RUNNING if daemon in ACTIVE else EXIT_NOT_RUNNING
