@@ -156,18 +156,14 @@ class FixedSession:
             "runs": len(values),
             "gates": breaches,
         }
+        word = "better" if effect > 0 else "worse" if effect < 0 else "unchanged"
+        change = f"median {cand:.6g} vs {inc:.6g}: {abs(shown):.2f}{unit} {word}"
         if breaches:
-            keep, reason = False, "; ".join(breaches)
+            keep, reason = False, f"{change}, but " + "; ".join(breaches)
         elif effect > p.min_effect:
-            keep = True
-            reason = f"median {cand:.6g} vs {inc:.6g}: {shown:+.2f}{unit} better (> {threshold:g}{unit})"
+            keep, reason = True, f"{change} (> {threshold:g}{unit})"
         else:
-            keep = False
-            word = "better" if effect > 0 else "worse" if effect < 0 else "no change"
-            reason = (
-                f"median {cand:.6g} vs {inc:.6g}: {shown:+.2f}{unit} {word} "
-                f"(needs > {threshold:g}{unit})"
-            )
+            keep, reason = False, f"{change} (needs > {threshold:g}{unit} better)"
         return Decision(
             keep=keep,
             status="keep" if keep else "discard",

@@ -6,6 +6,7 @@ so nothing leaks over a night-long run. Calls block, so the loop runs them in a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,11 +172,7 @@ def add_worktree(repo: Path, path: Path, branch: str, base: str) -> None:
 def remove_worktree(repo: Path, path: Path, branch: str) -> None:
     """Undo `add_worktree` after a failed start, so no run is left half-created."""
     g = git.Git(repo)
-    try:
+    with contextlib.suppress(git.GitCommandError):
         g.worktree("remove", "--force", str(path))
-    except git.GitCommandError:
-        pass
-    try:
+    with contextlib.suppress(git.GitCommandError):
         g.branch("-D", branch)
-    except git.GitCommandError:
-        pass

@@ -22,7 +22,14 @@ from shared.schema import InFlight, ProgramConfig, ResultRecord, RunManifest, Ru
 
 
 class RunFailed(Exception):
-    """The run cannot go on (e.g. the evaluator changed); it ends with reason `error`."""
+    """The run cannot go on (e.g. the evaluator changed); it ends with reason `error`.
+
+    `record` is the experiment it cut short, recorded (and reverted) before the run ends.
+    """
+
+    def __init__(self, message: str, record: ResultRecord | None = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 @dataclass
@@ -70,9 +77,9 @@ class Loop:
 
     async def run(self) -> None:
         try:
-            if not any(r.status == "baseline" for r in self.results):
-                if not await self.baseline():
-                    return
+            has_baseline = any(r.status == "baseline" for r in self.results)
+            if not has_baseline and not await self.baseline():
+                return
             while (reason := self.stop_reason()) is None:
                 await self.experiment(self.next_number())
             self.finish(reason)
@@ -186,9 +193,13 @@ class Loop:
         self.store.event("agent_start", n, kind=self.agent.kind)
         faults.point("agent_start", n)
         record: ResultRecord | None = None
+        failed: RunFailed | None = None
         with anyio.CancelScope() as scope:
             self.controls.scope = scope
-            record = await self._attempt(n, started, prompt, prompt_file)
+            try:
+                record = await self._attempt(n, started, prompt, prompt_file)
+            except RunFailed as exc:
+                failed, record = exc, exc.record
         self.controls.scope = None
         if scope.cancelled_caught or record is None:
             record = ResultRecord(
@@ -197,6 +208,8 @@ class Loop:
                 description="aborted", reason="aborted by request",
             )
         await self._conclude(record)
+        if failed is not None:
+            raise failed
 
     async def _attempt(self, n: int, started: float, prompt: str, prompt_file: Path) -> ResultRecord:
         s = self.state
@@ -254,10 +267,11 @@ class Loop:
             return self._with(base, status="crash", reason="no change produced")
         changed = changed_files(self.program, self.manifest.program_files)
         if changed:
-            raise RunFailed(
+            message = (
                 f"program files changed during the run ({', '.join(changed)}): "
                 "measurements would not be comparable; start a new run"
             )
+            raise RunFailed(message, self._with(base, status="crash", reason=message))
         if s.in_flight:
             s.in_flight.stage = "measuring"
         first = "building" if self.measurer.build_command else "measuring candidate run 1"

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = RunPaths(Path(args[0]).resolve())
     try:
         manifest = codec.read(paths.run_json, RunManifest)
-    except Exception as exc:  # noqa: BLE001 - reported to daemon.log, which `expd start` shows
+    except Exception as exc:
         log(f"cannot read the run manifest: {exc}")
         return 1
     run_lock = try_lock(paths.daemon_lock)
@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.supervisor import supervise
 
         return supervise(paths, manifest, heart)
-    except Exception as exc:  # noqa: BLE001 - last resort: record why, then exit non-zero
+    except Exception as exc:
         log("internal error:\n" + traceback.format_exc())
         try:
             from daemon.supervisor import mark_crashed
 
             mark_crashed(paths, manifest, _innermost(exc))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log("could not record the crash in state.json:\n" + traceback.format_exc())
         return 2
