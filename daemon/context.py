@@ -48,7 +48,9 @@ def build_prompt(
         ]
     sections = ["\n".join(head), "## Program\n\n" + program_md.strip()]
     if state.guidance.strip():
-        sections.insert(1, "## Guidance from the human (takes priority)\n\n" + state.guidance.strip())
+        sections.insert(
+            1, "## Guidance from the human (takes priority)\n\n" + state.guidance.strip()
+        )
     recent = [r for r in results if r.status != "baseline"][-15:]
     if recent:
         lines = ["## Recent experiments", "", "| # | status | metric | description | reason |"]

@@ -59,7 +59,9 @@ def relative_effect(candidate: float, incumbent: float, direction: str) -> float
     return diff / abs(incumbent) if incumbent != 0 else diff
 
 
-def gate_breaches(gates: dict[str, tuple[float | None, float | None]], values: dict[str, float]) -> list[str]:
+def gate_breaches(
+    gates: dict[str, tuple[float | None, float | None]], values: dict[str, float]
+) -> list[str]:
     out = []
     for name, (low, high) in gates.items():
         value = values.get(name)

@@ -70,8 +70,17 @@ class Worktree:
         g.add("-A")
         g.execute(
             [
-                "git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "commit", "-q",
-                "--no-verify", "--allow-empty-message", "-m", message,
+                "git",
+                "-c",
+                "gc.auto=0",
+                "-c",
+                "maintenance.auto=false",
+                "commit",
+                "-q",
+                "--no-verify",
+                "--allow-empty-message",
+                "-m",
+                message,
             ]
         )
         return g.rev_parse("HEAD")
@@ -155,7 +164,9 @@ def repo_head(repo: Path) -> str:
     try:
         return git.Git(repo).rev_parse("--verify", "-q", "HEAD")
     except git.GitCommandError:
-        raise UserError(f"{repo}: the repository has no commits yet (commit something first)") from None
+        raise UserError(
+            f"{repo}: the repository has no commits yet (commit something first)"
+        ) from None
 
 
 def add_worktree(repo: Path, path: Path, branch: str, base: str) -> None:
@@ -164,9 +175,7 @@ def add_worktree(repo: Path, path: Path, branch: str, base: str) -> None:
         git.Git(repo).worktree("add", "-q", "-b", branch, str(path), base)
     except git.GitCommandError as exc:
         detail = (exc.stderr or "").strip().splitlines()
-        raise UserError(
-            f"cannot create worktree {path}: {detail[-1] if detail else exc}"
-        ) from None
+        raise UserError(f"cannot create worktree {path}: {detail[-1] if detail else exc}") from None
 
 
 def remove_worktree(repo: Path, path: Path, branch: str) -> None:

@@ -135,8 +135,14 @@ class Loop:
                     break
                 self.store.detail(f"measuring {i + 1}/{runs}")
                 sample = await self.measurer.once(self._track)
-                self.store.event("measurement", 0, side="incumbent", ok=sample.ok,
-                                 metrics=sample.metrics, error=sample.error)
+                self.store.event(
+                    "measurement",
+                    0,
+                    side="incumbent",
+                    ok=sample.ok,
+                    metrics=sample.metrics,
+                    error=sample.error,
+                )
                 faults.point("baseline_measured", 0)
                 if not sample.ok:
                     failure = sample.error
@@ -153,9 +159,15 @@ class Loop:
             return False
         metric = statistics.median(values)
         record = ResultRecord(
-            experiment=0, status="baseline", commit=self.manifest.base_commit, metric=metric,
-            samples=values, metrics=medians([x.metrics for x in samples]),
-            description="baseline", started_at=started, finished_at=time.time(),
+            experiment=0,
+            status="baseline",
+            commit=self.manifest.base_commit,
+            metric=metric,
+            samples=values,
+            metrics=medians([x.metrics for x in samples]),
+            description="baseline",
+            started_at=started,
+            finished_at=time.time(),
             measure_s=sum(x.duration for x in samples),
             reason=f"median of {len(values)} run(s)",
         )
@@ -180,7 +192,9 @@ class Loop:
         s.in_flight = InFlight(experiment=n, started_at=started, stage="agent")
         prompt = build_prompt(
             experiment=n,
-            program_md=self.program.md.read_text(errors="replace") if self.program.md.exists() else "",
+            program_md=self.program.md.read_text(errors="replace")
+            if self.program.md.exists()
+            else "",
             state=s,
             results=self.results,
             patches={r.experiment: self.paths.patch(r.experiment) for r in self.results[-20:]},
@@ -203,15 +217,22 @@ class Loop:
         self.controls.scope = None
         if scope.cancelled_caught or record is None:
             record = ResultRecord(
-                experiment=n, status="crash", commit=s.in_flight.commit if s.in_flight else None,
-                parent=s.incumbent_commit, started_at=started, finished_at=time.time(),
-                description="aborted", reason="aborted by request",
+                experiment=n,
+                status="crash",
+                commit=s.in_flight.commit if s.in_flight else None,
+                parent=s.incumbent_commit,
+                started_at=started,
+                finished_at=time.time(),
+                description="aborted",
+                reason="aborted by request",
             )
         await self._conclude(record)
         if failed is not None:
             raise failed
 
-    async def _attempt(self, n: int, started: float, prompt: str, prompt_file: Path) -> ResultRecord:
+    async def _attempt(
+        self, n: int, started: float, prompt: str, prompt_file: Path
+    ) -> ResultRecord:
         s = self.state
         incumbent = s.incumbent_commit
         agent_started = time.monotonic()
@@ -226,21 +247,35 @@ class Loop:
                 s.tokens += event.tokens
 
         task = AgentTask(
-            experiment=n, worktree=self.worktree.path, run_dir=self.paths.dir, prompt=prompt,
-            prompt_file=prompt_file, timeout=parse_duration(self.config.agent.timeout),
-            env={**self.env, "EXPD_EXPERIMENT": str(n)}, on_process_start=self._track,
+            experiment=n,
+            worktree=self.worktree.path,
+            run_dir=self.paths.dir,
+            prompt=prompt,
+            prompt_file=prompt_file,
+            timeout=parse_duration(self.config.agent.timeout),
+            env={**self.env, "EXPD_EXPERIMENT": str(n)},
+            on_process_start=self._track,
         )
         try:
             outcome = await self.agent.run(task, emit)
         finally:
             self.store.close_agent_log()
         agent_s = time.monotonic() - agent_started
-        self.store.event("agent_end", n, error=outcome.error, description=outcome.description,
-                         seconds=round(agent_s, 3))
+        self.store.event(
+            "agent_end",
+            n,
+            error=outcome.error,
+            description=outcome.description,
+            seconds=round(agent_s, 3),
+        )
         faults.point("agent_end", n)
         base = ResultRecord(
-            experiment=n, parent=incumbent, started_at=started, agent_s=agent_s,
-            cost_usd=outcome.cost_usd or usage.cost_usd, tokens=outcome.tokens or usage.tokens,
+            experiment=n,
+            parent=incumbent,
+            started_at=started,
+            agent_s=agent_s,
+            cost_usd=outcome.cost_usd or usage.cost_usd,
+            tokens=outcome.tokens or usage.tokens,
             session_id=outcome.session_id,
             description=outcome.description,
         )
@@ -280,12 +315,18 @@ class Loop:
         measure_started = time.monotonic()
         decision = await self._measure(n, candidate, incumbent)
         base.measure_s = time.monotonic() - measure_started
-        self.store.event("decision", n, status=decision.status, reason=decision.reason,
-                         metric=decision.metric)
+        self.store.event(
+            "decision", n, status=decision.status, reason=decision.reason, metric=decision.metric
+        )
         faults.point("decided", n)
         return self._with(
-            base, status=decision.status, metric=decision.metric, samples=decision.samples,
-            metrics=decision.metrics, reason=decision.reason, evidence=decision.evidence,
+            base,
+            status=decision.status,
+            metric=decision.metric,
+            samples=decision.samples,
+            metrics=decision.metrics,
+            reason=decision.reason,
+            evidence=decision.evidence,
         )
 
     async def _measure(self, n: int, candidate: str, incumbent: str) -> Decision:
@@ -305,8 +346,14 @@ class Loop:
             if count > 1 or self.measurer.build_command:
                 self.store.detail(f"measuring {step.side} run {count}")
             sample = await self.measurer.once(self._track)
-            self.store.event("measurement", n, side=step.side, ok=sample.ok,
-                             metrics=sample.metrics, error=sample.error)
+            self.store.event(
+                "measurement",
+                n,
+                side=step.side,
+                ok=sample.ok,
+                metrics=sample.metrics,
+                error=sample.error,
+            )
             faults.point("measured", n)
             if sample.ok:
                 session.observe(step.side, sample.metrics)
@@ -316,9 +363,15 @@ class Loop:
         if on_incumbent:
             await self.worktree.checkout(self.manifest.branch)
         if step.status == "measurement_failure" and failure:
-            return Decision(keep=False, status="measurement_failure", reason=failure,
-                            metric=None, samples=step.samples, metrics=step.metrics,
-                            evidence=step.evidence)
+            return Decision(
+                keep=False,
+                status="measurement_failure",
+                reason=failure,
+                metric=None,
+                samples=step.samples,
+                metrics=step.metrics,
+                evidence=step.evidence,
+            )
         return step
 
     async def _build(self) -> str | None:
@@ -348,8 +401,9 @@ class Loop:
                 s.best_experiment = record.experiment
                 self.incumbent_samples = list(record.samples)
             else:
-                self.store.phase("reverting", "back to the last kept commit",
-                                 experiment=record.experiment)
+                self.store.phase(
+                    "reverting", "back to the last kept commit", experiment=record.experiment
+                )
                 faults.point("reverting", record.experiment)
                 await self.worktree.reset(s.incumbent_commit)
                 faults.point("reverted", record.experiment)
@@ -389,4 +443,3 @@ class Loop:
         for key, value in changes.items():
             setattr(record, key, value)
         return record
-

@@ -105,7 +105,9 @@ class Measurer:
         )
         duration = time.monotonic() - started
         if result.timed_out:
-            return Sample(ok=False, error=f"measurement timed out after {timeout:g}s", duration=duration)
+            return Sample(
+                ok=False, error=f"measurement timed out after {timeout:g}s", duration=duration
+            )
         if result.returncode:
             return Sample(
                 ok=False,
@@ -125,7 +127,10 @@ class Measurer:
             )
         if not math.isfinite(metrics[name]):
             return Sample(
-                ok=False, metrics=metrics, error=f"metric {name!r} is {metrics[name]}", duration=duration
+                ok=False,
+                metrics=metrics,
+                error=f"metric {name!r} is {metrics[name]}",
+                duration=duration,
             )
         return Sample(ok=True, metrics=metrics, duration=duration)
 

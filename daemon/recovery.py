@@ -111,6 +111,28 @@ def kill_leftovers(pgid: int | None, roots: tuple[Path, ...]) -> int:
     return killed
 
 
+def unrecorded_experiment(paths: RunPaths, recorded: set[int]) -> InFlight | None:
+    """An experiment that began (its prompt is written first) but has no result.
+
+    state.json normally names it; when that is lost (unreadable, or the daemon died before
+    saving), its number must still not be reused.
+    """
+    latest: Path | None = None
+    for prompt in paths.prompts_dir.glob("[0-9][0-9][0-9][0-9].md"):
+        if prompt.stem.isdigit() and (latest is None or prompt.stem > latest.stem):
+            latest = prompt
+    if latest is None:
+        return None
+    number = int(latest.stem)
+    if number in recorded or number < max(recorded, default=0):
+        return None
+    try:
+        started = latest.stat().st_mtime
+    except OSError:
+        started = 0.0
+    return InFlight(experiment=number, started_at=started)
+
+
 def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
     notes: list[str] = []
     try:
@@ -130,12 +152,16 @@ def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
         started_at=old.started_at if old and old.started_at else now,
         acked=list(old.acked) if old else [],
         guidance=old.guidance if old else "",
-        resumes=(old.resumes + 1) if old and (old.in_flight or results or old.phase != "starting") else 0,
+        resumes=(old.resumes + 1)
+        if old and (old.in_flight or results or old.phase != "starting")
+        else 0,
     )
     derive(state, results, manifest)
     interrupted = None
+    recorded = {r.experiment for r in results}
     if old and old.in_flight:
-        recorded = {r.experiment for r in results}
         if old.in_flight.experiment not in recorded:
             interrupted = old.in_flight
+    else:
+        interrupted = unrecorded_experiment(paths, recorded)
     return Recovered(state=state, results=results, interrupted=interrupted, notes=notes)

@@ -23,7 +23,7 @@ import daemon
 from daemon.git_ops import add_worktree, remove_worktree, repo_head
 from shared import __version__, codec, runs
 from shared.atomic import write_atomic
-from shared.errors import UserError
+from shared.errors import ContractError, UserError
 from shared.liveness import pid_alive
 from shared.locking import is_locked, lock_blocking, unlock
 from shared.paths import (
@@ -35,7 +35,7 @@ from shared.paths import (
     find_repo_root,
     run_id,
 )
-from shared.programs import file_digests, load_program
+from shared.programs import exclude_expd, file_digests, load_program
 from shared.schema import AGENT_KINDS, DaemonInfo, ProgramConfig, RunManifest, RunState
 from shared.tail import last_lines
 
@@ -55,7 +55,9 @@ class Started:
 def check_agent(config: ProgramConfig, repo: Path) -> None:
     """Refuse an agent that cannot run, before anything is created."""
     if config.agent.kind not in AGENT_KINDS:
-        raise UserError(f"unknown agent kind {config.agent.kind!r}: use one of {', '.join(AGENT_KINDS)}")
+        raise UserError(
+            f"unknown agent kind {config.agent.kind!r}: use one of {', '.join(AGENT_KINDS)}"
+        )
     if config.agent.kind != "command":
         return
     command = (config.agent.command or "").strip()
@@ -81,7 +83,9 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
                     f"agent command {exe} is not committed, so the run's worktree will not have it"
                 ) from None
     elif shutil.which(exe) is None:
-        raise UserError(f"agent command not found on PATH: {exe} (from [agent] command {command!r})")
+        raise UserError(
+            f"agent command not found on PATH: {exe} (from [agent] command {command!r})"
+        )
 
 
 def _new_stamp(program: ProgramPaths) -> str:
@@ -149,6 +153,7 @@ def start_run(
             agent_kind=config.agent.kind,
             agent_model=config.agent.model,
         )
+        exclude_expd(repo.root)  # runs and worktrees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
         try:
             add_worktree(repo.root, worktree, branch, base)
@@ -169,7 +174,10 @@ def resume_run(run_dir: Path) -> Started:
     manifest = codec.read(paths.run_json, RunManifest)
     if is_locked(paths.daemon_lock):
         raise UserError(f"run {manifest.run_id} is already running")
-    state = codec.read_optional(paths.state_json, RunState)
+    try:
+        state = codec.read_optional(paths.state_json, RunState)
+    except ContractError:
+        state = None  # unreadable: the daemon rebuilds it from results.jsonl
     if state is not None and state.phase == "complete":
         reason = state.termination_reason or "complete"
         raise UserError(
@@ -192,7 +200,9 @@ def resume_run(run_dir: Path) -> Started:
             try:
                 g.worktree("add", "-q", str(worktree), manifest.branch)
             except git.GitCommandError as exc:
-                raise UserError(f"cannot restore worktree {worktree}: {exc.stderr.strip()}") from None
+                raise UserError(
+                    f"cannot restore worktree {worktree}: {exc.stderr.strip()}"
+                ) from None
         if not paths.results.exists() or b'"baseline"' not in paths.results.read_bytes()[:4096]:
             # No baseline yet: whatever the program files are now is what this run measures.
             manifest.program_files = file_digests(prog)

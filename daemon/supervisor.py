@@ -187,8 +187,15 @@ def apply(request: ControlRequest, store: RunStore, controls: Controls) -> None:
         case _:
             outcome = f"rejected: unknown request {request.action} {request.key or ''}".strip()
             state.message = outcome
-    store.event("control", None, id=request.id, action=request.action, key=request.key,
-                value=request.value, outcome=outcome)
+    store.event(
+        "control",
+        None,
+        id=request.id,
+        action=request.action,
+        key=request.key,
+        value=request.value,
+        outcome=outcome,
+    )
 
 
 async def _signals(store: RunStore, controls: Controls) -> None:

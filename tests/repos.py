@@ -110,7 +110,9 @@ def expd(
     )
 
 
-def start(repo: Path, program: str = "p", *extra: str, env: dict[str, str] | None = None) -> RunPaths:
+def start(
+    repo: Path, program: str = "p", *extra: str, env: dict[str, str] | None = None
+) -> RunPaths:
     proc = expd("start", program, "--json", *extra, cwd=repo, env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     info = json.loads(proc.stdout)
@@ -123,10 +125,15 @@ def state(paths: RunPaths) -> RunState:
 
 
 def results(paths: RunPaths) -> list[ResultRecord]:
-    return [codec.decode(line, ResultRecord, source="results") for line in read_complete_lines(paths.results)]
+    return [
+        codec.decode(line, ResultRecord, source="results")
+        for line in read_complete_lines(paths.results)
+    ]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
+) -> object:
     """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,3 +162,37 @@ def wait_dead(paths: RunPaths, timeout: float = 30.0) -> None:
     from shared.locking import is_locked
 
     wait_for(lambda: not is_locked(paths.daemon_lock), timeout, "the daemon to exit")
+
+
+def _live_processes() -> list[tuple[int, int, Path]]:
+    """(pid, pgid, /proc entry) of every live (non-zombie) process."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            out.append((int(entry.name), int(fields[2]), entry))
+    return out
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid` (an agent's or a measurement's whole tree)."""
+    return [pid for pid, group, _ in _live_processes() if group == pgid]
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Live processes whose working directory is inside `directory` (e.g. a run's worktree)."""
+    root = str(directory.resolve())
+    out = []
+    for pid, _, entry in _live_processes():
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            out.append(pid)
+    return out

@@ -37,7 +37,7 @@ def test_every_daemon_file_decodes_from_an_empty_object() -> None:
 def test_corrupt_file_names_itself(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text('{"phase": ')
-    with pytest.raises(ContractError, match="state.json"):
+    with pytest.raises(ContractError, match=r"state\.json"):
         codec.read(path, RunState)
 
 
