@@ -281,11 +281,14 @@ class Loop:
         )
         if outcome.unavailable:
             self.agent_unavailable = outcome.error or "agent unavailable"
-        candidate, _branch, uncommitted = await self.worktree.snapshot()
+        candidate, branch, uncommitted = await self.worktree.snapshot()
         if uncommitted:
             message = outcome.description or f"expd experiment {n}"
             candidate = await self.worktree.commit_all(message)
             faults.point("auto_commit", n)
+        if branch != self.worktree.branch:
+            # The agent switched branches or detached HEAD: its work belongs on the run's branch.
+            await self.worktree.reset(candidate)
         if candidate != incumbent:
             base.commit = candidate
             if s.in_flight:

@@ -86,29 +86,40 @@ def derive(state: RunState, results: list[ResultRecord], manifest: RunManifest) 
     state.experiment = max((r.experiment for r in results), default=0)
 
 
-def kill_leftovers(pgid: int | None, roots: tuple[Path, ...]) -> int:
-    """Kill processes of a dead daemon's child group whose cwd is inside the run (pids get reused)."""
-    if not pgid:
-        return 0
+def kill_leftovers(run_dir: Path, pgid: int | None, roots: tuple[Path, ...]) -> int:
+    """Kill what a dead daemon's agent or measurement left running.
+
+    Every child expd starts carries `EXPD_RUN_DIR` in its environment, which survives `cd` and new
+    sessions, so that (not the reusable pid) identifies them; the recorded process group is a
+    second net for children that scrubbed their environment.
+    """
+    marker = f"EXPD_RUN_DIR={run_dir}".encode()
+    me = os.getpid()
     killed = 0
-    resolved = tuple(str(r.resolve()) for r in roots)
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit():
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            cwd = os.readlink(entry / "cwd")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
         except (OSError, IndexError, ValueError):
             continue
-        if cwd.startswith(resolved):
+        if marker in environ or (pgid and group == pgid and _cwd_inside(entry, roots)):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1
             except ProcessLookupError:
                 pass
     return killed
+
+
+def _cwd_inside(entry: Path, roots: tuple[Path, ...]) -> bool:
+    try:
+        cwd = Path(os.readlink(entry / "cwd"))
+    except OSError:
+        return False
+    return any(cwd.is_relative_to(root.resolve()) for root in roots)
 
 
 def unrecorded_experiment(paths: RunPaths, recorded: set[int]) -> InFlight | None:

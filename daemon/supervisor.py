@@ -54,13 +54,14 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         **identity_env(Path(manifest.repo)),
         "EXPD_RUN_DIR": str(paths.dir),
         "EXPD_WORKTREE": str(worktree_path),
-        "EXPD_PROGRAM_DIR": str(program.dir),
         "EXPD_RUN_ID": manifest.run_id,
     }
     worktree = Worktree(path=worktree_path, branch=manifest.branch, env=env)
     child_env = {**os.environ, **env}
     child_env.pop("EXPD_FAULT", None)
-    measurer = Measurer(config=config, program=program, worktree=worktree_path, env=child_env)
+    # Only the measurement is told where the evaluator lives; the agent is not.
+    measure_env = {**child_env, "EXPD_PROGRAM_DIR": str(program.dir)}
+    measurer = Measurer(config=config, program=program, worktree=worktree_path, env=measure_env)
     try:
         agent = make_agent(
             config, kind=manifest.agent_kind, model=manifest.agent_model, run_dir=paths.dir
@@ -73,7 +74,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
 
     interrupted = recovered.interrupted
     if interrupted is not None:
-        killed = kill_leftovers(interrupted.pgid, (worktree_path, paths.dir))
+        killed = kill_leftovers(paths.dir, interrupted.pgid, (worktree_path, paths.dir))
         if killed:
             log(f"killed {killed} leftover process(es) of the previous daemon")
         if interrupted.experiment > 0:
