@@ -7,8 +7,10 @@ so nothing leaks over a night-long run. Calls block, so the loop runs them in a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -35,6 +37,14 @@ def identity_env(repo: Path) -> dict[str, str]:
 
 
 @dataclass
+class Capture:
+    commit: str
+    patch: str = ""
+    stat: DiffStat = field(default_factory=DiffStat)
+    subject: str = ""
+
+
+@dataclass
 class Worktree:
     path: Path
     branch: str
@@ -46,9 +56,6 @@ class Worktree:
         return g
 
     # --- blocking primitives -------------------------------------------------------------------
-
-    def head_sync(self) -> str:
-        return self._git().rev_parse("HEAD")
 
     def snapshot_sync(self) -> tuple[str, str, list[str]]:
         """HEAD's commit, the checked-out branch and the uncommitted entries, in one git call."""
@@ -133,25 +140,54 @@ class Worktree:
                 f"head={head} oid={oid[:10]} left={left[:3]}"
             )
 
+    def capture_sync(
+        self,
+        incumbent: str,
+        *,
+        message: str,
+        ref: str,
+        want_subject: bool,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> Capture:
+        """Turn what the agent left into one pinned commit on the run's branch, with its patch.
+
+        One worker-thread hop for the whole sequence: this is the per-experiment hot path.
+        """
+        oid, branch, uncommitted = self.snapshot_sync()
+        if uncommitted:
+            oid = self.commit_all_sync(message)
+            after_commit()
+        if branch != self.branch:
+            # The agent switched branches or detached HEAD: its work belongs on the run's branch.
+            self.reset_sync(oid)
+        if oid == incumbent:
+            return Capture(commit=oid)
+        self.pin_sync(ref, oid)
+        patch, stat = self.diff_sync(incumbent, oid)
+        subject = self.subject_sync(oid) if want_subject else ""
+        return Capture(commit=oid, patch=patch, stat=stat, subject=subject)
+
     # --- async wrappers for the loop ------------------------------------------------------------
 
-    async def head(self) -> str:
-        return await anyio.to_thread.run_sync(self.head_sync)
-
-    async def snapshot(self) -> tuple[str, str, list[str]]:
-        return await anyio.to_thread.run_sync(self.snapshot_sync)
-
-    async def commit_all(self, message: str) -> str:
-        return await anyio.to_thread.run_sync(self.commit_all_sync, message)
-
-    async def subject(self, commit: str) -> str:
-        return await anyio.to_thread.run_sync(self.subject_sync, commit)
-
-    async def diff(self, base: str, head: str) -> tuple[str, DiffStat]:
-        return await anyio.to_thread.run_sync(self.diff_sync, base, head)
-
-    async def pin(self, ref: str, commit: str) -> None:
-        await anyio.to_thread.run_sync(self.pin_sync, ref, commit)
+    async def capture(
+        self,
+        incumbent: str,
+        *,
+        message: str,
+        ref: str,
+        want_subject: bool,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> Capture:
+        return await anyio.to_thread.run_sync(
+            functools.partial(
+                self.capture_sync,
+                incumbent,
+                message=message,
+                ref=ref,
+                want_subject=want_subject,
+                after_commit=after_commit,
+            )
+        )
 
     async def checkout(self, target: str) -> None:
         await anyio.to_thread.run_sync(self.checkout_sync, target)

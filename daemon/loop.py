@@ -281,24 +281,21 @@ class Loop:
         )
         if outcome.unavailable:
             self.agent_unavailable = outcome.error or "agent unavailable"
-        candidate, branch, uncommitted = await self.worktree.snapshot()
-        if uncommitted:
-            message = outcome.description or f"expd experiment {n}"
-            candidate = await self.worktree.commit_all(message)
-            faults.point("auto_commit", n)
-        if branch != self.worktree.branch:
-            # The agent switched branches or detached HEAD: its work belongs on the run's branch.
-            await self.worktree.reset(candidate)
+        captured = await self.worktree.capture(
+            incumbent,
+            message=outcome.description or f"expd experiment {n}",
+            ref=self._ref(n),
+            want_subject=not outcome.description,
+            after_commit=lambda: faults.point("auto_commit", n),
+        )
+        candidate = captured.commit
         if candidate != incumbent:
             base.commit = candidate
             if s.in_flight:
                 s.in_flight.commit = candidate
-            await self.worktree.pin(self._ref(n), candidate)
-            if not base.description:
-                base.description = await self.worktree.subject(candidate)
-            patch, stat = await self.worktree.diff(incumbent, candidate)
-            base.diff = stat
-            self.store.write_file(self.paths.patch(n), patch)
+            base.description = base.description or captured.subject
+            base.diff = captured.stat
+            self.store.write_file(self.paths.patch(n), captured.patch)
         if outcome.error:
             return self._with(base, status="crash", reason=outcome.error)
         if candidate == incumbent or not base.diff.files:
