@@ -10,15 +10,28 @@ from pathlib import Path
 import anyio
 
 from daemon import faults
-from daemon.agents.base import Agent, AgentEvent, AgentTask, Usage, render
+from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
 from daemon.context import build_prompt
 from daemon.decide import Decision, Measure, Policy, make_policy, medians
 from daemon.git_ops import Worktree
 from daemon.measure import Measurer, Sample
+from daemon.retry import GiveUp, RetryPolicy
 from daemon.store import RunStore
 from shared.paths import ProgramPaths, RunPaths
 from shared.programs import changed_files, parse_duration
 from shared.schema import InFlight, ProgramConfig, ResultRecord, RunManifest, RunState
+
+
+class ProviderFailed(Exception):
+    """The agent's provider failed (auth, quota, rate limit, …): retry the same experiment."""
+
+    def __init__(self, outcome: AgentOutcome) -> None:
+        super().__init__(outcome.error or outcome.error_class)
+        self.outcome = outcome
+
+
+class AgentGaveUp(Exception):
+    """The provider cannot serve this run any more: it ends `agent_unavailable`."""
 
 
 class RunFailed(Exception):
@@ -60,11 +73,19 @@ class Loop:
     results: list[ResultRecord]
     env: dict[str, str]
     policy: Policy = field(init=False)
+    retry: RetryPolicy = field(init=False)
     incumbent_samples: list[float] = field(default_factory=list)
     agent_unavailable: str | None = None
 
     def __post_init__(self) -> None:
         self.policy = make_policy(self.config)
+        agent = self.config.agent
+        self.retry = RetryPolicy(
+            fallback_model=agent.fallback_model,
+            max_failures=agent.max_failures,
+            window_s=parse_duration(agent.failure_window),
+            base_wait_s=parse_duration(agent.retry_wait),
+        )
         for record in self.results:
             if record.status in ("baseline", "keep"):
                 self.incumbent_samples = list(record.samples)
@@ -83,6 +104,8 @@ class Loop:
             while (reason := self.stop_reason()) is None:
                 await self.experiment(self.next_number())
             self.finish(reason)
+        except AgentGaveUp as exc:
+            self.finish("agent_unavailable", str(exc))
         except RunFailed as exc:
             self.finish("error", str(exc), phase="crashed")
 
@@ -208,14 +231,26 @@ class Loop:
         faults.point("agent_start", n)
         record: ResultRecord | None = None
         failed: RunFailed | None = None
-        with anyio.CancelScope() as scope:
-            self.controls.scope = scope
-            try:
-                record = await self._attempt(n, started, prompt, prompt_file)
-            except RunFailed as exc:
-                failed, record = exc, exc.record
+        self.retry.new_experiment()
+        while record is None:
+            provider: AgentOutcome | None = None
+            with anyio.CancelScope() as scope:
+                self.controls.scope = scope
+                try:
+                    record = await self._attempt(n, started, prompt, prompt_file)
+                except RunFailed as exc:
+                    failed, record = exc, exc.record
+                except ProviderFailed as exc:
+                    provider = exc.outcome
+                if provider is not None:
+                    if not await self._wait_out(n, provider):
+                        return  # stopped while waiting: nothing recorded, the number is not used
+                    continue
+            self.controls.scope = None
+            if scope.cancelled_caught:
+                break
         self.controls.scope = None
-        if scope.cancelled_caught or record is None:
+        if record is None:
             record = ResultRecord(
                 experiment=n,
                 status="crash",
@@ -229,6 +264,39 @@ class Loop:
         await self._conclude(record)
         if failed is not None:
             raise failed
+
+    async def _wait_out(self, n: int, outcome: AgentOutcome) -> bool:
+        """Handle a provider failure inside the experiment's cancel scope; False if stopped."""
+        s = self.state
+        await self.worktree.reset(s.incumbent_commit)
+        verdict = self.retry.decide(
+            outcome.error_class or "other", outcome.error or "", outcome.retry_after, time.time()
+        )
+        self.store.event(
+            "agent_error",
+            n,
+            error_class=outcome.error_class,
+            error=outcome.error,
+            verdict=type(verdict).__name__.lower(),
+        )
+        if isinstance(verdict, GiveUp):
+            s.in_flight = None
+            self.store.phase("idle", "", durable=True)
+            raise AgentGaveUp(verdict.message)
+        self.store.agent_log(n, f"[retry] {verdict.note}")
+        self.store.close_agent_log()
+        if verdict.switch_model:
+            self.agent.switch_model(verdict.switch_model)
+        self.store.detail(verdict.note)
+        deadline = time.monotonic() + verdict.wait_s
+        while time.monotonic() < deadline:
+            if self.controls.stop:
+                s.in_flight = None
+                self.store.phase("idle", "", durable=True)
+                return False
+            await anyio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        self.store.detail(f"agent ({self.agent.kind}) working")
+        return True
 
     async def _attempt(
         self, n: int, started: float, prompt: str, prompt_file: Path
@@ -279,6 +347,8 @@ class Loop:
             session_id=outcome.session_id,
             description=outcome.description,
         )
+        if outcome.error_class is not None:
+            raise ProviderFailed(outcome)
         if outcome.unavailable:
             self.agent_unavailable = outcome.error or "agent unavailable"
         captured = await self.worktree.capture(

@@ -75,6 +75,8 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
         ("[measure] timeout", config.measure.timeout),
         ("[measure] build_timeout", config.measure.build_timeout),
         ("[agent] timeout", config.agent.timeout),
+        ("[agent] failure_window", config.agent.failure_window),
+        ("[agent] retry_wait", config.agent.retry_wait),
     ):
         try:
             parse_duration(value, what=what)
@@ -90,6 +92,8 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
         fail("[loop] max_consecutive_discards must be at least 1")
     if config.agent.kind not in AGENT_KINDS:
         fail(f"[agent] kind {config.agent.kind!r} is not one of {', '.join(AGENT_KINDS)}")
+    if config.agent.max_failures < 1:
+        fail("[agent] max_failures must be at least 1")
     if config.agent.kind == "command" and not (config.agent.command or "").strip():
         fail("[agent] kind 'command' needs [agent] command")
     if config.agent.kind == "tune" and not config.tune.params:

@@ -71,12 +71,32 @@ class LoopConfig(_Typed):
     keep_simplifications: bool = False
 
 
+class Price(_Typed):
+    """USD per million tokens, for agents whose CLI reports tokens but not cost."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
 class AgentConfig(_Typed):
     kind: str = "command"
     model: str | None = None
     command: str | None = None
     max_turns: int | None = None
     timeout: str | float = "30m"
+    fallback_model: str | None = None
+    """Switched to when the provider reports the quota of `model` exhausted."""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    """The name of the environment variable holding the key (the key is never written down)."""
+    max_tokens: int | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    prices: dict[str, Price] = {}
+    max_failures: int = 3
+    failure_window: str | float = "10m"
+    retry_wait: str | float = "10s"
 
 
 class TuneParam(_Typed):

@@ -75,7 +75,11 @@ class AgentOutcome:
     error: str | None = None
     timed_out: bool = False
     unavailable: bool = False
-    """The agent cannot run at all (missing executable, auth): the run stops after this one."""
+    """The agent cannot run at all (missing executable): the run stops after this one."""
+    error_class: str | None = None
+    """Set for provider failures (auth, quota, rate_limit, transient, other): the experiment is
+    retried under the same number instead of being recorded as a crash."""
+    retry_after: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,6 +100,10 @@ class Agent(Protocol):
 
     async def recover(self, interrupted: int) -> None:
         """On resume: forget experiment `interrupted`, which never finished."""
+        ...
+
+    def switch_model(self, model: str) -> None:
+        """Use `model` from now on (after the provider reported a quota exhausted)."""
         ...
 
     async def close(self) -> None: ...

@@ -59,5 +59,8 @@ class CommandAgent:
     async def recover(self, interrupted: int) -> None:
         return None
 
+    def switch_model(self, model: str) -> None:
+        """No model to switch: this agent never reports a provider failure."""
+
     async def close(self) -> None:
         return None

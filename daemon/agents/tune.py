@@ -464,6 +464,9 @@ class TuneAgent:
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         self._trials.clear()
 
+    def switch_model(self, model: str) -> None:
+        """No model to switch: this agent never reports a provider failure."""
+
     async def close(self) -> None:
         self._study = None
 
