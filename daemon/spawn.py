@@ -21,7 +21,7 @@ import git
 
 import daemon
 from daemon.git_ops import add_worktree, remove_worktree, repo_head
-from shared import __version__, codec, runs
+from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
 from shared.liveness import pid_alive
@@ -59,6 +59,9 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
             f"unknown agent kind {config.agent.kind!r}: use one of {', '.join(AGENT_KINDS)}"
         )
     if config.agent.kind != "command":
+        available = agent_kinds.check(config.agent)
+        if not available.ok:
+            raise UserError(f"agent kind {config.agent.kind!r} cannot run: {available.detail}")
         return
     command = (config.agent.command or "").strip()
     if not command:

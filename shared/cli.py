@@ -70,7 +70,9 @@ def _launch_args(p: Parser, first: str) -> None:
         p.add_argument("--agent", metavar="KIND", help="override [agent] kind")
         p.add_argument("--model", metavar="M", help="override [agent] model")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--attach", action="store_true", help="follow the run until it ends")
+    mode.add_argument(
+        "--attach", action="store_true", help="watch the run (its dashboard on a terminal)"
+    )
     _json(mode)
 
 
@@ -107,6 +109,11 @@ def _logs_args(p: Parser) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
 
 
+def _agents_args(p: Parser) -> None:
+    p.add_argument("program", metavar="PROGRAM", nargs="?", help="use this program's [agent]")
+    _json(p)
+
+
 def _demo_args(p: Parser) -> None:
     p.add_argument("--dir", metavar="DIR", help="where to create it (default: a new temp dir)")
     p.add_argument("--no-tui", action="store_true", help="plain-text progress")
@@ -129,6 +136,7 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         "the state of a run (exit 0 running, 3 not running, 4 hung)",
         _status_args,
     ),
+    "attach": ("cli_tui:cmd_attach", "the dashboard of a run (needs a terminal)", _run),
     "stop": ("cli_control:cmd_stop", "stop after the current experiment", _stop_args),
     "abort": ("cli_control:cmd_abort", "kill the agent now, revert, end the run", _stop_args),
     "set": (
@@ -139,6 +147,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
     "results": ("cli_read:cmd_results", "the experiments of a run", _results_args),
     "logs": ("cli_read:cmd_logs", "an experiment's agent log (or the daemon log)", _logs_args),
     "list": ("cli_read:cmd_list", "programs of this repository and their runs", _json),
+    "agents": (
+        "cli_agents:cmd_agents",
+        "agent kinds: which can run here, their version and model",
+        _agents_args,
+    ),
     "demo": ("cli_run:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
 }
 
@@ -168,13 +181,19 @@ def load_handler(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def home(parser: Parser) -> int:
-    """`expd` alone: the repository's programs when there are some, else the help."""
+    """`expd` alone: on a terminal inside a repository the home screen of the TUI; elsewhere the
+    repository's programs when there are some, else the help."""
     from shared.paths import RepoPaths, find_repo_root
 
     try:
         root = find_repo_root()
     except UserError:
         root = None
+    if root is not None:
+        from shared.cli_tui import home_tui, on_terminal
+
+        if on_terminal():
+            return home_tui(root)
     if root is not None and RepoPaths(root).program_names():
         return load_handler("cli_read:cmd_list")(argparse.Namespace(json=False))
     parser.print_help()

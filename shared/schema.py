@@ -35,7 +35,7 @@ TERMINATION_REASONS = (
     "agent_unavailable",
     "error",
 )
-AGENT_KINDS = ("command", "tune")
+AGENT_KINDS = ("command", "tune", "claude", "codex", "opencode", "openai")
 
 
 # --------------------------------------------------------------------------- program.toml

@@ -140,4 +140,20 @@ def make_agent(config: ProgramConfig, *, kind: str, model: str | None, run_dir: 
         from daemon.agents.tune import TuneAgent
 
         return TuneAgent(config, run_dir=run_dir)
+    if kind == "claude":
+        from daemon.agents.claude import ClaudeAgent
+
+        return ClaudeAgent(config, model=model)
+    if kind == "codex":
+        from daemon.agents.codex import CodexAgent
+
+        return CodexAgent(config, model=model)
+    if kind == "opencode":
+        from daemon.agents.opencode import OpenCodeAgent
+
+        return OpenCodeAgent(config, model=model)
+    if kind == "openai":
+        from daemon.agents.openai import OpenAIAgent
+
+        return OpenAIAgent(config, model=model)
     raise AgentUnavailable(f"unknown agent kind {kind!r}")
