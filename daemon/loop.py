@@ -232,6 +232,7 @@ class Loop:
         record: ResultRecord | None = None
         failed: RunFailed | None = None
         self.retry.new_experiment()
+        carried = Usage()  # what failed attempts of this experiment spent: it still counts
         while record is None:
             provider: AgentOutcome | None = None
             with anyio.CancelScope() as scope:
@@ -242,6 +243,8 @@ class Loop:
                     failed, record = exc, exc.record
                 except ProviderFailed as exc:
                     provider = exc.outcome
+                    carried.cost_usd += provider.cost_usd
+                    carried.tokens += provider.tokens
                 if provider is not None:
                     if not await self._wait_out(n, provider):
                         return  # stopped while waiting: nothing recorded, the number is not used
@@ -261,6 +264,8 @@ class Loop:
                 description="aborted",
                 reason="aborted by request",
             )
+        record.cost_usd += carried.cost_usd
+        record.tokens += carried.tokens
         await self._conclude(record)
         if failed is not None:
             raise failed
