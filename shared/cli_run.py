@@ -92,6 +92,20 @@ def follow_to_end(ref: runs.RunRef, look: str) -> dict[str, Any] | None:
     return final
 
 
+def watch_to_end(ref: runs.RunRef, look: str, *, tui: bool = True) -> dict[str, Any] | None:
+    """The dashboard on a terminal (else plain progress lines); the final status if the run
+    ended while watched, None if the user left it running."""
+    from shared.cli_tui import goodbye, on_terminal, open_tui
+
+    if not (tui and on_terminal()):
+        return follow_to_end(ref, look)
+    open_tui(run=ref)
+    final = goodbye(ref)
+    if final is not None and final["daemon"] == "finished":
+        print(render.summary_text(final, look))
+    return final
+
+
 def _ended_well(final: dict[str, Any] | None, ok: frozenset[str]) -> bool:
     if final is None:
         return True
@@ -117,7 +131,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     _announce(args, "started", started)
     if not args.attach:
         return 0
-    final = follow_to_end(_ref(started, root), f"expd results {started.run_id}")
+    final = watch_to_end(_ref(started, root), f"expd results {started.run_id}")
     if not _ended_well(final, ATTACH_OK):
         assert final is not None
         raise UserError(_ending(final))
@@ -145,7 +159,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _announce(args, "resumed", started)
     if not args.attach:
         return 0
-    final = follow_to_end(_ref(started, ref.repo), f"expd results {started.run_id}")
+    final = watch_to_end(_ref(started, ref.repo), f"expd results {started.run_id}")
     if not _ended_well(final, ATTACH_OK):
         assert final is not None
         raise UserError(_ending(final))
@@ -168,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"started run {started.run_id} (pid {started.pid})\n")
     sys.stdout.flush()
     look = f"cd {shlex.quote(str(directory))} && expd results"
-    final = follow_to_end(_ref(started, directory), look)
+    final = watch_to_end(_ref(started, directory), look, tui=not args.no_tui)
     if not _ended_well(final, DEMO_OK):
         assert final is not None
         raise UserError(_ending(final))

@@ -90,6 +90,7 @@ def run_probe(repo: Path, *argv: str) -> dict[str, object]:
         (["stop"], 0),
         (["abort"], 0),
         (["status", "no-such-run"], 1),
+        (["attach"], 1),  # not on a terminal: a one-line error, and no Textual import
     ],
 )
 def test_read_commands_import_nothing_heavy(live_run: FakeRun, argv: list[str], code: int) -> None:
@@ -101,3 +102,21 @@ def test_read_commands_import_nothing_heavy(live_run: FakeRun, argv: list[str], 
 def test_importing_the_cli_alone_is_light(live_run: FakeRun) -> None:
     got = run_probe(live_run.repo, "--help")
     assert got["loaded"] == [] and got["code"] == 0
+
+
+def test_the_tui_never_imports_the_daemon() -> None:
+    """`tui` shows run files; it never drives the loop (no `daemon`, no GitPython)."""
+    code = (
+        "import json, pkgutil, importlib, sys, tui\n"
+        "for m in pkgutil.walk_packages(tui.__path__, 'tui.'): importlib.import_module(m.name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('daemon', 'git'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == []

@@ -1,0 +1,88 @@
+"""The Textual app: a home screen of programs and runs, and a dashboard per run.
+
+The app only shows what the run files say. Leaving it never stops a run: the daemon is a separate,
+detached process, and the CLI prints how to come back once `run()` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from shared.paths import RunPaths
+from shared.runs import RunRef
+from tui.source import RunSource, Source
+
+
+def repo_of(ref: RunRef) -> Path | None:
+    """The repository a run belongs to: known, or `<repo>/.expd/programs/<p>/runs/<stamp>`."""
+    if ref.repo is not None:
+        return ref.repo
+    parts = ref.paths.dir.resolve().parents
+    if len(parts) > 4 and parts[2].name == "programs" and parts[3].name == ".expd":
+        return parts[4]
+    return None
+
+
+class ExpdApp(App[None]):
+    """`repo` opens the home screen; `run` opens that run's dashboard (home underneath it)."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    TITLE = "expd"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("h", "home", "Home"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        repo: Path | None = None,
+        run: RunRef | None = None,
+        source_factory: Callable[[RunPaths], Source] = RunSource,
+    ) -> None:
+        super().__init__()
+        self.repo = repo if repo is not None or run is None else repo_of(run)
+        self.start_run = run
+        self.source_factory = source_factory
+        self.last_run: RunRef | None = run
+        """The run shown last: the CLI tells how to reattach to it after exit."""
+
+    def on_mount(self) -> None:
+        if self.repo is not None:
+            from tui.screens.home import HomeScreen
+
+            self.push_screen(HomeScreen(self.repo))
+        if self.start_run is not None:
+            self.open_run(self.start_run)
+
+    def open_run(self, ref: RunRef) -> None:
+        """Show a run's dashboard, fed by a fresh source for its directory."""
+        from tui.screens.run import RunScreen
+
+        self.last_run = ref
+        self.push_screen(RunScreen(ref, self.source_factory(ref.paths)))
+
+    def _home_below(self) -> bool:
+        """On a run dashboard with the home screen underneath it (h goes back there)."""
+        from tui.screens.home import HomeScreen
+        from tui.screens.run import RunScreen
+
+        stack = self.screen_stack
+        return isinstance(self.screen, RunScreen) and any(isinstance(s, HomeScreen) for s in stack)
+
+    def action_home(self) -> None:
+        from tui.screens.home import HomeScreen
+
+        if self._home_below():
+            while not isinstance(self.screen, HomeScreen):
+                self.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "home":
+            return self._home_below()
+        return True

@@ -1,0 +1,280 @@
+"""Home: the repository's programs and their runs, refreshed from the run files every two seconds.
+
+The listing is read in a thread worker (a few small files per run, never `results.jsonl`) and
+reconciled into the table by row key: changed cells are updated in place, so nothing flickers and
+the cursor stays where the user left it. Starting and resuming runs go through the headless CLI in
+a subprocess, exactly as `expd start` and `expd resume` do; this screen never imports `daemon`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from shared import render
+from shared.paths import RepoPaths
+from shared.runs import RunRef
+from tui.screens.home_rows import COLUMNS, EMPTY, collect, rows_of, styled
+from tui.screens.new_run import NewRun, NewRunScreen
+
+REFRESH_S = 2.0
+
+
+class HomeScreen(Screen[None]):
+    """Programs and runs; enter opens a run, n starts one, r resumes a dead one."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open_run", "Open", show=True),
+        Binding("n", "new_run", "New run"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    class Listed(Message):
+        def __init__(self, programs: list[dict[str, Any]]) -> None:
+            super().__init__()
+            self.programs = programs
+
+    class Launched(Message):
+        """A `start`/`resume` subprocess finished (successfully or not)."""
+
+        def __init__(self, what: str, code: int, stdout: str, stderr: str) -> None:
+            super().__init__()
+            self.what, self.code, self.stdout, self.stderr = what, code, stdout, stderr
+
+    def __init__(self, repo: Path) -> None:
+        super().__init__()
+        self.repo = repo
+        self.programs: dict[str, dict[str, Any]] = {}
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self._cells: dict[str, tuple[str, ...]] = {}
+        self._order: list[str] = []
+        self._refreshing = False
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(EMPTY, id="home-empty")
+        table: DataTable[Text] = DataTable(id="home-runs", cursor_type="row")
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        yield table
+        yield Static("", id="home-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.repo)
+        self.query_one("#home-empty").display = False
+        self.refresh_listing()
+        self.set_interval(REFRESH_S, self.refresh_listing)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_listing()
+
+    # ------------------------------------------------------------------ reading
+
+    def refresh_listing(self) -> None:
+        if self._refreshing:
+            return
+        self._refreshing = True
+        self.run_worker(self._collect, thread=True, group="home-refresh", exit_on_error=False)
+
+    def _collect(self) -> None:
+        try:
+            programs = collect(self.repo)
+        finally:
+            self._refreshing = False
+        self.post_message(self.Listed(programs))
+
+    def on_home_screen_listed(self, message: Listed) -> None:
+        self.loaded = True
+        self.programs = {p["program"]: p for p in message.programs}
+        self.statuses = {s["run_id"]: s for p in message.programs for s in p["runs"]}
+        table = self.query_one("#home-runs", DataTable)
+        self.query_one("#home-empty").display = not message.programs
+        table.display = bool(message.programs)
+        with self.app.batch_update():
+            self._reconcile(table, rows_of(message.programs))
+        self._show_detail()
+
+    def _reconcile(self, table: DataTable[Text], rows: list[tuple[str, tuple[str, ...]]]) -> None:
+        """Same rows in the same order: update changed cells only. Else rebuild, keep the cursor."""
+        keys = [key for key, _ in rows]
+        if keys == self._order:
+            for key, cells in rows:
+                old = self._cells.get(key, ())
+                for col, value in enumerate(cells):
+                    if col >= len(old) or old[col] != value:
+                        program_row = key.startswith("program:")
+                        table.update_cell(key, COLUMNS[col], styled(col, value, program_row))
+        else:
+            current = self.selected_key()
+            table.clear()
+            for key, cells in rows:
+                program_row = key.startswith("program:")
+                table.add_row(*(styled(c, v, program_row) for c, v in enumerate(cells)), key=key)
+            self._order = keys
+            if current in keys:
+                table.move_cursor(row=keys.index(current), animate=False)
+            else:  # the newest run of the first program that has one
+                runs = [i for i, key in enumerate(keys) if not key.startswith("program:")]
+                table.move_cursor(row=runs[0] if runs else 0, animate=False)
+        self._cells = dict(rows)
+
+    # ------------------------------------------------------------------ selection
+
+    def selected_key(self) -> str | None:
+        table = self.query_one("#home-runs", DataTable)
+        if not self._order or not 0 <= table.cursor_row < len(self._order):
+            return None
+        return self._order[table.cursor_row]
+
+    def selected_program(self) -> str | None:
+        key = self.selected_key()
+        if key is None:
+            return None
+        return key.removeprefix("program:").partition("/")[0]
+
+    def selected_run(self) -> RunRef | None:
+        key = self.selected_key()
+        if key is None or key.startswith("program:"):
+            return None
+        program, _, stamp = key.partition("/")
+        return RunRef(program, stamp, RepoPaths(self.repo).program(program).run(stamp), self.repo)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        key = self.selected_key()
+        detail = self.query_one("#home-detail", Static)
+        if key is None:
+            detail.update("")
+        elif key.startswith("program:"):
+            p = self.programs.get(key.removeprefix("program:"))
+            if p is None:
+                return
+            if p["error"]:
+                detail.update(f"{p['program']}: invalid program: {p['error']}")
+            else:
+                more = "" if p["runs"] else " · no runs yet"
+                detail.update(
+                    f"{p['program']}: {p['metric']} ({p['direction']} is better) · "
+                    f"agent {p['agent']}{more} · n: new run"
+                )
+        else:
+            s = self.statuses.get(key, {})
+            if "daemon" not in s:
+                detail.update(f"{key}: unreadable: {s.get('error', '')}")
+                return
+            hint = "enter: open · r: resume" if s["daemon"] == "dead" else "enter: open"
+            words = [key, f"{s['phase']} ({s['daemon']})", render.metric_line(s)]
+            if s["message"]:
+                words.append(s["message"])
+            detail.update(" · ".join(w for w in [*words, hint] if w))
+
+    # ------------------------------------------------------------------ actions
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:
+        self.action_open_run()
+
+    def action_open_run(self) -> None:
+        ref = self.selected_run()
+        if ref is None:
+            if self.selected_program():
+                self.notify("select a run to open it, or press n to start one")
+            return
+        from tui.app import ExpdApp
+
+        if isinstance(self.app, ExpdApp):
+            self.app.open_run(ref)
+
+    def action_new_run(self) -> None:
+        name = self.selected_program()
+        if name is None or name not in self.programs:
+            self.notify("no program selected (create one with: expd init NAME …)")
+            return
+        p = self.programs[name]
+        if p["error"]:
+            self.notify(f"{name} is invalid: {p['error']}", severity="error", timeout=8)
+            return
+        screen = NewRunScreen(name, p.get("max_experiments") or 20, p["agent"] or "command")
+        self.app.push_screen(screen, self._new_run_chosen)
+
+    def _new_run_chosen(self, choice: NewRun | None) -> None:
+        if choice is None:
+            return
+        argv = ["start", choice.program, "--json", "--max-experiments", str(choice.max_experiments)]
+        self._launch(f"starting a run of {choice.program}", [*argv, "--agent", choice.agent])
+
+    def action_resume_run(self) -> None:
+        ref = self.selected_run()
+        if ref is None:
+            self.notify("select a run to resume")
+            return
+        daemon = self.statuses.get(ref.run_id, {}).get("daemon")
+        if daemon != "dead":
+            self.notify(f"{ref.run_id} is {daemon}: only a dead run can be resumed")
+            return
+        self._launch(f"resuming {ref.run_id}", ["resume", ref.run_id, "--json"])
+
+    def action_quit(self) -> None:
+        self.app.exit()
+
+    # ------------------------------------------------------------------ launching
+
+    def _launch(self, what: str, argv: list[str]) -> None:
+        self.notify(f"{what}…")
+        self.run_worker(
+            lambda: self._launch_blocking(what, argv),
+            thread=True,
+            group="home-launch",
+            exit_on_error=False,
+        )
+
+    def _launch_blocking(self, what: str, argv: list[str]) -> None:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "shared.cli", *argv],
+                cwd=self.repo,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            self.post_message(self.Launched(what, proc.returncode, proc.stdout, proc.stderr))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.post_message(self.Launched(what, -1, "", str(exc)))
+
+    def on_home_screen_launched(self, message: Launched) -> None:
+        self.refresh_listing()
+        if message.code != 0:
+            error = (message.stderr.strip().splitlines() or [f"exit {message.code}"])[-1]
+            self.notify(f"{message.what} failed: {error}", severity="error", timeout=10)
+            return
+        try:
+            run_id = str(msgspec.json.decode(message.stdout)["run_id"])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            self.notify(f"{message.what}: unexpected output", severity="error")
+            return
+        program, _, stamp = run_id.partition("/")
+        self.notify(f"run {run_id} started")
+        ref = RunRef(program, stamp, RepoPaths(self.repo).program(program).run(stamp), self.repo)
+        from tui.app import ExpdApp
+
+        if isinstance(self.app, ExpdApp):
+            self.app.open_run(ref)

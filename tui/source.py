@@ -1,0 +1,316 @@
+"""The one place the TUI reads a run directory: a watcher that turns file changes into messages.
+
+Screens never touch files. A `Source` posts `tui.messages` to a screen: `RunOpened` first, then
+state, results, log and liveness changes. `RunSource` does it for real, from a thread worker, with
+byte-offset reads only, so watching a run costs the same with ten results or ten thousand.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import watchfiles
+from textual.message import Message
+from textual.message_pump import MessagePump
+from textual.worker import Worker, get_current_worker
+
+from shared import codec
+from shared.errors import ContractError
+from shared.liveness import Liveness, probe
+from shared.paths import RunPaths
+from shared.schema import PHASES, SCHEMA_VERSION, ResultRecord, RunManifest, RunState
+from shared.tail import TailReader
+from tui.messages import (
+    LivenessChanged,
+    LogAppended,
+    ResultsAppended,
+    RunOpened,
+    SourceProblem,
+    StateChanged,
+)
+
+LOG_BACKLOG_LINES = 2000
+"""How much of an existing agent log is shown when switching to it."""
+
+LOG_MESSAGE_LINES = 5000
+"""At most this many lines per LogAppended (the log view keeps no more); older ones are noted."""
+
+LOG_SKIP_BYTES = 4 * 1024 * 1024
+"""A log that grew by more than this since the last read is skipped to its tail, not read whole."""
+
+_IGNORED = frozenset({"events.jsonl", "daemon.log", "control.json", "control.lock"})
+
+
+class Source(Protocol):
+    """What a run screen is fed by; tests substitute one that posts scripted messages."""
+
+    def attach(self, target: MessagePump) -> None:
+        """Start posting messages (RunOpened first, then the others) to `target` (a Screen)."""
+
+    def detach(self) -> None:
+        """Stop posting; safe to call twice or before `attach`."""
+
+
+def newer_version_problem(state: RunState) -> str | None:
+    """Why this state cannot be shown by this expd, or None if it can."""
+    if state.schema_version > SCHEMA_VERSION:
+        return (
+            f"this run was written by a newer expd (schema {state.schema_version}); "
+            "upgrade expd to watch it"
+        )
+    if state.phase not in PHASES:
+        return (
+            f"this run was written by a newer expd (phase {state.phase!r}); "
+            "upgrade expd to watch it"
+        )
+    return None
+
+
+def _watch_filter(_change: watchfiles.Change, path: str) -> bool:
+    name = os.path.basename(path)
+    return not (name.endswith(".tmp") or name in _IGNORED)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """Changes whenever the file is replaced or rewritten (inode, size, mtime)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def tail_start(path: Path, count: int, chunk: int = 65536) -> tuple[list[bytes], int]:
+    """The last `count` complete lines of `path` and the offset just past the last of them."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return [], 0
+    try:
+        size = os.fstat(fd).st_size
+        data, pos = b"", size
+        while pos > 0 and data.count(b"\n") <= count:
+            step = min(chunk, pos)
+            pos -= step
+            data = os.pread(fd, step, pos) + data
+    finally:
+        os.close(fd)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], pos
+    lines = data[:end].split(b"\n")
+    if pos > 0:
+        lines = lines[1:]  # the first piece may be a partial line
+    return [line for line in lines if line][-count:], pos + end + 1
+
+
+class RunSource:
+    """Watches one run directory with watchfiles in a thread worker of the target screen."""
+
+    def __init__(self, paths: RunPaths, *, liveness_poll_s: float = 2.0) -> None:
+        self.paths = paths
+        self.liveness_poll_s = liveness_poll_s
+        self._stop = threading.Event()
+        self._target: MessagePump | None = None
+        self._worker: Worker[None] | None = None
+        self._decoder = msgspec.json.Decoder(ResultRecord)
+        self._thread: int | None = None
+        """The worker thread allowed to post (a superseded one finds out and goes quiet)."""
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was read: every attach starts with a full RunOpened."""
+        self._results = TailReader(self.paths.results)
+        self._state: RunState | None = None
+        self._state_sig: tuple[int, int, int] | None = None
+        self._log: TailReader | None = None
+        self._log_experiment: int | None = None
+        self._liveness: Liveness | None = None
+        self._problem: str | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def attach(self, target: MessagePump) -> None:
+        self.detach()
+        self._reset()
+        self._stop = threading.Event()
+        self._target = target
+        self._worker = target.run_worker(  # type: ignore[attr-defined]
+            partial(self._watch, self._stop),
+            name=f"run-source {self.paths.dir.name}",
+            group="run-source",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def detach(self) -> None:
+        self._stop.set()
+        self._target = None
+        self._thread = None
+
+    # ------------------------------------------------------------------ the worker
+
+    def _post(self, message: Message) -> None:
+        target = self._target
+        if target is not None and self._thread == threading.get_ident():
+            target.post_message(message)
+
+    def _cancelled(self) -> bool:
+        if self._stop.is_set() or self._thread != threading.get_ident():
+            return True
+        try:
+            return get_current_worker().is_cancelled
+        except Exception:  # not in a worker (direct call in a test)
+            return False
+
+    def _watch(self, stop: threading.Event) -> None:
+        if stop is not self._stop:
+            return  # superseded by a later attach before this thread even started
+        self._thread = threading.get_ident()
+        try:
+            self._watch_loop()
+        except Exception as exc:  # the directory vanished, inotify ran out, ...: say so
+            self._post(SourceProblem(f"stopped watching {self.paths.dir}: {exc}"))
+
+    def _watch_loop(self) -> None:
+        self._open()
+        next_poll = time.monotonic() + self.liveness_poll_s
+        timeout_ms = max(20, min(250, int(self.liveness_poll_s * 1000)))
+        for _changes in watchfiles.watch(
+            self.paths.dir,
+            watch_filter=_watch_filter,
+            debounce=50,
+            step=15,
+            stop_event=self._stop,
+            rust_timeout=timeout_ms,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+            recursive=True,
+        ):
+            if self._cancelled():
+                return
+            # Every wake-up re-checks everything: the checks are a few stats and byte-offset
+            # reads, and an event missed between the first read and the watch start is caught.
+            self._sync()
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + self.liveness_poll_s
+                self._check_liveness()
+
+    def _open(self) -> None:
+        """The first full read, posted as one RunOpened so the screen builds in one go."""
+        problems: list[str] = []
+        try:
+            manifest = codec.read_optional(self.paths.run_json, RunManifest) or RunManifest()
+        except ContractError as exc:
+            manifest = RunManifest()
+            problems.append(str(exc))
+        state = self._read_state(problems)
+        results = self._read_results()
+        shown = state if state is not None and newer_version_problem(state) is None else None
+        self._post(RunOpened(manifest, shown, results))
+        for problem in problems:
+            self._post(SourceProblem(problem, newer_version="newer expd" in problem))
+        self._sync_log()
+        self._check_liveness()
+
+    def _sync(self) -> None:
+        problems: list[str] = []
+        before = self._state_sig
+        state = self._read_state(problems)
+        for problem in problems:
+            self._post(SourceProblem(problem, newer_version="newer expd" in problem))
+        if state is not None and self._state_sig != before and not problems:
+            self._post(StateChanged(state))
+            self._check_liveness()  # a terminal phase turns "dead" into "finished"
+        results = self._read_results()
+        if results:
+            self._post(ResultsAppended(results))
+        self._sync_log()
+
+    def _read_state(self, problems: list[str]) -> RunState | None:
+        """state.json if it changed since the last read (else the last one), checked for version."""
+        sig = _signature(self.paths.state_json)
+        if sig == self._state_sig:
+            return self._state
+        try:
+            state = codec.read_optional(self.paths.state_json, RunState)
+        except ContractError as exc:
+            self._state_sig = sig
+            if str(exc) != self._problem:
+                self._problem = str(exc)
+                problems.append(str(exc))
+            return self._state
+        self._state_sig = sig
+        if state is None:
+            return None
+        problem = newer_version_problem(state)
+        if problem is not None:
+            if problem != self._problem:
+                self._problem = problem
+                problems.append(problem)
+            return self._state
+        self._problem = None
+        self._state = state
+        return state
+
+    def _read_results(self) -> list[ResultRecord]:
+        out: list[ResultRecord] = []
+        bad = 0
+        for line in self._results.read_lines():
+            try:
+                out.append(self._decoder.decode(line))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                bad += 1
+        if bad:
+            self._post(SourceProblem(f"{self.paths.results}: skipped {bad} unreadable line(s)"))
+        return out
+
+    def _sync_log(self) -> None:
+        """Follow the log of the experiment in flight (or the last one), switching when it moves."""
+        state = self._state
+        if state is None:
+            return
+        experiment = state.in_flight.experiment if state.in_flight else state.experiment
+        path = self.paths.agent_log(experiment)
+        if experiment != self._log_experiment or self._log is None:
+            lines, offset = tail_start(path, LOG_BACKLOG_LINES)
+            self._log_experiment = experiment
+            self._log = TailReader(path, offset)
+            self._post(LogAppended(experiment, _text(lines), reset=True))
+            return
+        pending = (_signature(path) or (0, 0, 0))[1] - self._log.offset
+        if pending > LOG_SKIP_BYTES:
+            lines, offset = tail_start(path, LOG_BACKLOG_LINES)
+            self._log.offset = offset
+            note = f"… {pending - sum(len(x) + 1 for x in lines)} bytes of log skipped …"
+            self._post(LogAppended(experiment, [note, *_text(lines)]))
+            return
+        lines = self._log.read_lines()
+        text = _text(lines[-LOG_MESSAGE_LINES:])
+        if len(lines) > LOG_MESSAGE_LINES:
+            text.insert(0, f"… {len(lines) - LOG_MESSAGE_LINES} lines of log skipped …")
+        if self._log.truncated:
+            self._post(LogAppended(experiment, text, reset=True))
+        elif text:
+            self._post(LogAppended(experiment, text))
+
+    def _check_liveness(self) -> None:
+        live = probe(self.paths, self._state)
+        if live.daemon != self._liveness:
+            self._liveness = live.daemon
+            self._post(LivenessChanged(live))
+
+
+def _text(lines: list[bytes]) -> list[str]:
+    return [line.decode("utf-8", errors="replace") for line in lines]
+
+
+SourceFactory = Callable[[RunPaths], Source]

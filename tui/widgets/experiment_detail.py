@@ -1,0 +1,188 @@
+"""One finished experiment: the evidence for its decision, its patch and its agent log.
+
+The evidence comes with the result record; the patch and the log are files, read in a thread
+worker so a large log never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import Log, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from shared.paths import RunPaths
+from shared.render import fmt_duration, fmt_num
+from shared.schema import ResultRecord
+
+TAIL_BYTES = 512 * 1024
+"""How much of an agent log to show (its end); the whole file is one `expd logs` away."""
+PATCH_BYTES = 512 * 1024
+PATCH_LINES = 3000
+
+
+def read_tail(path: Path, max_bytes: int) -> list[str] | None:
+    """The last complete lines within `max_bytes` of `path`, or None if it does not exist."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            start = max(size - max_bytes, 0)
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and lines:
+        lines[0] = f"… {start} earlier bytes not shown (expd logs shows them) …"
+    return lines
+
+
+def read_head(path: Path, max_bytes: int) -> str | None:
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+    text = data[:max_bytes].decode("utf-8", errors="replace")
+    return text + "\n… (truncated)" if len(data) > max_bytes else text
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return fmt_num(value)
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        return ", ".join(fmt_num(float(v)) for v in value) or "—"
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str) if value else "—"
+    return str(value)
+
+
+def evidence_content(record: ResultRecord) -> Content:
+    """The decision and everything it was based on, as labelled lines."""
+    rows: list[tuple[str, str]] = [
+        ("metric", fmt_num(record.metric)),
+        ("samples", fmt_value(record.samples)),
+    ]
+    if record.description:
+        rows.append(("change", record.description))
+    if record.diff.files:
+        files = ", ".join(record.diff.files[:6]) + (" …" if len(record.diff.files) > 6 else "")
+        rows.append(("diff", f"+{record.diff.added} −{record.diff.removed} in {files}"))
+    rows.append(
+        (
+            "time",
+            f"agent {fmt_duration(record.agent_s)} · measure {fmt_duration(record.measure_s)}"
+            f" · ${record.cost_usd:.2f} · {record.tokens} tokens",
+        )
+    )
+    if record.commit:
+        rows.append(("commit", record.commit[:12]))
+    parts: list[str | tuple[str, str]] = [
+        (f"#{record.experiment} {record.status}", "bold"),
+        "\n",
+        (record.reason or "(no reason recorded)", "$text-accent"),
+        "\n\n",
+    ]
+    for label, value in rows:
+        parts += [(f"{label:<9}", "$text-muted"), f"{value}\n"]
+    if record.evidence:
+        parts += ["\n", ("evidence", "bold"), "\n"]
+        width = max(len(k) for k in record.evidence) + 2
+        for key, value in record.evidence.items():
+            parts += [(f"  {key:<{width}}", "$text-muted"), f"{fmt_value(value)}\n"]
+    if record.metrics:
+        parts += ["\n", ("metrics (medians)", "bold"), "\n"]
+        width = max(len(k) for k in record.metrics) + 2
+        for key, value in sorted(record.metrics.items()):
+            parts += [(f"  {key:<{width}}", "$text-muted"), f"{fmt_num(value)}\n"]
+    return Content.assemble(*parts)
+
+
+def patch_content(text: str) -> Content:
+    """A unified diff with added, removed and hunk lines told apart by theme colours and signs."""
+    lines = text.splitlines()
+    parts: list[str | tuple[str, str]] = []
+    for line in lines[:PATCH_LINES]:
+        if line.startswith(("+++", "---", "diff ", "index ")):
+            style = "bold"
+        elif line.startswith("+"):
+            style = "$text-success"
+        elif line.startswith("-"):
+            style = "$text-error"
+        elif line.startswith("@@"):
+            style = "$text-primary"
+        else:
+            style = ""
+        parts += [(line, style), "\n"]
+    if len(lines) > PATCH_LINES:
+        parts.append(f"… {len(lines) - PATCH_LINES} more lines")
+    return Content.assemble(*parts)
+
+
+class ExperimentDetail(Vertical):
+    """Tabs for the selected experiment; `show` is instant, the files follow from a worker."""
+
+    DEFAULT_CSS = """
+    ExperimentDetail { border: round $secondary 50%; border-title-color: $text; }
+    ExperimentDetail TabbedContent { height: 1fr; }
+    ExperimentDetail TabPane { padding: 0 1; height: 1fr; }
+    ExperimentDetail VerticalScroll { height: 1fr; }
+    ExperimentDetail Log { height: 1fr; overflow: auto auto; }
+    """
+
+    def __init__(self, paths: RunPaths, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.paths = paths
+        self.experiment: int | None = None
+        self.border_title = "experiment"
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="tab-evidence"):
+            with TabPane("Evidence", id="tab-evidence"), VerticalScroll():
+                yield Static("select an experiment", id="detail-evidence")
+            with TabPane("Patch", id="tab-patch"), VerticalScroll():
+                yield Static(id="detail-patch")
+            with TabPane("Log", id="tab-log"):
+                yield Log(id="detail-log", max_lines=20_000)
+
+    def show(self, record: ResultRecord) -> None:
+        """Show `record` now and load its files in the background."""
+        self.experiment = record.experiment
+        self.border_title = f"experiment #{record.experiment} · {record.status}"
+        self.query_one("#detail-evidence", Static).update(evidence_content(record))
+        self.query_one("#detail-patch", Static).update("loading…")
+        self.query_one("#detail-log", Log).clear()
+        self._load(record.experiment)
+
+    @work(thread=True, exclusive=True, group="experiment-detail", exit_on_error=False)
+    def _load(self, experiment: int) -> None:
+        log = read_tail(self.paths.agent_log(experiment), TAIL_BYTES)
+        patch = read_head(self.paths.patch(experiment), PATCH_BYTES)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._loaded, experiment, log, patch)
+
+    def _loaded(self, experiment: int, log: list[str] | None, patch: str | None) -> None:
+        if experiment != self.experiment:
+            return  # the user moved on while the files were read
+        if patch is None:
+            shown: Content | str = (
+                "no patch (the baseline has none)" if experiment == 0 else "no patch recorded"
+            )
+        else:
+            shown = patch_content(patch) if patch.strip() else "empty patch"
+        self.query_one("#detail-patch", Static).update(shown)
+        widget = self.query_one("#detail-log", Log)
+        widget.clear()
+        if log is None:
+            widget.write_line(f"no agent log for #{experiment}")
+        else:
+            widget.write_lines([line or " " for line in log], scroll_end=False)
+            widget.scroll_end(animate=False, x_axis=False)  # the end of a log says how it ended
