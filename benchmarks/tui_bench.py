@@ -36,13 +36,13 @@ os.environ.setdefault("EXPD_STATE_DIR", tempfile.mkdtemp(prefix="expd-bench-stat
 
 from textual import events  # noqa: E402
 from textual.binding import Binding, BindingType  # noqa: E402
-from textual.widgets import DataTable  # noqa: E402
 
 from shared import codec  # noqa: E402
 from shared.atomic import append_line  # noqa: E402
 from shared.runs import RunRef  # noqa: E402
 from tests.fake_runs import FakeRun, in_flight, make_run, result  # noqa: E402
 from tui.app import ExpdApp  # noqa: E402
+from tui.widgets.results_table import ResultsTable  # noqa: E402
 
 SIZE = (120, 40)
 
@@ -90,9 +90,7 @@ class BenchApp(ExpdApp):
         self.pinged.append(time.perf_counter())
 
 
-def results_table(app: ExpdApp) -> DataTable[Any] | None:
-    from tui.widgets.results_table import ResultsTable
-
+def results_table(app: ExpdApp) -> ResultsTable | None:
     try:
         return app.screen.query_one(ResultsTable)
     except Exception:
@@ -104,7 +102,7 @@ async def wait_row(app: ExpdApp, key: str, timeout: float = 10.0) -> float:
     deadline = time.perf_counter() + timeout
     while True:
         table = results_table(app)
-        if table is not None and key in table.rows:
+        if table is not None and table.has_row(key):
             return time.perf_counter()
         if time.perf_counter() > deadline:
             raise SystemExit(f"row {key} did not appear within {timeout}s")
@@ -138,7 +136,7 @@ async def bench_open(base: Path, count: int) -> dict[str, float]:
         app = ExpdApp(run=ref_of(run))
         async with app.run_test(size=SIZE):
             seen = await wait_row(app, str(count - 1), timeout=60)
-            rows = len(results_table(app).rows)  # type: ignore[union-attr]
+            rows = results_table(app).row_count  # type: ignore[union-attr]
     finally:
         run.die()
     return {"open_ms": round((seen - start) * 1000, 1), "rows": rows}

@@ -91,6 +91,8 @@ def check(
         return Availability(
             "openai", True, f"{where} (key from ${key_env})" if key_env else where, model
         )
+    if config.base_url and not config.model:
+        return Availability(config.kind, False, "[agent] base_url needs [agent] model", None)
     exe = executable_for(kind, config) or ""
     path = shutil.which(exe, path=env.get("PATH"))
     if path is None:

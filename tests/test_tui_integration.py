@@ -24,8 +24,7 @@ def ref_of(run: FakeRun) -> RunRef:
 def rows(app: ExpdApp) -> set[str]:
     if not isinstance(app.screen, RunScreen):
         return set()
-    table = app.screen.query_one(ResultsTable)
-    return {str(key.value) for key in table.rows}
+    return set(app.screen.query_one(ResultsTable).row_keys)
 
 
 async def test_appended_result_appears_and_home_links_up(tmp_path: Path) -> None:

@@ -1,17 +1,22 @@
-"""One keyed row per experiment, reconciled in place so appends neither flicker nor move the cursor."""
+"""One keyed row per experiment, reconciled in place so appends neither flicker nor move the cursor.
+
+A `LineTable`: only the rows on screen are drawn, so a run with ten thousand results opens as fast
+as one with ten. Status colours are component classes on theme variables: a theme change
+re-colours the rows by itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.style import Style
-from rich.text import Text
 from textual.message import Message
-from textual.widgets import DataTable
 
 from shared.render import DASH, fmt_num, fmt_pct, truncate
 from shared.schema import ResultRecord
 from shared.status import change_pct
+from tui.widgets.line_table import Column, LineTable
 
 STATUS_WORDS = {
     "baseline": "baseline",
@@ -22,20 +27,43 @@ STATUS_WORDS = {
 }
 """The word is always shown: the colour only repeats it."""
 
-STATUS_COLOURS = {
-    "baseline": "text-primary",
-    "keep": "text-success",
-    "crash": "text-error",
-    "measurement_failure": "text-warning",
+STATUS_CLASSES = {
+    "baseline": "results-table--baseline",
+    "keep": "results-table--keep",
+    "crash": "results-table--crash",
+    "measurement_failure": "results-table--measure-fail",
 }
-"""Theme variables per status (discards are dimmed instead: they are the common, boring case)."""
+"""Component classes per status; any other status (discards) is dimmed: the common, boring case."""
+DIMMED = "results-table--discard"
 
-COLUMNS = (("#", "n"), ("status", "status"), ("metric", "metric"), ("Δ%", "delta"))
+COLUMNS = (
+    Column("#", "n", "right"),
+    Column("status", "status", style=Style(bold=True)),
+    Column("metric", "metric", "right"),
+    Column("Δ%", "delta", "right"),
+    Column("change", "diff", "right"),
+    Column("description", "description"),
+)
 DESCRIPTION_WIDTH = 72
 
 
-class ResultsTable(DataTable[Text]):
+class ResultsTable(LineTable):
     """`add_results` is idempotent: a record already shown updates its row, a new one appends."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        *LineTable.COMPONENT_CLASSES,
+        *STATUS_CLASSES.values(),
+        DIMMED,
+    }
+    DEFAULT_CSS = """
+    ResultsTable {
+        & > .results-table--baseline { color: $text-primary; }
+        & > .results-table--keep { color: $text-success; }
+        & > .results-table--crash { color: $text-error; }
+        & > .results-table--measure-fail { color: $text-warning; }
+        & > .results-table--discard { text-style: dim; }
+    }
+    """
 
     class ExperimentSelected(Message):
         """The cursor moved to an experiment (`opened`: the user chose it with enter or a click)."""
@@ -46,15 +74,8 @@ class ResultsTable(DataTable[Text]):
             self.opened = opened
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, id=id)
+        super().__init__(COLUMNS, id=id)
         self.records: dict[int, ResultRecord] = {}
-
-    def on_mount(self) -> None:
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
-        self.add_column("change", key="diff")
-        self.add_column("description", key="description")
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
 
     @property
     def baseline(self) -> float | None:
@@ -63,68 +84,44 @@ class ResultsTable(DataTable[Text]):
 
     def add_results(self, records: Iterable[ResultRecord]) -> None:
         """Append unseen experiments and update changed ones, in one repaint."""
-        palette = self.palette()
-        with self.app.batch_update():
-            for record in records:
-                key = str(record.experiment)
-                old = self.records.get(record.experiment)
+        before = self.baseline
+        changed: list[ResultRecord] = []
+        for record in records:
+            if self.records.get(record.experiment) != record:
                 self.records[record.experiment] = record
-                if old is None:
-                    self.add_row(*self._cells(record, palette), key=key)
-                elif old != record:
-                    self._update_row(record, palette)
+                changed.append(record)
+        if not changed:
+            return
+        if self.baseline != before and len(self.records) > len(changed):
+            changed = list(self.records.values())  # every Δ% is relative to the baseline
+        self.set_rows((str(r.experiment), self.cells(r), r.status) for r in changed)
 
-    def restyle(self) -> None:
-        """Re-colour every row (the theme changed)."""
-        palette = self.palette()
-        with self.app.batch_update():
-            for record in self.records.values():
-                self._update_row(record, palette)
+    def tag_style(self, tag: str) -> Style:
+        return self.get_component_rich_style(STATUS_CLASSES.get(tag, DIMMED), partial=True)
 
-    def _update_row(self, record: ResultRecord, palette: dict[str, Style]) -> None:
-        keys = [key for _, key in COLUMNS] + ["diff", "description"]
-        for key, cell in zip(keys, self._cells(record, palette), strict=True):
-            self.update_cell(str(record.experiment), key, cell)
-
-    def palette(self) -> dict[str, Style]:
-        """Row styles per status from the current theme (Rich styles cannot name variables)."""
-        variables = self.app.theme_variables or self.app.get_css_variables()
-        out: dict[str, Style] = {}
-        for status, variable in STATUS_COLOURS.items():
-            colour = variables.get(variable, "")
-            out[status] = Style(color=colour) if colour.startswith("#") else Style()
-        return out
-
-    def _cells(self, record: ResultRecord, palette: dict[str, Style]) -> list[Text]:
-        style = palette.get(record.status, Style(dim=True))
+    def cells(self, record: ResultRecord) -> tuple[str, ...]:
         word = STATUS_WORDS.get(record.status, record.status or "?")
         if record.status == "baseline":
-            delta = DASH
+            delta = diff = DASH
         else:
             delta = fmt_pct(change_pct(record.metric, self.baseline))
-        diff = (
-            DASH if record.status == "baseline" else f"+{record.diff.added} −{record.diff.removed}"
-        )
+            diff = f"+{record.diff.added} −{record.diff.removed}"
         description = record.description
         if record.status == "baseline" and description.strip().lower() == "baseline":
             description = ""
         if not description and record.status != "baseline":
             description = record.reason
-        return [
-            Text(str(record.experiment), style=style, justify="right"),
-            Text(word, style=style + Style(bold=True)),
-            Text(fmt_num(record.metric), style=style, justify="right"),
-            Text(delta, style=style, justify="right"),
-            Text(diff, style=style, justify="right"),
-            Text(truncate(description, DESCRIPTION_WIDTH), style=style),
-        ]
+        return (
+            str(record.experiment),
+            word,
+            fmt_num(record.metric),
+            delta,
+            diff,
+            truncate(description, DESCRIPTION_WIDTH),
+        )
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.ExperimentSelected(int(event.row_key.value)))
+    def row_highlighted(self, key: str) -> None:
+        self.post_message(self.ExperimentSelected(int(key)))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.ExperimentSelected(int(event.row_key.value), opened=True))
+    def row_selected(self, key: str) -> None:
+        self.post_message(self.ExperimentSelected(int(key), opened=True))
