@@ -125,6 +125,10 @@ async def run(
         with anyio.CancelScope(shield=True):
             await _terminate(process)
         raise
+    finally:
+        # Close the pipes now, not at garbage collection (possibly after the event loop is gone).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_GRACE_S):
+            await process.aclose()
     return ProcessResult(
         returncode=None if timed_out else process.returncode,
         timed_out=timed_out,

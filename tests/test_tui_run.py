@@ -151,6 +151,45 @@ async def test_appended_rows_keep_the_cursor_and_are_not_duplicated(tmp_path: Pa
         assert table.cursor_row == 2
         assert table.get_row_at(2)[0].plain == "2"
         assert header(app).count("experiment 6/20") == 1
+        await post(pilot, ResultsAppended([record(2, "keep", 9.5)]))  # a changed record
+        assert table.get_row("2")[1].plain == "keep"
+        assert table.row_count == 6 and table.cursor_row == 2
+
+
+async def test_long_table_keys_mouse_and_appends_off_screen(tmp_path: Path) -> None:
+    many = [record(0, "baseline", 10.0), *(record(n, "discard", 10.0 + n) for n in range(1, 300))]
+    app, _, _ = make_app(tmp_path, opened(many))
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        screen = app.run_screen
+        table = screen.query_one(ResultsTable)
+        assert app.focused is table
+        page = table.page_rows
+        await pilot.press("pagedown", "pagedown", "pageup")
+        assert table.cursor_row == page
+        await pilot.press("end")
+        assert table.cursor_row == 299 and table.scroll_y == table.max_scroll_y
+        assert table.render_line(table.page_rows).text.split()[0] == "299"  # the last line
+        await pilot.press("up", "home")
+        assert table.cursor_row == 0 and table.scroll_y == 0
+
+        # border, header, rows 0 and 1: the fifth line of the widget is row 2
+        await pilot.click(ResultsTable, offset=(3, 4))
+        await settle(pilot)
+        assert table.cursor_row == 2 and screen.query_one(ExperimentDetail).experiment == 2
+        assert not screen.has_class("-detail")
+        await pilot.click(ResultsTable, offset=(3, 1))  # the header is not a row
+        assert table.cursor_row == 2 and not screen.has_class("-detail")
+        await pilot.click(ResultsTable, offset=(3, 4))  # a click on the cursor row opens it
+        await settle(pilot)
+        assert screen.has_class("-detail") and screen.query_one(ExperimentDetail).display
+
+        table.scroll_to(y=100, animate=False)
+        await post(pilot, ResultsAppended([record(300, "keep", 5.0)]))
+        assert table.row_count == 301 and table.has_row("300")
+        assert table.cursor_row == 2 and table.scroll_y == 100  # nothing moved
+        assert table.render_line(0).text.split()[:2] == ["#", "status"]  # the header stays
+        assert table.render_line(1).text.split()[:2] == ["100", "discard"]
 
 
 async def test_selection_shows_evidence_patch_and_log(tmp_path: Path) -> None:

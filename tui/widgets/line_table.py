@@ -119,7 +119,9 @@ class LineTable(ScrollView, can_focus=True):
         """The row's cells as styled Rich text (the tag's style, plus the column's)."""
         style = self.tag_style(self._tags[index])
         return [
-            Text(cell, style=style + column.style if column.style else style, justify=column.justify)
+            Text(
+                cell, style=style + column.style if column.style else style, justify=column.justify
+            )
             for column, cell in zip(self.columns, self._cells[index], strict=True)
         ]
 
@@ -133,7 +135,7 @@ class LineTable(ScrollView, can_focus=True):
         for key, cells, tag in rows:
             row = tuple(cells)
             for i, cell in enumerate(row):
-                if (width := cell_len(cell)) > widths[i]:
+                if (width := len(cell) if cell.isascii() else cell_len(cell)) > widths[i]:
                     widths[i] = width
             index = self._index.get(key)
             if index is None:
