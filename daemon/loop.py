@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from daemon import faults
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
@@ -313,6 +314,7 @@ class Loop:
 
         def emit(event: AgentEvent) -> None:
             self.store.agent_log(n, render(event))
+            self.store.event("agent", n, **msgspec.to_builtins(event))
             if isinstance(event, Usage):
                 usage.cost_usd += event.cost_usd
                 usage.tokens += event.tokens

@@ -47,10 +47,10 @@ class Model:
         return Reply.text(f"set x to {x}")
 
 
-def program(root: Path, *, max_experiments: int, extra: str = "") -> Path:
+def program(root: Path, *, max_experiments: int, extra: str = "", loop_extra: str = "") -> Path:
     repo = make_repo(root, max_experiments=max_experiments)
     toml = RepoPaths(repo).program("p").toml
-    text = toml.read_text()
+    text = toml.read_text().replace("[loop]\n", "[loop]\n" + loop_extra)
     text = text[: text.index("[agent]")]
     toml.write_text(
         text
@@ -159,3 +159,24 @@ def test_exhausted_quota_switches_to_the_fallback_model(tmp_path: Path) -> None:
     assert [r["model"] for r in server.requests] == ["fake-model"] + ["fake-small"] * 3
     assert records[1].cost_usd == pytest.approx((3 * 100 * 0.5 + 3 * 20 * 1.0) / 1e6)
     assert status["cost_usd"] == pytest.approx(records[1].cost_usd)
+
+
+def test_budget_stops_at_the_boundary_where_it_is_reached(tmp_path: Path) -> None:
+    """Each experiment costs $0.00042: the total reaches $0.0005 after the second one."""
+    paths, _server, status = run(
+        tmp_path, Model(), max_experiments=3, loop_extra="max_cost_usd = 0.0005\n"
+    )
+    records = results(paths)
+    assert [r.experiment for r in records] == [0, 1, 2]
+    assert status["termination_reason"] == "budget"
+    assert status["cost_usd"] == pytest.approx(2 * 0.00042)
+
+
+def test_typed_agent_events_reach_the_transcript(tmp_path: Path) -> None:
+    paths, _server, _status = run(tmp_path, Model(), max_experiments=1)
+    events = [json.loads(line) for line in paths.events.read_text().splitlines()]
+    agent = [e for e in events if e["kind"] == "agent" and e["experiment"] == 1]
+    types = [e["data"]["type"] for e in agent]
+    assert {"tool_use", "tool_result", "usage", "result"} <= set(types)
+    tool = next(e["data"] for e in agent if e["data"]["type"] == "tool_use")
+    assert tool["name"] in {"read_file", "write_file", "run_shell"}
