@@ -2,13 +2,16 @@
 
 A policy opens a *session* per candidate. The caller loops::
 
-    session = policy.begin(incumbent_samples)
+    session = policy.begin(pool, change=ChangeInfo(lines_added, lines_removed))
     while isinstance(step := session.next(), Measure):
         session.observe(step.side, run_measurement(step.side))   # a dict of metrics, or None
     decision = step
 
 `Measure.side` is "candidate" (the new commit) or "incumbent" (the current best commit). A failed
-measurement is observed as None and ends the session as a measurement failure.
+measurement is observed as None and ends the session as a measurement failure. `pool` is the
+incumbent's recent primary-metric samples, kept by the caller across decisions: every `Decision`
+says what the pool is afterwards (`Decision.pool`), so the policy alone decides how it is kept,
+extended with interleaved incumbent runs, or refreshed after drift.
 """
 
 from __future__ import annotations
@@ -27,14 +30,28 @@ class Measure:
 
 
 @dataclass(frozen=True)
+class ChangeInfo:
+    """What the candidate changed, for rules that look at the diff (keep simplifications)."""
+
+    lines_added: int = 0
+    lines_removed: int = 0
+
+
+@dataclass(frozen=True)
 class Decision:
     keep: bool
     status: Literal["keep", "discard", "measurement_failure"]
     reason: str
     metric: float | None
     samples: list[float]
+    """The candidate's primary-metric samples."""
     metrics: dict[str, float]
     evidence: dict[str, Any] = field(default_factory=dict)
+    pool: list[float] | None = None
+    """The incumbent pool for the next decision (None: unchanged, or the candidate's samples
+    after a keep)."""
+    drift: str | None = None
+    """Set when the incumbent's interleaved runs shifted significantly: what was seen."""
 
 
 class Session(Protocol):
@@ -50,7 +67,7 @@ class Policy(Protocol):
         """How many runs measure the baseline."""
         ...
 
-    def begin(self, incumbent: list[float]) -> Session: ...
+    def begin(self, incumbent: list[float], *, change: ChangeInfo | None = None) -> Session: ...
 
 
 def relative_effect(candidate: float, incumbent: float, direction: str) -> float:
@@ -98,7 +115,7 @@ class FixedRepeatsPolicy:
     def baseline_runs(self) -> int:
         return self.repeats
 
-    def begin(self, incumbent: list[float]) -> FixedSession:
+    def begin(self, incumbent: list[float], *, change: ChangeInfo | None = None) -> FixedSession:
         return FixedSession(self, list(incumbent))
 
 
