@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +35,18 @@ from daemon.agents.base import (
     Final,
     Text,
 )
+from daemon.agents.tune_params import (
+    Param,
+    TuneError,
+    Value,
+    check_param,
+    current_values,
+    format_value,
+    read_files,
+    render,
+)
 from shared.paths import RunPaths
-from shared.schema import ProgramConfig, ResultRecord, RunManifest, TuneParam
+from shared.schema import ProgramConfig, ResultRecord, RunManifest
 from shared.tail import read_complete_lines
 
 if TYPE_CHECKING:
@@ -55,62 +64,6 @@ INCUMBENT_ATTR = "incumbent"
 
 GIT_IDENTITY = ("-c", "user.name=expd", "-c", "user.email=expd@localhost")
 FAILED_STATUSES = frozenset({"crash", "measurement_failure"})
-
-Value = str | int | float | bool
-
-
-class TuneError(Exception):
-    """A parameter's file cannot be read or its pattern matches nothing; the message names both."""
-
-
-@dataclass(frozen=True)
-class _Param:
-    name: str
-    spec: TuneParam
-    pattern: re.Pattern[str]
-
-
-def _check_param(name: str, spec: TuneParam) -> None:
-    """Reject declarations Optuna cannot represent, before the run starts rather than mid-run."""
-    where = f"[tune.params.{name}]"
-    if spec.type == "choice":
-        return
-    if spec.log and spec.step is not None:
-        raise AgentUnavailable(f"{where}: log and step cannot be combined")
-    if spec.type == "int":
-        for key in ("low", "high", "step"):
-            value = getattr(spec, key)
-            if value is not None and float(value) != int(value):
-                raise AgentUnavailable(f"{where}: {key} must be a whole number for type 'int'")
-        if spec.step is not None and spec.step < 1:
-            raise AgentUnavailable(f"{where}: step must be at least 1 for type 'int'")
-    elif spec.step is not None and spec.step <= 0:
-        raise AgentUnavailable(f"{where}: step must be positive")
-
-
-def format_value(spec: TuneParam, value: Value) -> str:
-    """The file's new text: ints as ints, floats short yet precise, choices as their str."""
-    if spec.type == "int":
-        return str(int(value))
-    if spec.type == "float":
-        return repr(float(f"{float(value):.12g}"))
-    return str(value)
-
-
-def parse_value(spec: TuneParam, text: str) -> Value | None:
-    """The value a file currently holds, or None if it is not one of the declared type."""
-    try:
-        if spec.type == "int":
-            return int(text.strip())
-        if spec.type == "float":
-            number = float(text.strip())
-            return number if math.isfinite(number) else None
-    except ValueError:
-        return None
-    for choice in spec.choices or []:
-        if str(choice) == text:
-            return choice
-    return None
 
 
 def _git(worktree: Path, *args: str) -> str:
@@ -138,10 +91,10 @@ class TuneAgent:
     ) -> None:
         self.config = config
         self.paths = RunPaths(Path(run_dir))
-        self.params: list[_Param] = []
+        self.params: list[Param] = []
         for name, spec in config.tune.params.items():
-            _check_param(name, spec)
-            self.params.append(_Param(name, spec, re.compile(spec.pattern, re.MULTILINE)))
+            check_param(name, spec)
+            self.params.append(Param(name, spec, re.compile(spec.pattern, re.MULTILINE)))
         if not self.params:
             raise AgentUnavailable("the tune agent needs at least one [tune.params.NAME] table")
         self.direction = "minimize" if config.direction == "lower" else "maximize"
@@ -253,46 +206,9 @@ class TuneAgent:
 
     # ------------------------------------------------------------------ files
 
-    def _read(self, worktree: Path) -> dict[str, str]:
-        """Each parameter file's text; raises TuneError naming the file and parameter."""
-        texts: dict[str, str] = {}
-        for param in self.params:
-            if param.spec.file in texts:
-                continue
-            path = worktree / param.spec.file
-            try:
-                texts[param.spec.file] = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise TuneError(
-                    f"cannot read {param.spec.file} for tune param {param.name!r}: {exc}"
-                ) from None
-        return texts
-
-    def _match(self, param: _Param, text: str) -> re.Match[str]:
-        match = param.pattern.search(text)
-        if match is None or match.start(1) < 0:
-            raise TuneError(
-                f"tune param {param.name!r}: pattern {param.spec.pattern!r} matches nothing "
-                f"in {param.spec.file}"
-            )
-        return match
-
     def current_values(self, texts: dict[str, str]) -> dict[str, Value | None]:
         """What the files hold now (None where the text is not a value of the declared type)."""
-        return {
-            p.name: parse_value(p.spec, self._match(p, texts[p.spec.file]).group(1))
-            for p in self.params
-        }
-
-    def _render(self, texts: dict[str, str], values: dict[str, Value]) -> dict[str, str]:
-        """The files' new text: group 1 of each pattern's first match replaced by the value."""
-        out = dict(texts)
-        for param in self.params:
-            text = out[param.spec.file]
-            match = self._match(param, text)
-            new = format_value(param.spec, values[param.name])
-            out[param.spec.file] = text[: match.start(1)] + new + text[match.end(1) :]
-        return out
+        return current_values(self.params, texts)
 
     # ------------------------------------------------------------------ Agent protocol
 
@@ -315,7 +231,7 @@ class TuneAgent:
         """Ask until a proposal changes the files, write it and commit (worker thread)."""
         from optuna.trial import TrialState
 
-        texts = self._read(task.worktree)
+        texts = read_files(self.params, task.worktree)
         self.current_values(texts)  # every pattern must match before a trial is asked
         study = self._load()
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -338,7 +254,7 @@ class TuneAgent:
             shown = ", ".join(
                 f"{p.name}={format_value(p.spec, values[p.name])}" for p in self.params
             )
-            rendered = self._render(texts, values)
+            rendered = render(self.params, texts, values)
             known = seen.get(_key(values))
             if rendered == texts or known is not None:
                 # Nothing to measure: record what is already known so the sampler moves on.
@@ -427,7 +343,7 @@ class TuneAgent:
         if worktree is None:
             return
         try:
-            current = self.current_values(self._read(worktree))
+            current = self.current_values(read_files(self.params, worktree))
         except TuneError:
             return
         if any(value is None for value in current.values()):
