@@ -92,3 +92,11 @@ def require_cli(name: str) -> Path:
             "installed (needs npm and the registry; see install.log there)"
         )
     return path
+
+
+if __name__ == "__main__":
+    # `python -m tests.agent_clis`: install every pinned CLI ahead of the tests (CI does this, so
+    # a slow download never counts against a test's timeout).
+    for name, package in PACKAGES.items():
+        found = cli_path(name)
+        print(f"{package.npm}@{package.version}: {found or 'unavailable (the realcli tests skip)'}")
