@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.schema import ResultRecord, RunState
+from shared.status import improvement_pct
 
 DEFAULT_BUDGET = 12_000
 
@@ -24,10 +25,8 @@ def build_prompt(
 ) -> str:
     """A bounded prompt; the newest and most useful parts win when the budget is tight."""
     better = "lower" if state.direction == "lower" else "higher"
-    improvement = ""
-    if state.baseline not in (None, 0) and state.best is not None:
-        sign = 1 if state.direction == "higher" else -1
-        improvement = f" ({sign * (state.best - state.baseline) / abs(state.baseline) * 100:+.2f}%)"
+    pct = improvement_pct(state.baseline, state.best, state.direction)
+    improvement = "" if pct is None else f" ({pct:+.2f}% better)"
     head = [
         f"# Experiment {experiment}",
         "",
