@@ -197,10 +197,27 @@ class FixedSession:
 def make_policy(config: Any) -> Policy:
     """The policy a program asks for (config is a `ProgramConfig`)."""
     gates = {name: (g.min, g.max) for name, g in config.gates.items()}
+    decide = config.decide
+    if getattr(decide, "policy", "fixed") == "sequential":
+        from daemon.decide_sequential import SequentialPolicy  # imports this module
+
+        max_runs = getattr(decide, "max_runs", None)
+        return SequentialPolicy(
+            config.metric,
+            config.direction,
+            min_effect=decide.min_effect,
+            min_runs=getattr(decide, "min_runs", 2),
+            max_runs=12 if max_runs is None else max_runs,
+            alpha=getattr(decide, "alpha", 0.05),
+            beta=getattr(decide, "beta", 0.3),
+            gates=gates,
+            secondary=dict(getattr(config, "secondary", {}) or {}),
+            keep_simplifications=getattr(config.loop, "keep_simplifications", False),
+        )
     return FixedRepeatsPolicy(
         metric=config.metric,
         direction=config.direction,
-        min_effect=config.decide.min_effect,
-        repeats=config.decide.repeats,
+        min_effect=decide.min_effect,
+        repeats=decide.repeats,
         gates=gates,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -13,13 +14,16 @@ import msgspec
 from daemon import faults
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
 from daemon.context import build_prompt
-from daemon.decide import Decision, Measure, Policy, make_policy, medians
+from daemon.decide import ChangeInfo, Decision, Measure, Policy, make_policy, medians
 from daemon.git_ops import Worktree
 from daemon.measure import Measurer, Sample
+from daemon.noise import DEFAULT_MAX_RUNS, hides_gains_note, noise_of
+from daemon.recovery import restore_pool
 from daemon.retry import GiveUp, RetryPolicy
 from daemon.store import RunStore
 from shared.paths import ProgramPaths, RunPaths
 from shared.programs import changed_files, parse_duration
+from shared.render import drift_line
 from shared.schema import InFlight, ProgramConfig, ResultRecord, RunManifest, RunState
 
 
@@ -76,6 +80,7 @@ class Loop:
     policy: Policy = field(init=False)
     retry: RetryPolicy = field(init=False)
     incumbent_samples: list[float] = field(default_factory=list)
+    """The incumbent pool: its recent primary-metric samples, as the last decision left it."""
     agent_unavailable: str | None = None
 
     def __post_init__(self) -> None:
@@ -87,9 +92,7 @@ class Loop:
             window_s=parse_duration(agent.failure_window),
             base_wait_s=parse_duration(agent.retry_wait),
         )
-        for record in self.results:
-            if record.status in ("baseline", "keep"):
-                self.incumbent_samples = list(record.samples)
+        self.incumbent_samples = restore_pool(self.results)
 
     @property
     def state(self) -> RunState:
@@ -182,6 +185,7 @@ class Loop:
             self.finish("error", f"baseline measurement failed: {failure}", phase="crashed")
             return False
         metric = statistics.median(values)
+        evidence = self._baseline_evidence(values)
         record = ResultRecord(
             experiment=0,
             status="baseline",
@@ -194,11 +198,14 @@ class Loop:
             finished_at=time.time(),
             measure_s=sum(x.duration for x in samples),
             reason=f"median of {len(values)} run(s)",
+            evidence=evidence,
         )
         self.store.append_result(record)
         faults.point("baseline_recorded", 0)
         self.results.append(record)
         self.incumbent_samples = values
+        if evidence.get("note"):
+            self._noise_note(0, str(evidence["note"]))
         s.baseline = s.best = metric
         s.best_experiment = 0
         s.incumbent_commit = self.manifest.base_commit
@@ -206,6 +213,64 @@ class Loop:
         self.store.phase("idle", "", durable=True)
         await self.agent.feedback(record)
         return True
+
+    def _baseline_evidence(self, values: list[float]) -> dict[str, object]:
+        """The baseline's runs are a first calibration: their noise, and whether it hides gains.
+
+        A recent `expd validate` (more runs, same program files) is the better estimate when
+        the run has one.
+        """
+        decide = self.config.decide
+        noise = noise_of(values)
+        evidence: dict[str, object] = {
+            "policy": self.policy.name,
+            "pool": list(values),
+            "noise": noise.to_dict(),
+        }
+        cv, source = noise.decision_cv, f"{len(values)} baseline runs"
+        calibration = self.manifest.calibration
+        if calibration and isinstance(calibration.get("noise"), dict):
+            evidence["calibration"] = calibration
+            cal = calibration["noise"]
+            cv = float(cal.get("robust_cv") or cal.get("cv") or 0.0)
+            source = f"calibration of {cal.get('runs', '?')} runs"
+        runs = decide.repeats if decide.policy == "fixed" else decide.max_runs or DEFAULT_MAX_RUNS
+        note = hides_gains_note(
+            cv, min_effect=decide.min_effect, max_runs=runs, alpha=decide.alpha, beta=decide.beta
+        )
+        if note:
+            evidence["note"] = f"{note} [{source}]"
+        return evidence
+
+    def _noise_note(self, n: int, note: str) -> None:
+        """Say once per run that the noise hides small gains: in the state and as an event."""
+        s = self.state
+        if s.noise:
+            return
+        s.noise = note
+        s.message = note
+        self.store.event("noise", n, detail=note)
+
+    def _after_decision(self, n: int, decision: Decision) -> dict[str, object]:
+        """The decision's evidence plus the pool it leaves; drift and noise go to the state."""
+        s = self.state
+        evidence: dict[str, object] = dict(decision.evidence)
+        if decision.pool is not None:
+            pool = list(decision.pool)
+        elif decision.status == "keep":
+            pool = list(decision.samples)
+        else:
+            pool = list(self.incumbent_samples)
+        evidence["pool"] = pool
+        if decision.drift:
+            evidence["drift"] = decision.drift
+            s.drift, s.drift_at_experiment = decision.drift, n
+            s.message = drift_line(decision.drift, n)
+            self.store.event("drift", n, detail=decision.drift)
+        note = decision.evidence.get("note")
+        if note and "hides" in str(note):  # the policy also notes noise-free runs: no warning
+            self._noise_note(n, str(note))
+        return evidence
 
     # --- one experiment ------------------------------------------------------------------------
 
@@ -390,11 +455,13 @@ class Loop:
         self.store.phase("measuring", first, experiment=n)
         faults.point("measuring", n)
         measure_started = time.monotonic()
-        decision = await self._measure(n, candidate, incumbent)
+        change = ChangeInfo(lines_added=base.diff.added, lines_removed=base.diff.removed)
+        decision = await self._measure(n, candidate, incumbent, change)
         base.measure_s = time.monotonic() - measure_started
         self.store.event(
             "decision", n, status=decision.status, reason=decision.reason, metric=decision.metric
         )
+        evidence = self._after_decision(n, decision)
         faults.point("decided", n)
         return self._with(
             base,
@@ -403,12 +470,14 @@ class Loop:
             samples=decision.samples,
             metrics=decision.metrics,
             reason=decision.reason,
-            evidence=decision.evidence,
+            evidence=evidence,
         )
 
-    async def _measure(self, n: int, candidate: str, incumbent: str) -> Decision:
+    async def _measure(
+        self, n: int, candidate: str, incumbent: str, change: ChangeInfo
+    ) -> Decision:
         failure = await self._build()
-        session = self.policy.begin(self.incumbent_samples)
+        session = self.policy.begin(self.incumbent_samples, change=change)
         count = 0
         on_incumbent = False
         while isinstance(step := session.next(), Measure):
@@ -440,15 +509,7 @@ class Loop:
         if on_incumbent:
             await self.worktree.checkout(self.manifest.branch)
         if step.status == "measurement_failure" and failure:
-            return Decision(
-                keep=False,
-                status="measurement_failure",
-                reason=failure,
-                metric=None,
-                samples=step.samples,
-                metrics=step.metrics,
-                evidence=step.evidence,
-            )
+            return dataclasses.replace(step, keep=False, reason=failure, metric=None)
         return step
 
     async def _build(self) -> str | None:
@@ -471,12 +532,16 @@ class Loop:
             faults.point("recorded", record.experiment)
             self.results.append(record)
             self._count(record)
+            pool = record.evidence.get("pool")
+            if isinstance(pool, list) and pool:
+                self.incumbent_samples = [float(v) for v in pool]
+            elif record.status == "keep":
+                self.incumbent_samples = list(record.samples)
             if record.status == "keep":
                 assert record.commit is not None
                 s.incumbent_commit = record.commit
                 s.best = record.metric
                 s.best_experiment = record.experiment
-                self.incumbent_samples = list(record.samples)
             else:
                 self.store.phase(
                     "reverting", "back to the last kept commit", experiment=record.experiment

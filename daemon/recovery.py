@@ -80,10 +80,36 @@ def derive(state: RunState, results: list[ResultRecord], manifest: RunManifest) 
             case "measurement_failure":
                 state.measurement_failures += 1
                 state.consecutive_non_keeps += 1
+    state.drift, state.drift_at_experiment, state.noise = "", None, ""
+    for r in results:
+        if r.evidence.get("drift"):
+            state.drift, state.drift_at_experiment = str(r.evidence["drift"]), r.experiment
+        if "hides" in str(r.evidence.get("note") or "") and not state.noise:
+            state.noise = str(r.evidence["note"])
     state.cost_usd = sum(r.cost_usd for r in results)
     state.tokens = sum(r.tokens for r in results)
     state.results_count = len(results)
     state.experiment = max((r.experiment for r in results), default=0)
+
+
+def restore_pool(results: list[ResultRecord]) -> list[float]:
+    """The incumbent pool a resumed daemon continues with.
+
+    Each decided result records the pool it left (`evidence["pool"]`); older results, and
+    experiments that were never decided, fall back to the last keep's or baseline's samples.
+    """
+    pool: list[float] = []
+    for r in results:
+        recorded = r.evidence.get("pool")
+        if (
+            isinstance(recorded, list)
+            and recorded
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in recorded)
+        ):
+            pool = [float(v) for v in recorded]
+        elif r.status in ("baseline", "keep"):
+            pool = list(r.samples)
+    return pool
 
 
 def kill_leftovers(run_dir: Path, pgid: int | None, roots: tuple[Path, ...]) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 
 import daemon
+from daemon.calibrate import recent_calibration
 from daemon.git_ops import add_worktree, remove_worktree, repo_head
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
@@ -155,6 +156,7 @@ def start_run(
             ),
             agent_kind=config.agent.kind,
             agent_model=config.agent.model,
+            calibration=recent_calibration(prog),
         )
         exclude_expd(repo.root)  # runs and worktrees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)

@@ -63,6 +63,12 @@ def _init_args(p: Parser) -> None:
     _json(p)
 
 
+def _validate_args(p: Parser) -> None:
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--runs", type=count, default=10, metavar="N", help="measurements (default 10)")
+    _json(p)
+
+
 def _launch_args(p: Parser, first: str) -> None:
     p.add_argument(first, metavar=first.upper())
     if first == "name":
@@ -121,6 +127,11 @@ def _demo_args(p: Parser) -> None:
 
 COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
     "init": ("cli_run:cmd_init", "create a program in .expd/programs/NAME", _init_args),
+    "validate": (
+        "cli_run:cmd_validate",
+        "measure HEAD N times: noise (CV), outliers, suggested [decide] settings",
+        _validate_args,
+    ),
     "start": (
         "cli_run:cmd_start",
         "start a run of a program in a detached daemon",

@@ -57,6 +57,29 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Exit 0 when the measurement can support decisions, 1 (with the reason) when not."""
+    root = find_repo_root()
+    check_program_name(args.name)
+    load_program(RepoPaths(root).program(args.name))  # a clear error before the daemon import
+
+    from daemon.calibrate import validate
+
+    if not args.json:
+        print(f"measuring {args.name} at HEAD: build, 1 warm-up, {args.runs} runs…", flush=True)
+    result = validate(root, args.name, args.runs)
+    if args.json:
+        emit_json(result)
+    else:
+        print(render.calibration_text(result))
+    if not result["usable"]:
+        if args.json:
+            print(f"expd: error: {result['reason']}", file=sys.stderr)
+            return 1
+        raise UserError(result["reason"])
+    return 0
+
+
 def _ref(started: Any, repo: Path | None) -> runs.RunRef:
     program, _, stamp = str(started.run_id).partition("/")
     return runs.RunRef(program, stamp, RunPaths(Path(started.run_dir)), repo)

@@ -82,8 +82,17 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
             parse_duration(value, what=what)
         except UserError as exc:
             fail(str(exc))
-    if config.decide.repeats < 1:
+    decide = config.decide
+    if decide.repeats < 1:
         fail("[decide] repeats must be at least 1")
+    if decide.min_runs < 1:
+        fail("[decide] min_runs must be at least 1")
+    if decide.max_runs is not None and decide.max_runs < decide.min_runs:
+        fail(f"[decide] max_runs ({decide.max_runs}) must be ≥ min_runs ({decide.min_runs})")
+    for key in ("alpha", "beta"):
+        value = getattr(decide, key)
+        if not (math.isfinite(value) and 0 < value < 0.5):
+            fail(f"[decide] {key} must be between 0 and 0.5 (an error rate), not {value!r}")
     if not (math.isfinite(config.decide.min_effect) and config.decide.min_effect >= 0):
         fail("[decide] min_effect must be a number ≥ 0")
     if config.loop.max_experiments < 0:
@@ -209,10 +218,14 @@ def scaffold(
         "[measure]",
         'timeout = "60s"',
         "",
+        "# sequential: measure candidate and incumbent (interleaved) until the evidence is clear",
         "[decide]",
-        'policy = "fixed"',
-        "repeats = 3",
-        "min_effect = 0.02",
+        'policy = "sequential"',
+        "min_effect = 0.02  # the smallest relative gain worth keeping (run `expd validate`)",
+        "min_runs = 2",
+        "max_runs = 12",
+        "alpha = 0.05      # chance of keeping a change that is no better",
+        "beta = 0.3        # chance of missing a real gain of min_effect",
         "",
         "[loop]",
         "max_experiments = 20",

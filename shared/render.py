@@ -116,6 +116,17 @@ def metric_line(s: dict[str, Any]) -> str:
     return text
 
 
+def drift_line(drift: str, at: int | None) -> str:
+    """`drift at #N: …`, the same words in the status, the TUI and the daemon's message."""
+    if not drift:
+        return ""
+    return f"drift at #{at}: {drift}" if at is not None else f"drift: {drift}"
+
+
+def drift_text(s: dict[str, Any]) -> str:
+    return drift_line(s.get("drift") or "", s.get("drift_at_experiment"))
+
+
 def status_text(s: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     phase = s["phase"] + (f" — {s['detail']}" if s["detail"] else "")
@@ -141,7 +152,11 @@ def status_text(s: dict[str, Any], now: float | None = None) -> str:
     if s["worktree"]:
         rows.append(("worktree", f"{s['worktree']} (branch {s['branch']})"))
     rows.append(("run dir", s["run_dir"]))
-    if s["message"]:
+    if s.get("drift"):
+        rows.append(("drift", drift_text(s)))
+    if s.get("noise"):
+        rows.append(("noise", s["noise"]))
+    if s["message"] and s["message"] not in (drift_text(s), s.get("noise")):
         rows.append(("note", s["message"]))
     text = "\n".join(f"{key:<9} {value}" for key, value in rows)
     warning = alert(s)
@@ -279,4 +294,30 @@ def summary_text(s: dict[str, Any], look: str) -> str:
     ]
     if s["message"]:
         lines.insert(1, f"  note         {s['message']}")
+    return "\n".join(lines)
+
+
+def calibration_text(c: dict[str, Any]) -> str:
+    """`expd validate` for people: the spread, the noise, and what to set in [decide]."""
+    lines = [f"{c['program']} at {c['commit'][:12]}: {c['metric']} over {len(c['samples'])} runs"]
+    noise = c.get("noise") or {}
+    if noise:
+        lines += [
+            f"  median    {fmt_num(noise['median'])}   (min {fmt_num(noise['min'])}, "
+            f"max {fmt_num(noise['max'])}, MAD {fmt_num(noise['mad'])})",
+            f"  CV        {noise['robust_cv']:.2%} robust (MAD) · {noise['cv']:.2%} plain",
+            "  outliers  "
+            + (", ".join(fmt_num(v) for v in noise["outliers"]) or "none")
+            + " (beyond 3 MAD)",
+        ]
+    if c.get("per_run_s") is not None:
+        lines.append(f"  per run   {c['per_run_s']:.2f}s (build {c['build_s']:.2f}s)")
+    suggested = c.get("suggested") or {}
+    if suggested:
+        lines.append(
+            f"  suggest   [decide] min_effect = {suggested['min_effect']:g}, "
+            f"max_runs = {suggested['max_runs']}"
+        )
+    if c["usable"]:
+        lines.append(f"{c['reason']}")
     return "\n".join(lines)

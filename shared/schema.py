@@ -53,10 +53,18 @@ class MeasureConfig(_Typed):
 
 
 class DecideConfig(_Typed):
-    policy: Literal["fixed"] = "fixed"
+    """`[decide]`: `sequential` measures until the evidence is clear (between `min_runs` and
+    `max_runs` candidate runs, error rates `alpha`/`beta`); `fixed` takes `repeats` runs."""
+
+    policy: Literal["sequential", "fixed"] = "sequential"
     min_effect: float = 0.02
     repeats: int = 3
+    """For `fixed` only."""
+    min_runs: int = 2
     max_runs: int | None = None
+    """For `sequential`; None means 12."""
+    alpha: float = 0.05
+    beta: float = 0.3
 
 
 class Gate(_Typed):
@@ -155,6 +163,8 @@ class RunManifest(_Lenient):
     max_experiments: int = 20
     agent_kind: str = "command"
     agent_model: str | None = None
+    calibration: dict[str, Any] = {}
+    """A recent `expd validate` of the same program files (`calibration.json`), or empty."""
 
 
 class InFlight(_Lenient):
@@ -199,6 +209,11 @@ class RunState(_Lenient):
     results_count: int = 0
     guidance: str = ""
     resumes: int = 0
+    drift: str = ""
+    """What the policy saw when the incumbent's interleaved runs shifted (empty: no drift)."""
+    drift_at_experiment: int | None = None
+    noise: str = ""
+    """The policy's or the baseline's note that the measurement noise hides small gains."""
 
 
 class DiffStat(_Lenient):

@@ -42,6 +42,9 @@ echo "{\\"score\\": $((d + 1))}"
 """
 
 
+FIXED_DECIDE = 'policy = "fixed"\nrepeats = 1\nmin_effect = 0.01'
+
+
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV}
     return subprocess.run(
@@ -58,8 +61,13 @@ def make_repo(
     agent_sh: str = AGENT_SH,
     measure_sh: str = MEASURE_SH,
     agent_command: str = "./agent.sh",
+    decide: str = FIXED_DECIDE,
 ) -> Path:
-    """A committed repo with `f.py`, `agent.sh`, and a `command` program measuring `score`."""
+    """A committed repo with `f.py`, `agent.sh`, and a `command` program measuring `score`.
+
+    `decide` is the `[decide]` table's body: the fixed policy with one run by default, so these
+    deterministic tests count measurements exactly; the sequential default has its own tests.
+    """
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
     (root / "f.py").write_text("x = 0\n")
@@ -77,8 +85,7 @@ def make_repo(
             metric = "score"
             direction = "lower"
             [decide]
-            repeats = 1
-            min_effect = 0.01
+            {{decide}}
             [loop]
             max_experiments = {max_experiments}
             [agent]
@@ -86,7 +93,7 @@ def make_repo(
             command = "{agent_command}"
             timeout = "20s"
             """
-        )
+        ).replace("{decide}", decide)
         + toml_extra
     )
     prog.md.write_text("# p\nMake score lower.\n")

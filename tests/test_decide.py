@@ -201,6 +201,7 @@ def test_make_policy_from_program_toml() -> None:
         metric = "ms"
         direction = "lower"
         [decide]
+        policy = "fixed"
         repeats = 5
         min_effect = 0.1
         [gates]

@@ -510,3 +510,58 @@ async def test_before_the_daemon_writes_a_state(tmp_path: Path) -> None:
         assert "experiment 0/20" in header(app)
         await post(pilot, ResultsAppended([record(0, "baseline", 3.0)]))
         assert app.run_screen.query_one(ResultsTable).row_count == 6
+
+
+async def test_drift_shows_as_a_warning_line_and_nothing_when_absent(tmp_path: Path) -> None:
+    app, _, _ = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        assert banner(app) is None
+        drifted = state(drift="incumbent 4.1% slower in 3 fresh runs", drift_at_experiment=4)
+        await post(pilot, StateChanged(drifted))
+        assert banner(app) == "drift at #4: incumbent 4.1% slower in 3 fresh runs"
+        assert app.run_screen.query_one(PhaseBar).has_class("-warning")
+
+
+SEQUENTIAL_EVIDENCE = {
+    "policy": "sequential",
+    "candidate_samples": [9.1, 9.0, 9.2, 8.9],
+    "incumbent_samples": [10.0, 10.1, 9.9, 10.2],
+    "fresh_incumbent_samples": [10.2, 9.9],
+    "runs": {"candidate": 4, "incumbent": 2},
+    "gates": [],
+    "secondary": {
+        "size": {"direction": "lower", "candidate": 120.0, "incumbent": 118.0, "change": -0.0169}
+    },
+    "effect": 0.094,
+    "interval": [0.061, 0.127],
+    "llr": 3.2,
+    "bounds": [-1.558, 2.773],
+    "delta": 0.02,
+    "noise": 0.011,
+    "scale": "log",
+    "note": None,
+    "pool": [9.1, 9.0, 9.2, 8.9],
+    "drift": "incumbent 3.0% faster in 3 fresh runs",
+}
+
+
+async def test_sequential_evidence_reads_as_sentences_at_80x24(tmp_path: Path) -> None:
+    base = record(1, "keep", 9.05, "inline the hot loop")
+    base.evidence = SEQUENTIAL_EVIDENCE
+    app, _, _ = make_app(tmp_path, opened([RESULTS[0], base]))
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        evidence = text_of(app, "#detail-evidence")
+        assert "effect    +9.40%  [+6.10% … +12.70%]" in evidence
+        assert "runs      4 candidate + 2 incumbent (2 fresh)" in evidence
+        assert "llr       3.2 (bounds -1.558 … 2.773)" in evidence
+        assert "noise     CV 1.1%" in evidence and "delta     2.00%" in evidence
+        assert "gates     all passed" in evidence
+        assert "secondary size: 120 vs 118 (1.7% worse)" in evidence
+        assert "drift     incumbent 3.0% faster" in evidence
+        assert "candidate_samples" in evidence and "pool" in evidence  # the raw rest follows
+        assert evidence.count("llr") == 1  # summarised keys are not listed twice
+        assert all(len(line) <= 80 for line in evidence.splitlines()[:12])

@@ -65,6 +65,102 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
+SUMMARISED = frozenset(
+    {"effect", "interval", "runs", "llr", "bounds", "delta", "noise", "note", "gates"}
+    | {"secondary", "drift", "fresh_incumbent_samples"}
+)
+"""Evidence keys the sequential summary shows as sentences; the rest are listed as they are."""
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:+.2f}%" if isinstance(value, int | float) else str(value)
+
+
+def _num(value: Any) -> str:
+    if value is None or isinstance(value, int | float):
+        return fmt_num(None if value is None else float(value))
+    return str(value)
+
+
+def _pair(value: Any, fmt: Any) -> str | None:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"{fmt(value[0])} … {fmt(value[1])}"
+    return None
+
+
+def _noise(value: Any) -> str:
+    if isinstance(value, dict):
+        cv = value.get("robust_cv", value.get("cv"))
+        if isinstance(cv, int | float):
+            return f"CV {cv:.1%}" + (f" ({value['runs']} runs)" if "runs" in value else "")
+        return fmt_value(value)
+    if isinstance(value, int | float):
+        return f"CV {float(value):.1%}"
+    return str(value)
+
+
+def _listing(value: Any, empty: str) -> str:
+    if not value:
+        return empty
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {fmt_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def _secondary(name: str, item: Any) -> str:
+    """`size: 120 vs 118 (1.7% worse)` from the policy's per-metric comparison."""
+    if not isinstance(item, dict):
+        return f"{name}: {fmt_value(item)}"
+    text = f"{name}: {_num(item.get('candidate'))} vs {_num(item.get('incumbent'))}"
+    change = item.get("change")
+    if isinstance(change, int | float):
+        text += f" ({abs(change):.1%} {'better' if change >= 0 else 'worse'})"
+    return text
+
+
+def sequential_summary(evidence: dict[str, Any]) -> list[tuple[str, str]]:
+    """The sequential policy's evidence as short labelled lines (readable at 80 columns):
+    effect with its interval, runs on each side, the log-likelihood ratio against its bounds."""
+    if "llr" not in evidence and "interval" not in evidence:
+        return []
+    rows: list[tuple[str, str]] = []
+    if "effect" in evidence:
+        effect = _pct(evidence["effect"])
+        interval = _pair(evidence.get("interval"), _pct)
+        rows.append(("effect", effect + (f"  [{interval}]" if interval else "")))
+    runs = evidence.get("runs")
+    if isinstance(runs, dict):
+        fresh = evidence.get("fresh_incumbent_samples")
+        extra = f" ({len(fresh)} fresh)" if isinstance(fresh, list) else ""
+        rows.append(
+            (
+                "runs",
+                f"{runs.get('candidate', '?')} candidate + {runs.get('incumbent', '?')} "
+                f"incumbent{extra}",
+            )
+        )
+    if "llr" in evidence:
+        bounds = _pair(evidence.get("bounds"), _num)
+        rows.append(("llr", _num(evidence["llr"]) + (f" (bounds {bounds})" if bounds else "")))
+    if isinstance(evidence.get("delta"), int | float):
+        rows.append(("delta", f"{evidence['delta']:.2%} (the gain tested for)"))
+    if "noise" in evidence:
+        rows.append(("noise", _noise(evidence["noise"])))
+    if "gates" in evidence:
+        rows.append(("gates", _listing(evidence["gates"], "all passed")))
+    secondary = evidence.get("secondary")
+    if isinstance(secondary, dict):
+        for name, item in secondary.items():
+            rows.append(("secondary", _secondary(name, item)))
+    if evidence.get("drift"):
+        rows.append(("drift", str(evidence["drift"])))
+    if evidence.get("note"):
+        rows.append(("note", str(evidence["note"])))
+    return rows
+
+
 def evidence_content(record: ResultRecord) -> Content:
     """The decision and everything it was based on, as labelled lines."""
     rows: list[tuple[str, str]] = [
@@ -94,10 +190,17 @@ def evidence_content(record: ResultRecord) -> Content:
     for label, value in rows:
         parts += [(f"{label:<9}", "$text-muted"), f"{value}\n"]
     if record.evidence:
-        parts += ["\n", ("evidence", "bold"), "\n"]
-        width = max(len(k) for k in record.evidence) + 2
-        for key, value in record.evidence.items():
-            parts += [(f"  {key:<{width}}", "$text-muted"), f"{fmt_value(value)}\n"]
+        summary = sequential_summary(record.evidence)
+        rest = {k: v for k, v in record.evidence.items() if k not in SUMMARISED or not summary}
+        if summary:
+            parts += ["\n", ("decision", "bold"), "\n"]
+            for label, value in summary:
+                parts += [(f"  {label:<10}", "$text-muted"), f"{value}\n"]
+        if rest:
+            parts += ["\n", ("evidence", "bold"), "\n"]
+            width = max(len(k) for k in rest) + 2
+            for key, value in rest.items():
+                parts += [(f"  {key:<{width}}", "$text-muted"), f"{fmt_value(value)}\n"]
     if record.metrics:
         parts += ["\n", ("metrics (medians)", "bold"), "\n"]
         width = max(len(k) for k in record.metrics) + 2

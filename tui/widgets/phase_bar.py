@@ -10,6 +10,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from shared.liveness import Probe
+from shared.render import drift_line
 from shared.schema import TERMINAL_PHASES, RunState
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -85,6 +86,8 @@ def banner(view: PhaseView, now: float) -> tuple[str, str] | None:
         return "error", f"run crashed: {why} (see daemon.log)"
     if view.problem:
         return "warning", view.problem
+    if state is not None and state.drift:
+        return "warning", drift_line(state.drift, state.drift_at_experiment)
     return None
 
 

@@ -1,0 +1,251 @@
+"""The sequential policy: Wald's SPRT on log-metric samples against a pooled, interleaved incumbent.
+
+Why: "median of N beats the incumbent by 2 %" keeps many non-improvements when the noise is a few
+percent, and spends as many runs on obvious calls as on close ones. This policy measures until the
+evidence is clear, compares against the incumbent's recent runs (a pool kept across decisions) plus
+fresh incumbent runs interleaved with the candidate's (so slow drift cancels), and says why.
+
+The test (docs/decisions.md explains it for users):
+  y = ±log(metric), signed so that larger is better; the raw values when any metric is ≤ 0.
+  σ = the pooled Shamos estimate: median |y_i − y_j| over pairs within one group (pool, fresh
+      incumbent runs, candidate) / 0.954. Robust to outliers, defined from two runs per group.
+  m_c, m_i = Huber M-estimates (k = 1.5σ) of the candidate and the incumbent (pool + fresh).
+  d = m_c − m_i,  v = σ²(1/n_c + 1/n_i),  δ = max(min_effect, noise) on the y scale.
+  LLR = δ/v · (d − δ/2): the log-likelihood ratio of "better by δ" against "no change" for the
+  location-invariant statistic d. Keep when LLR ≥ log((1−β)/α) and the 95 % half-width 1.96√v ≤ δ;
+  discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive"). σ is plugged in at each look.
+Reported effect: the posterior mean under a Laplace(0, sd δ) prior (decide_stats.laplace_posterior),
+  which undoes most of the optimism of stopping at a bound; the measured d is reported as well.
+Drift: fresh incumbent runs against the pool, z = (m_fresh − m_pool)/(σ√(1/n_f + 1/n_p)); |z| > 3.5
+  asks for incumbent runs, and confirmed on 3 of them, the candidate is compared with them alone.
+Simplifications: with keep_simplifications, a change that removes more lines than it adds and is
+  rejected as an improvement is kept if a second SPRT, "no worse" (θ = 0) against "worse by δ",
+  accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
+
+from daemon.decide import ChangeInfo, Decision, Measure, Side, gate_breaches, medians
+from daemon.decide_stats import Estimate, estimate, secondary_changes
+
+DRIFT_Z = 3.5
+"""|z| of fresh incumbent runs against the pool that counts as drift (confirmed by 3 runs)."""
+DRIFT_RUNS = 3
+
+
+@dataclass
+class SequentialPolicy:
+    """Measure the candidate (and the incumbent, interleaved) until an SPRT is conclusive."""
+
+    metric: str
+    direction: str
+    _: KW_ONLY
+    min_effect: float = 0.02
+    min_runs: int = 2
+    max_runs: int = 12
+    alpha: float = 0.05
+    beta: float = 0.3
+    gates: dict[str, tuple[float | None, float | None]] | None = None
+    secondary: dict[str, str] | None = None
+    keep_simplifications: bool = False
+    pool_size: int = 12
+    incumbent_every: int = 3
+    """One fresh incumbent run per this many candidate runs (more when the pool is small)."""
+    noise_k: float = 1.0
+    """δ = max(min_effect, noise_k · noise)."""
+    keep_precision: float = 1.0
+    """A keep also needs the 95 % interval's half-width ≤ this × δ: a lucky early crossing of the
+    bound overstates the gain (the winner's curse), so a keep waits until the gain is measured."""
+    name: str = field(default="sequential", init=False)
+
+    def baseline_runs(self) -> int:
+        """Five runs: enough for a first noise estimate; later sessions add to the pool."""
+        return 5
+
+    def begin(
+        self, incumbent: list[float], *, change: ChangeInfo | None = None
+    ) -> SequentialSession:
+        pool = [v for v in incumbent if math.isfinite(v)][-self.pool_size :]
+        return SequentialSession(self, pool, change or ChangeInfo())
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Wald's thresholds on the LLR: (discard at or below, keep at or above)."""
+        return math.log(self.beta / (1 - self.alpha)), math.log((1 - self.beta) / self.alpha)
+
+
+@dataclass
+class SequentialSession:
+    policy: SequentialPolicy
+    pool: list[float]
+    change: ChangeInfo
+    cand: list[dict[str, float]] = field(default_factory=list)
+    fresh: list[dict[str, float]] = field(default_factory=list)
+    failure: str | None = None
+    suspect_drift: bool = False
+
+    def observe(self, side: Side, metrics: dict[str, float] | None) -> None:
+        runs = self.cand if side == "candidate" else self.fresh
+        if metrics is None or not math.isfinite(metrics.get(self.policy.metric, math.nan)):
+            self.failure = f"{side} measurement {len(runs) + 1} failed"
+            return
+        runs.append(metrics)
+
+    def next(self) -> Measure | Decision:
+        p = self.policy
+        if self.failure is not None:
+            return self._decision(False, "measurement_failure", self.failure, None)
+        n_c, n_f = len(self.cand), len(self.fresh)
+        if n_f < self._incumbent_target(n_c):
+            return Measure("incumbent")
+        if n_c >= p.min_runs and len(self.pool) + n_f >= 2:
+            est = self._estimate()
+            self.suspect_drift = est.drift_z is not None and abs(est.drift_z) > DRIFT_Z
+            if self.suspect_drift and n_f < DRIFT_RUNS:
+                return Measure("incumbent")  # an outlier or a shift: more incumbent runs tell
+            if est.split_pair and n_c < p.max_runs:
+                return Measure("candidate")  # a third run outvotes the outlier
+            decided = self._verdict(est, final=n_c >= p.max_runs)
+            if decided is not None:
+                return decided
+        return Measure("candidate")
+
+    # ------------------------------------------------------------------ internals
+
+    def _values(self, runs: list[dict[str, float]]) -> list[float]:
+        return [r[self.policy.metric] for r in runs]
+
+    def _incumbent_target(self, n_c: int) -> int:
+        """Interleave C I C C C I C C C I …; one to one when the pool is thin or drift suspected."""
+        if n_c == 0:
+            return 0
+        if self.suspect_drift or len(self.pool) < 3:
+            return n_c
+        return -(-n_c // max(1, self.policy.incumbent_every))
+
+    def _estimate(self) -> Estimate:
+        p = self.policy
+        return estimate(
+            self._values(self.cand),
+            self.pool,
+            self._values(self.fresh),
+            higher=p.direction == "higher",
+            min_effect=p.min_effect,
+            noise_k=p.noise_k,
+            drift_z=DRIFT_Z,
+            drift_runs=DRIFT_RUNS,
+        )
+
+    def _outcome(self, est: Estimate, *, final: bool) -> str | None:
+        """What the evidence says now: None to measure on."""
+        p = self.policy
+        lower, upper = p.bounds
+        if gate_breaches(p.gates or {}, medians(self.cand)):
+            return "gate"
+        if est.llr >= upper and (est.half_width <= p.keep_precision * est.delta_y or final):
+            return "accept"
+        simplification = (
+            p.keep_simplifications and self.change.lines_removed > self.change.lines_added
+        )
+        if est.llr <= lower and not simplification:
+            return "reject"
+        if est.llr <= lower and est.llr_noninferior >= upper:
+            return "simpler"
+        if est.llr <= lower and est.llr_noninferior <= lower:
+            return "reject"
+        return "inconclusive" if final else None
+
+    def _verdict(self, est: Estimate, *, final: bool) -> Decision | None:
+        outcome = self._outcome(est, final=final)
+        if outcome is None:
+            return None
+        effect, lo, hi = est.posterior()
+        word = "better" if effect > 0 else "worse" if effect < 0 else "unchanged"
+        size = "" if effect == 0 else f" by {est.fmt(abs(effect))}"
+        detail = (
+            f"{word}{size} (95 % interval {est.fmt(lo, sign=True)} to {est.fmt(hi, sign=True)})"
+        )
+        n = f"{len(self.cand)}+{len(self.fresh)} runs"
+        d = est.fmt(est.delta)
+        note = f" ({est.note})" if est.note else ""
+        lines = f"−{self.change.lines_removed} +{self.change.lines_added} lines"
+        keep, reason = {
+            "gate": (False, f"{detail} after {n}, but " + "; ".join(self._breaches())),
+            "accept": (True, f"{detail} after {n}; SPRT accepted improvement ≥ {d}"),
+            "reject": (False, f"{detail} after {n}; SPRT rejected improvement ≥ {d}{note}"),
+            "simpler": (
+                True,
+                f"kept as a simplification ({lines}): {detail} after {n}; not worse by {d}",
+            ),
+            "inconclusive": (
+                False,
+                f"inconclusive after {n}: {detail}; improvement ≥ {d} neither accepted nor rejected{note}",
+            ),
+        }[outcome]
+        return self._decision(keep, "keep" if keep else "discard", reason, est, (effect, lo, hi))
+
+    def _breaches(self) -> list[str]:
+        return gate_breaches(self.policy.gates or {}, medians(self.cand)) if self.cand else []
+
+    def _decision(
+        self,
+        keep: bool,
+        status: Any,
+        reason: str,
+        est: Estimate | None,
+        posterior: tuple[float, float, float] | None = None,
+    ) -> Decision:
+        p = self.policy
+        cand, fresh = self._values(self.cand), self._values(self.fresh)
+        drifted = est is not None and est.drifted
+        if keep:
+            pool = list(cand)
+        elif drifted:
+            pool = fresh[-p.pool_size :]
+        else:
+            pool = (self.pool + fresh)[-p.pool_size :]
+        evidence: dict[str, Any] = {
+            "policy": p.name,
+            "candidate_samples": cand,
+            "incumbent_samples": fresh if drifted else self.pool + fresh,
+            "fresh_incumbent_samples": fresh,
+            "runs": {"candidate": len(cand), "incumbent": len(fresh)},
+            "gates": self._breaches(),
+            "secondary": secondary_changes(self.cand, self.fresh, p.secondary or {}),
+        }
+        if est is not None and posterior is not None:
+            half = est.half_width
+            evidence |= {
+                "effect": posterior[0],
+                "interval": _finite([posterior[1], posterior[2]]),
+                "measured_effect": est.to_rel(est.d),
+                "measured_interval": _finite([est.to_rel(est.d - half), est.to_rel(est.d + half)]),
+                "llr": _finite([est.llr])[0],
+                "bounds": list(p.bounds),
+                "delta": est.delta,
+                "noise": _finite([est.noise])[0],
+                "relative": est.relative,
+                "scale": "log" if est.log_scale else "raw",
+                "note": est.note,
+            }
+        return Decision(
+            keep=keep,
+            status=status,
+            reason=reason,
+            metric=statistics.median(cand) if cand else None,
+            samples=cand,
+            metrics=medians(self.cand),
+            evidence=evidence,
+            pool=pool,
+            drift=est.drift_text(len(fresh), len(self.pool)) if est and drifted else None,
+        )
+
+
+def _finite(values: list[float]) -> list[float | None]:
+    """JSON has no infinities: an exact (noise-free) or undefined value is written as null."""
+    return [v if math.isfinite(v) else None for v in values]

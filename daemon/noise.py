@@ -1,0 +1,95 @@
+"""Measurement noise from repeated samples: robust spread, CV, outliers, and what they allow.
+
+Pure functions shared by `expd validate` (calibration) and the baseline: both answer "can this
+measurement tell a gain of `min_effect` from noise within `max_runs` runs?" with the same
+normal-approximation formula the sequential policy's sample sizes follow.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MAD_TO_SIGMA = 1.4826
+"""MAD × this estimates σ for normal data; unlike the standard deviation one outlier cannot move it."""
+OUTLIER_MADS = 3.0
+USABLE_CV = 0.15
+"""Above this the measurement is unusable: no sane number of runs resolves a few-percent gain."""
+DEFAULT_MAX_RUNS = 12
+
+
+@dataclass(frozen=True)
+class Noise:
+    runs: int
+    median: float
+    min: float
+    max: float
+    mad: float
+    cv: float
+    """Plain: standard deviation / |mean|."""
+    robust_cv: float
+    """1.4826 × MAD / |median|: what decisions use (outliers do not inflate it)."""
+    outliers: list[float]
+
+    @property
+    def decision_cv(self) -> float:
+        """The CV to plan with: the robust one, unless the MAD is 0 while runs still differ."""
+        return self.robust_cv if self.robust_cv > 0 else self.cv
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def noise_of(values: list[float]) -> Noise:
+    if not values:
+        raise ValueError("no samples")
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
+    mean = statistics.fmean(values)
+    stdev = statistics.stdev(values) if len(values) > 1 else 0.0
+    scale = abs(median) or 1.0
+    outliers = [
+        v for v in values if mad > 0 and abs(v - median) > OUTLIER_MADS * MAD_TO_SIGMA * mad
+    ]
+    return Noise(
+        runs=len(values),
+        median=median,
+        min=min(values),
+        max=max(values),
+        mad=mad,
+        cv=stdev / (abs(mean) or 1.0),
+        robust_cv=MAD_TO_SIGMA * mad / scale,
+        outliers=outliers,
+    )
+
+
+def _z_sum(alpha: float, beta: float) -> float:
+    normal = statistics.NormalDist()
+    return normal.inv_cdf(1 - alpha) + normal.inv_cdf(1 - beta)
+
+
+def detectable_effect(cv: float, runs: int, *, alpha: float = 0.05, beta: float = 0.2) -> float:
+    """The smallest relative gain `runs` runs per side resolve (one-sided, power 1 − beta)."""
+    return _z_sum(alpha, beta) * cv * math.sqrt(2 / max(runs, 1))
+
+
+def runs_needed(cv: float, effect: float, *, alpha: float = 0.05, beta: float = 0.2) -> int:
+    """Runs per side to resolve a relative gain of `effect` (at least 1)."""
+    if effect <= 0:
+        return 1_000_000
+    return max(1, math.ceil(2 * (_z_sum(alpha, beta) * cv / effect) ** 2))
+
+
+def hides_gains_note(
+    cv: float, *, min_effect: float, max_runs: int, alpha: float, beta: float
+) -> str | None:
+    """A one-line warning when `max_runs` runs cannot resolve a gain of `min_effect`."""
+    smallest = detectable_effect(cv, max_runs, alpha=alpha, beta=beta)
+    if smallest <= min_effect:
+        return None
+    return (
+        f"noise (CV {cv:.1%}) hides gains smaller than ~{smallest:.1%} within {max_runs} runs "
+        f"(min_effect is {min_effect:.1%}): raise min_effect or max_runs, or steady the measurement"
+    )
