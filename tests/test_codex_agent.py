@@ -31,7 +31,7 @@ from daemon.agents.codex import SANDBOX_NOTE, CodexAgent
 from daemon.agents.codex_stream import CodexStream, classify, first_line, retry_after
 from shared.paths import RepoPaths
 from shared.schema import AgentConfig, Price, ProgramConfig
-from tests.repos import expd, group_members, make_repo, results, start, wait_finished
+from tests.repos import expd, group_members, make_repo, results, start, wait_finished, wait_for
 
 FAKE = Path(__file__).parent / "fakes" / "fake_codex.py"
 SAMPLES = Path(__file__).parent / "samples" / "codex"
@@ -152,7 +152,8 @@ async def test_replayed_edit_is_streamed_and_priced(tmp_path: Path) -> None:
     assert any("Model metadata" in e.text for e in run.of(Text) if e.stream == "stderr")
     assert run.of(Usage) == [Usage(cost_usd=outcome.cost_usd, tokens=2100)]
     assert run.events[-1] == Final(description=outcome.description, session_id=outcome.session_id)
-    assert len(run.pgids) == 1 and group_members(run.pgids[0]) == []
+    assert len(run.pgids) == 1
+    wait_for(lambda: not group_members(run.pgids[0]), 5, "the CLI's process group to die")
     given = run.given()
     assert given["stdin"] == run.task.prompt + SANDBOX_NOTE
     assert given["cwd"] == str(run.worktree)
@@ -268,7 +269,8 @@ async def test_a_hung_cli_is_killed_with_its_whole_group(tmp_path: Path) -> None
     assert outcome.timed_out and outcome.error_class is None
     assert "timed out after 1.5s" in (outcome.error or "")
     assert [e.name for e in run.of(ToolUse)] == ["shell"]
-    assert len(run.pgids) == 1 and group_members(run.pgids[0]) == []
+    assert len(run.pgids) == 1
+    wait_for(lambda: not group_members(run.pgids[0]), 5, "the CLI's process group to die")
 
 
 async def test_missing_cli_or_key_never_starts_it(tmp_path: Path) -> None:

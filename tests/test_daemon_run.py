@@ -345,7 +345,7 @@ def test_agent_timeout_kills_its_group_and_records_a_crash(tmp_path: Path, gate:
     gate.wait_started(1)
     pgid = child_pgid(paths, 1)
     final = wait_finished(paths, timeout=15)
-    assert not group_members(pgid)
+    wait_for(lambda: not group_members(pgid), 5, "the agent's process group to die")
     assert final.termination_reason == "max_experiments"
     recs = results(paths)
     assert [r.status for r in recs] == ["baseline", "crash"]
