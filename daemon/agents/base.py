@@ -109,6 +109,24 @@ class Agent(Protocol):
     async def close(self) -> None: ...
 
 
+class StatelessAgent:
+    """The Agent protocol's bookkeeping for agents that start every experiment afresh."""
+
+    model: str | None = None
+
+    async def feedback(self, record: ResultRecord) -> None:
+        """Nothing to learn between experiments: each one starts a fresh session."""
+
+    async def recover(self, interrupted: int) -> None:
+        """No state outside the session, which died with the previous daemon."""
+
+    def switch_model(self, model: str) -> None:
+        self.model = model
+
+    async def close(self) -> None:
+        """Nothing held open between experiments."""
+
+
 def render(event: AgentEvent) -> str:
     """The human-readable line for `agent/NNNN.log`."""
     match event:

@@ -22,12 +22,13 @@ from daemon.agents.base import (
     AgentTask,
     Emit,
     Final,
+    StatelessAgent,
     Usage,
 )
 from daemon.agents.claude_stream import ClaudeStream
 from daemon.agents.stream_json import redactor
 from shared.agent_kinds import KINDS, executable_for
-from shared.schema import ProgramConfig, ResultRecord
+from shared.schema import ProgramConfig
 
 PREAMBLE = """You are running unattended inside expd, an automated optimisation loop: nobody will \
 answer questions or permission prompts. Work only in the current directory (a git worktree). \
@@ -43,7 +44,7 @@ MAX_ARG_BYTES = 100_000
 KEY_ENVS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 
 
-class ClaudeAgent:
+class ClaudeAgent(StatelessAgent):
     kind = "claude"
 
     def __init__(self, config: ProgramConfig, *, model: str | None = None) -> None:
@@ -133,16 +134,3 @@ class ClaudeAgent:
             outcome.error_class = None
             outcome.unavailable = True
         return outcome
-
-    async def feedback(self, record: ResultRecord) -> None:
-        return None
-
-    async def recover(self, interrupted: int) -> None:
-        return None
-
-    def switch_model(self, model: str) -> None:
-        """Used after the provider reported the quota of the current model exhausted."""
-        self.model = model
-
-    async def close(self) -> None:
-        return None

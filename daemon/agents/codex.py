@@ -24,6 +24,7 @@ from daemon.agents.base import (
     AgentTask,
     Emit,
     Final,
+    StatelessAgent,
     Text,
     ToolResult,
     ToolUse,
@@ -31,7 +32,7 @@ from daemon.agents.base import (
 )
 from daemon.agents.codex_stream import CodexStream, classify, first_line, retry_after
 from daemon.agents.prices import cost_usd
-from shared.schema import ProgramConfig, ResultRecord
+from shared.schema import ProgramConfig
 
 PROVIDER_ID = "expd"
 KEY_ENVS = ("OPENAI_API_KEY", "CODEX_API_KEY")
@@ -42,7 +43,7 @@ SANDBOX_NOTE = (
 )
 
 
-class CodexAgent:
+class CodexAgent(StatelessAgent):
     kind = "codex"
 
     def __init__(self, config: ProgramConfig, model: str | None = None) -> None:
@@ -159,18 +160,6 @@ class CodexAgent:
             out(Text(text=_no_price(self.model), stream="stderr"))
         if stream.usages:
             out(Usage(cost_usd=outcome.cost_usd, tokens=outcome.tokens))
-
-    async def feedback(self, record: ResultRecord) -> None:
-        return None
-
-    async def recover(self, interrupted: int) -> None:
-        return None
-
-    def switch_model(self, model: str) -> None:
-        self.model = model
-
-    async def close(self) -> None:
-        return None
 
 
 def _no_price(model: str | None) -> str:

@@ -6,14 +6,14 @@ import os
 import re
 
 from daemon import process
-from daemon.agents.base import AgentErrorEvent, AgentOutcome, AgentTask, Emit, Text
-from shared.schema import ProgramConfig, ResultRecord
+from daemon.agents.base import AgentErrorEvent, AgentOutcome, AgentTask, Emit, StatelessAgent, Text
+from shared.schema import ProgramConfig
 
 DESCRIPTION = re.compile(r"^\s*EXPD-DESCRIPTION:\s*(.+?)\s*$")
 """A line the command may print to describe its change (else its commit message is used)."""
 
 
-class CommandAgent:
+class CommandAgent(StatelessAgent):
     kind = "command"
 
     def __init__(self, config: ProgramConfig) -> None:
@@ -52,15 +52,3 @@ class CommandAgent:
         if outcome.error:
             emit(AgentErrorEvent(message=outcome.error))
         return outcome
-
-    async def feedback(self, record: ResultRecord) -> None:
-        return None
-
-    async def recover(self, interrupted: int) -> None:
-        return None
-
-    def switch_model(self, model: str) -> None:
-        """No model to switch: this agent never reports a provider failure."""
-
-    async def close(self) -> None:
-        return None

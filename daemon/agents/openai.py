@@ -24,6 +24,7 @@ from daemon.agents.base import (
     AgentTask,
     Emit,
     Final,
+    StatelessAgent,
     Text,
     ToolResult,
     ToolUse,
@@ -31,7 +32,7 @@ from daemon.agents.base import (
 )
 from daemon.agents.chat_api import REQUEST_TIMEOUT, ChatAPI, ProviderError, Spend
 from daemon.agents.tools import SCHEMAS, ToolError, Workspace
-from shared.schema import ProgramConfig, ResultRecord
+from shared.schema import ProgramConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_TURNS = 30
@@ -43,7 +44,7 @@ commits, measures and keeps or reverts your change. When you are done, reply WIT
 tool, with a one-line summary of what you changed — it becomes the experiment's description."""
 
 
-class OpenAIAgent:
+class OpenAIAgent(StatelessAgent):
     kind = "openai"
 
     def __init__(self, config: ProgramConfig, *, model: str | None = None) -> None:
@@ -174,18 +175,6 @@ class OpenAIAgent:
         emit(ToolResult(name=name, output=output[:2000], is_error=is_error))
         content = f"error: {output}" if is_error else output
         return {"role": "tool", "tool_call_id": str(call.get("id") or ""), "content": content}
-
-    async def feedback(self, record: ResultRecord) -> None:
-        """Nothing to learn between experiments: each starts a fresh conversation."""
-
-    async def recover(self, interrupted: int) -> None:
-        """No state outside the conversation, which died with the daemon."""
-
-    def switch_model(self, model: str) -> None:
-        self.model = model
-
-    async def close(self) -> None:
-        return None
 
 
 def _content(value: Any) -> str:

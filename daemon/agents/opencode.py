@@ -34,6 +34,7 @@ from daemon.agents.base import (
     AgentUnavailable,
     Emit,
     Final,
+    StatelessAgent,
     Text,
     ToolResult,
     ToolUse,
@@ -41,7 +42,7 @@ from daemon.agents.base import (
 )
 from daemon.agents.errors import classify_http, classify_message, retry_after_seconds
 from daemon.agents.prices import cost_usd
-from shared.schema import AgentConfig, ProgramConfig, ResultRecord
+from shared.schema import AgentConfig, ProgramConfig
 
 PROVIDER = "expd"
 """The provider id of the generated config: the model is `expd/<[agent] model>`."""
@@ -50,7 +51,7 @@ MAX_OUTPUT_CHARS = 2000
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class OpenCodeAgent:
+class OpenCodeAgent(StatelessAgent):
     kind = "opencode"
 
     def __init__(self, config: ProgramConfig, *, model: str | None = None) -> None:
@@ -111,18 +112,6 @@ class OpenCodeAgent:
                 model = f"{PROVIDER}/{model}"
             argv += ["--model", model]
         return argv + list(self.config.args)
-
-    async def feedback(self, record: ResultRecord) -> None:
-        return None
-
-    async def recover(self, interrupted: int) -> None:
-        return None
-
-    def switch_model(self, model: str) -> None:
-        self.model = model
-
-    async def close(self) -> None:
-        return None
 
 
 def isolated_env(config: AgentConfig, model: str, home: Path) -> dict[str, str]:
