@@ -18,7 +18,7 @@ from daemon.decide import ChangeInfo, Decision, Measure, Policy, make_policy, me
 from daemon.git_ops import Worktree
 from daemon.measure import Measurer, Sample
 from daemon.noise import DEFAULT_MAX_RUNS, hides_gains_note, noise_of
-from daemon.recovery import restore_pool
+from daemon.recovery import restore_pool, tally
 from daemon.retry import GiveUp, RetryPolicy
 from daemon.store import RunStore
 from shared.paths import ProgramPaths, RunPaths
@@ -537,12 +537,7 @@ class Loop:
                 self.incumbent_samples = [float(v) for v in pool]
             elif record.status == "keep":
                 self.incumbent_samples = list(record.samples)
-            if record.status == "keep":
-                assert record.commit is not None
-                s.incumbent_commit = record.commit
-                s.best = record.metric
-                s.best_experiment = record.experiment
-            else:
+            if record.status != "keep":
                 self.store.phase(
                     "reverting", "back to the last kept commit", experiment=record.experiment
                 )
@@ -555,21 +550,9 @@ class Loop:
 
     def _count(self, record: ResultRecord) -> None:
         s = self.state
+        tally(s, record, self.manifest.base_commit)
         s.cost_usd = sum(r.cost_usd for r in self.results)
         s.tokens = sum(r.tokens for r in self.results)
-        match record.status:
-            case "keep":
-                s.keeps += 1
-                s.consecutive_non_keeps = 0
-            case "discard":
-                s.discards += 1
-                s.consecutive_non_keeps += 1
-            case "crash":
-                s.crashes += 1
-                s.consecutive_non_keeps += 1
-            case "measurement_failure":
-                s.measurement_failures += 1
-                s.consecutive_non_keeps += 1
 
     def _track(self, pgid: int) -> None:
         """Remember the child's process group so a resumed daemon can kill leftovers."""

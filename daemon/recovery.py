@@ -53,33 +53,38 @@ def load_results(paths: RunPaths) -> tuple[list[ResultRecord], list[str]]:
     return results, notes
 
 
+def tally(state: RunState, r: ResultRecord, base_commit: str) -> None:
+    """Count one recorded result into the state: the same rule live and when rebuilding."""
+    match r.status:
+        case "baseline":
+            state.baseline = state.best = r.metric
+            state.best_experiment = r.experiment
+            state.incumbent_commit = r.commit or base_commit
+        case "keep":
+            state.keeps += 1
+            state.consecutive_non_keeps = 0
+            state.best, state.best_experiment = r.metric, r.experiment
+            state.incumbent_commit = r.commit or state.incumbent_commit
+        case "discard":
+            state.discards += 1
+            state.consecutive_non_keeps += 1
+        case "crash":
+            state.crashes += 1
+            state.consecutive_non_keeps += 1
+        case "measurement_failure":
+            state.measurement_failures += 1
+            state.consecutive_non_keeps += 1
+    state.experiment = max(state.experiment, r.experiment)
+
+
 def derive(state: RunState, results: list[ResultRecord], manifest: RunManifest) -> None:
     """Counters, baseline, best and incumbent from the results alone."""
     state.keeps = state.discards = state.crashes = state.measurement_failures = 0
-    state.consecutive_non_keeps = 0
+    state.consecutive_non_keeps = state.experiment = 0
     state.incumbent_commit = manifest.base_commit
     state.baseline = state.best = state.best_experiment = None
     for r in results:
-        if r.status == "baseline":
-            state.baseline = state.best = r.metric
-            state.best_experiment = r.experiment
-            state.incumbent_commit = r.commit or manifest.base_commit
-            continue
-        match r.status:
-            case "keep":
-                state.keeps += 1
-                state.consecutive_non_keeps = 0
-                state.best, state.best_experiment = r.metric, r.experiment
-                state.incumbent_commit = r.commit or state.incumbent_commit
-            case "discard":
-                state.discards += 1
-                state.consecutive_non_keeps += 1
-            case "crash":
-                state.crashes += 1
-                state.consecutive_non_keeps += 1
-            case "measurement_failure":
-                state.measurement_failures += 1
-                state.consecutive_non_keeps += 1
+        tally(state, r, manifest.base_commit)
     state.drift, state.drift_at_experiment, state.noise = "", None, ""
     for r in results:
         if r.evidence.get("drift"):
@@ -89,7 +94,6 @@ def derive(state: RunState, results: list[ResultRecord], manifest: RunManifest) 
     state.cost_usd = sum(r.cost_usd for r in results)
     state.tokens = sum(r.tokens for r in results)
     state.results_count = len(results)
-    state.experiment = max((r.experiment for r in results), default=0)
 
 
 def restore_pool(results: list[ResultRecord]) -> list[float]:

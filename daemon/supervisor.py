@@ -16,7 +16,7 @@ from daemon.agents.base import AgentUnavailable, make_agent
 from daemon.git_ops import Worktree, identity_env
 from daemon.loop import Controls, Loop
 from daemon.measure import Measurer
-from daemon.recovery import kill_leftovers, recover
+from daemon.recovery import kill_leftovers, recover, tally
 from daemon.store import RunStore
 from shared import codec, control
 from shared.errors import ContractError
@@ -90,9 +90,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
             )
             store.append_result(record)
             recovered.results.append(record)
-            state.crashes += 1
-            state.consecutive_non_keeps += 1
-            state.experiment = max(state.experiment, record.experiment)
+            tally(state, record, manifest.base_commit)
             await agent.recover(interrupted.experiment)
             await agent.feedback(record)
             store.event("interrupted", record.experiment, stage=interrupted.stage)
