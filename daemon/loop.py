@@ -17,7 +17,7 @@ from daemon.context import build_prompt
 from daemon.decide import ChangeInfo, Decision, Measure, Policy, make_policy, medians
 from daemon.git_ops import Worktree
 from daemon.measure import Measurer, Sample
-from daemon.noise import DEFAULT_MAX_RUNS, hides_gains_note, noise_of
+from daemon.noise import baseline_evidence
 from daemon.recovery import restore_pool, tally
 from daemon.retry import GiveUp, RetryPolicy
 from daemon.store import RunStore
@@ -185,7 +185,9 @@ class Loop:
             self.finish("error", f"baseline measurement failed: {failure}", phase="crashed")
             return False
         metric = statistics.median(values)
-        evidence = self._baseline_evidence(values)
+        evidence = baseline_evidence(
+            self.config, self.policy.name, self.manifest.calibration, values
+        )
         record = ResultRecord(
             experiment=0,
             status="baseline",
@@ -213,34 +215,6 @@ class Loop:
         self.store.phase("idle", "", durable=True)
         await self.agent.feedback(record)
         return True
-
-    def _baseline_evidence(self, values: list[float]) -> dict[str, object]:
-        """The baseline's runs are a first calibration: their noise, and whether it hides gains.
-
-        A recent `expd validate` (more runs, same program files) is the better estimate when
-        the run has one.
-        """
-        decide = self.config.decide
-        noise = noise_of(values)
-        evidence: dict[str, object] = {
-            "policy": self.policy.name,
-            "pool": list(values),
-            "noise": noise.to_dict(),
-        }
-        cv, source = noise.decision_cv, f"{len(values)} baseline runs"
-        calibration = self.manifest.calibration
-        if calibration and isinstance(calibration.get("noise"), dict):
-            evidence["calibration"] = calibration
-            cal = calibration["noise"]
-            cv = float(cal.get("robust_cv") or cal.get("cv") or 0.0)
-            source = f"calibration of {cal.get('runs', '?')} runs"
-        runs = decide.repeats if decide.policy == "fixed" else decide.max_runs or DEFAULT_MAX_RUNS
-        note = hides_gains_note(
-            cv, min_effect=decide.min_effect, max_runs=runs, alpha=decide.alpha, beta=decide.beta
-        )
-        if note:
-            evidence["note"] = f"{note} [{source}]"
-        return evidence
 
     def _noise_note(self, n: int, note: str) -> None:
         """Say once per run that the noise hides small gains: in the state and as an event."""

@@ -12,6 +12,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from shared.schema import ProgramConfig
+
 MAD_TO_SIGMA = 1.4826
 """MAD × this estimates σ for normal data; unlike the standard deviation one outlier cannot move it."""
 OUTLIER_MADS = 3.0
@@ -93,3 +95,29 @@ def hides_gains_note(
         f"noise (CV {cv:.1%}) hides gains smaller than ~{smallest:.1%} within {max_runs} runs "
         f"(min_effect is {min_effect:.1%}): raise min_effect or max_runs, or steady the measurement"
     )
+
+
+def baseline_evidence(
+    config: ProgramConfig, policy: str, calibration: dict[str, Any], values: list[float]
+) -> dict[str, object]:
+    """The baseline's runs are a first calibration: their noise, and whether it hides gains.
+
+    A recent `expd validate` (more runs, same program files) is the better estimate when the run
+    has one.
+    """
+    decide = config.decide
+    noise = noise_of(values)
+    evidence: dict[str, object] = {"policy": policy, "pool": list(values), "noise": noise.to_dict()}
+    cv, source = noise.decision_cv, f"{len(values)} baseline runs"
+    if calibration and isinstance(calibration.get("noise"), dict):
+        evidence["calibration"] = calibration
+        cal = calibration["noise"]
+        cv = float(cal.get("robust_cv") or cal.get("cv") or 0.0)
+        source = f"calibration of {cal.get('runs', '?')} runs"
+    runs = decide.repeats if decide.policy == "fixed" else decide.max_runs or DEFAULT_MAX_RUNS
+    note = hides_gains_note(
+        cv, min_effect=decide.min_effect, max_runs=runs, alpha=decide.alpha, beta=decide.beta
+    )
+    if note:
+        evidence["note"] = f"{note} [{source}]"
+    return evidence
