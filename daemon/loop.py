@@ -18,6 +18,7 @@ from daemon.decide import ChangeInfo, Decision, Measure, Policy, make_policy, me
 from daemon.git_ops import Worktree
 from daemon.measure import Measurer, Sample
 from daemon.noise import baseline_evidence
+from daemon.packet import note_ideas, notify_end, packet_extras
 from daemon.recovery import restore_pool, tally
 from daemon.retry import GiveUp, RetryPolicy
 from daemon.store import RunStore
@@ -143,6 +144,8 @@ class Loop:
             s.message = self.agent_unavailable
         self.store.phase(phase, "", durable=True)
         self.store.event("end", None, reason=reason, message=s.message)
+        if self.config.loop.notify:
+            notify_end(self.config.loop.notify, self.paths, self.manifest, self.store)
 
     # --- baseline --------------------------------------------------------------------------------
 
@@ -261,6 +264,8 @@ class Loop:
             state=s,
             results=self.results,
             patches={r.experiment: self.paths.patch(r.experiment) for r in self.results[-20:]},
+            budget=self.config.agent.context_chars,
+            extras=packet_extras(self.paths, self.manifest, self.config, s),
         )
         prompt_file = self.paths.prompt(n)
         self.store.write_file(prompt_file, prompt)
@@ -520,6 +525,7 @@ class Loop:
                 faults.point("reverted", record.experiment)
             s.in_flight = None
             self.store.phase("idle", "", durable=True)
+            note_ideas(self.paths, record)
             await self.agent.feedback(record)
 
     def _count(self, record: ResultRecord) -> None:

@@ -21,6 +21,7 @@ import git
 
 import daemon
 from daemon.calibrate import recent_calibration
+from daemon.carry import carry_forward
 from daemon.git_ops import add_worktree, remove_worktree, repo_head
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
@@ -115,7 +116,9 @@ def start_run(
     max_experiments: int | None = None,
     agent: str | None = None,
     model: str | None = None,
+    fresh: bool = False,
 ) -> Started:
+    """Launch a new run; unless `fresh`, its agents hear what earlier runs of it found."""
     repo = RepoPaths(find_repo_root(repo_root))
     prog = repo.program(check_program_name(program))
     config = load_program(prog)
@@ -157,6 +160,7 @@ def start_run(
             agent_kind=config.agent.kind,
             agent_model=config.agent.model,
             calibration=recent_calibration(prog),
+            carry_forward="" if fresh else carry_forward(prog),
         )
         exclude_expd(repo.root)  # runs and worktrees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)

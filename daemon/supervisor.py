@@ -60,7 +60,11 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
     child_env = {**os.environ, **env}
     child_env.pop("EXPD_FAULT", None)
     # Only the measurement is told where the evaluator lives; the agent is not.
-    measure_env = {**child_env, "EXPD_PROGRAM_DIR": str(program.dir)}
+    measure_env = {
+        **child_env,
+        "EXPD_PROGRAM_DIR": str(program.dir),
+        "EXPD_DIAGNOSTICS_FILE": str(paths.dir / "diagnostics.txt"),
+    }
     measurer = Measurer(config=config, program=program, worktree=worktree_path, env=measure_env)
     try:
         agent = make_agent(

@@ -75,6 +75,9 @@ def _launch_args(p: Parser, first: str) -> None:
         p.add_argument("--max-experiments", type=count, metavar="N")
         p.add_argument("--agent", metavar="KIND", help="override [agent] kind")
         p.add_argument("--model", metavar="M", help="override [agent] model")
+        p.add_argument(
+            "--fresh", action="store_true", help="do not tell the agents about earlier runs"
+        )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--attach", action="store_true", help="watch the run (its dashboard on a terminal)"
@@ -120,6 +123,19 @@ def _agents_args(p: Parser) -> None:
     _json(p)
 
 
+def _report_args(p: Parser) -> None:
+    _run(p)
+    p.add_argument("--format", choices=("md", "html"), default="md", help="default: md")
+    p.add_argument("--output", metavar="FILE", help="write to FILE (default: stdout)")
+
+
+def _finalize_args(p: Parser) -> None:
+    _run(p)
+    p.add_argument("--branch", metavar="NAME", help="default: expd/PROGRAM/STAMP-final")
+    p.add_argument("--exclude", metavar="N,M", help="kept experiments to leave out")
+    _json(p)
+
+
 def _demo_args(p: Parser) -> None:
     p.add_argument("--dir", metavar="DIR", help="where to create it (default: a new temp dir)")
     p.add_argument("--no-tui", action="store_true", help="plain-text progress")
@@ -158,10 +174,20 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
     "results": ("cli_read:cmd_results", "the experiments of a run", _results_args),
     "logs": ("cli_read:cmd_logs", "an experiment's agent log (or the daemon log)", _logs_args),
     "list": ("cli_read:cmd_list", "programs of this repository and their runs", _json),
+    "report": (
+        "cli_report:cmd_report",
+        "a run's summary, chart and results (md or html)",
+        _report_args,
+    ),
     "agents": (
         "cli_agents:cmd_agents",
         "agent kinds: which can run here, their version and model",
         _agents_args,
+    ),
+    "finalize": (
+        "cli_finalize:cmd_finalize",
+        "replay a run's kept experiments onto its base as a review branch, re-measured",
+        _finalize_args,
     ),
     "demo": ("cli_run:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
 }

@@ -149,7 +149,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     from daemon.spawn import start_run
 
     started = start_run(
-        root, args.name, max_experiments=args.max_experiments, agent=args.agent, model=args.model
+        root,
+        args.name,
+        max_experiments=args.max_experiments,
+        agent=args.agent,
+        model=args.model,
+        fresh=args.fresh,
     )
     _announce(args, "started", started)
     if not args.attach:

@@ -47,9 +47,10 @@ def probe(paths: RunPaths, state: RunState | None, now: float | None = None) -> 
     locked = is_locked(paths.daemon_lock)
     pid = info.pid if info else None
     age = (now - info.heartbeat_at) if info and info.heartbeat_at else None
+    if state is not None and state.phase in TERMINAL_PHASES:
+        # The run is over even while its daemon is still exiting (e.g. running the notifier).
+        return Probe("finished", pid, age)
     if not locked:
-        if state is not None and state.phase in TERMINAL_PHASES:
-            return Probe("finished", pid, age)
         return Probe("dead", pid, age)
     if info is None or (pid is not None and not pid_alive(pid)):
         return Probe("starting", pid, age)

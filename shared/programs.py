@@ -101,6 +101,10 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
         fail("[loop] max_consecutive_discards must be at least 1")
     if config.agent.kind not in AGENT_KINDS:
         fail(f"[agent] kind {config.agent.kind!r} is not one of {', '.join(AGENT_KINDS)}")
+    if config.agent.context_chars < 2000:
+        fail("[agent] context_chars must be at least 2000")
+    if config.loop.notify is not None and not config.loop.notify.strip():
+        fail("[loop] notify must not be empty (leave it out for no notification)")
     if config.agent.max_failures < 1:
         fail("[agent] max_failures must be at least 1")
     if config.agent.kind == "command" and not (config.agent.command or "").strip():

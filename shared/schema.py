@@ -77,6 +77,8 @@ class LoopConfig(_Typed):
     max_consecutive_discards: int = 10
     max_cost_usd: float | None = None
     keep_simplifications: bool = False
+    notify: str | None = None
+    """A shell command run when the run ends (EXPD_RUN_ID, EXPD_REASON, … in its environment)."""
 
 
 class Price(_Typed):
@@ -105,6 +107,8 @@ class AgentConfig(_Typed):
     max_failures: int = 3
     failure_window: str | float = "10m"
     retry_wait: str | float = "10s"
+    context_chars: int = 12_000
+    """The budget of the context packet each agent receives, in characters."""
 
 
 class TuneParam(_Typed):
@@ -165,6 +169,8 @@ class RunManifest(_Lenient):
     agent_model: str | None = None
     calibration: dict[str, Any] = {}
     """A recent `expd validate` of the same program files (`calibration.json`), or empty."""
+    carry_forward: str = ""
+    """A summary of the program's earlier runs for the agents (empty with `--fresh`)."""
 
 
 class InFlight(_Lenient):

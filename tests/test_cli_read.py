@@ -712,7 +712,9 @@ def test_start_json(fake: Callable[..., FakeRun], capsys: Capsys,
         "worktree": str(repo / "wt"),
         "branch": "expd/prog/20260301-000000",
     }
-    assert calls == [(repo, "prog", {"max_experiments": 4, "agent": None, "model": None})]
+    assert calls == [
+        (repo, "prog", {"max_experiments": 4, "agent": None, "model": None, "fresh": False})
+    ]
     code, _, err = run_cli(capsys, "start", "nope")
     assert code == 1 and "no program 'nope'" in err
 

@@ -85,6 +85,8 @@ def run_probe(repo: Path, *argv: str) -> dict[str, object]:
         (["logs", "--experiment", "2"], 0),
         (["list"], 0),
         (["list", "--json"], 0),
+        (["report"], 0),
+        (["report", "--format", "html"], 0),
         (["set", "max-experiments", "9"], 0),
         (["set", "guidance", "be bold"], 0),
         (["stop"], 0),

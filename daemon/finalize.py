@@ -1,0 +1,230 @@
+"""`expd finalize`: replay a finished run's kept experiments onto its base as one review branch.
+
+The replay happens in a temporary detached worktree, so the user's checkout is never touched; the
+branch is created (`git branch NAME SHA`) only once every kept change applied cleanly and the final
+tree was re-measured against the base with the run's own decision policy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import git
+import msgspec
+
+from daemon.calibrate import detached_worktree, sigterm_interrupts
+from daemon.decide import Decision, Measure, make_policy
+from daemon.finalize_summary import write_summary
+from daemon.git_ops import identity_env
+from daemon.measure import Measurer
+from shared import codec
+from shared.errors import UserError
+from shared.liveness import probe
+from shared.paths import ProgramPaths
+from shared.runs import RunRef
+from shared.schema import ProgramConfig, ResultRecord, RunManifest, RunState
+from shared.tail import read_complete_lines
+
+
+@dataclass
+class Confirmation:
+    """The re-measurement of the final tree against the base."""
+
+    status: str
+    """"confirmed", "not_confirmed" or "measurement_failure"."""
+    reason: str
+    metric: float | None = None
+    base_metric: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    branch: str
+    commit: str
+    base_commit: str
+    applied: list[int]
+    excluded: list[int]
+    confirmation: Confirmation
+    summary: Path
+
+
+def _load(ref: RunRef) -> tuple[RunManifest, RunState | None, list[ResultRecord]]:
+    manifest = codec.read(ref.paths.run_json, RunManifest)
+    state = codec.read_optional(ref.paths.state_json, RunState)
+    records = [
+        codec.decode(line, ResultRecord, source="results")
+        for line in read_complete_lines(ref.paths.results)
+    ]
+    return manifest, state, records
+
+
+def _refuse_live(ref: RunRef, state: RunState | None) -> None:
+    daemon = probe(ref.paths, state).daemon
+    if daemon in ("running", "starting", "hung"):
+        raise UserError(
+            f"run {ref.run_id} is still running (daemon {daemon}): "
+            f"stop it first with: expd stop {ref.run_id} --wait"
+        )
+
+
+def _chosen(ref: RunRef, kept: list[ResultRecord], exclude: list[int]) -> list[ResultRecord]:
+    numbers = [r.experiment for r in kept]
+    shown = ", ".join(map(str, numbers)) or "none"
+    for n in exclude:
+        if n not in numbers:
+            raise UserError(
+                f"--exclude {n}: experiment {n} is not a kept experiment of {ref.run_id} "
+                f"(kept: {shown})"
+            )
+    chosen = [r for r in kept if r.experiment not in exclude]
+    if not chosen:
+        why = "all its kept experiments are excluded" if kept else "it kept no experiment"
+        raise UserError(f"nothing to finalize in {ref.run_id}: {why}")
+    return chosen
+
+
+def _check_branch(g: git.Git, name: str) -> None:
+    try:
+        g.check_ref_format("--branch", name)
+    except git.GitCommandError:
+        raise UserError(f"invalid branch name {name!r}") from None
+    try:
+        g.rev_parse("--verify", "-q", f"refs/heads/{name}")
+    except git.GitCommandError:
+        return
+    raise UserError(f"branch {name} already exists (delete it or pass --branch NAME)")
+
+
+def _commit_of(g: git.Git, manifest: RunManifest, record: ResultRecord) -> str:
+    """The experiment's commit, else its pinned ref (the record and the pin should agree)."""
+    for candidate in (record.commit, f"refs/expd/{manifest.run_id}/{record.experiment:04d}"):
+        if not candidate:
+            continue
+        try:
+            return g.rev_parse("--verify", "-q", f"{candidate}^{{commit}}")
+        except git.GitCommandError:
+            continue
+    raise UserError(f"the commit of experiment {record.experiment} is missing from the repository")
+
+
+def _replay(wt: Path, env: dict[str, str], chosen: list[ResultRecord], commits: list[str]) -> str:
+    g = git.Git(wt)
+    g.update_environment(**env)
+    applied: list[int] = []
+    for record, commit in zip(chosen, commits, strict=True):
+        try:
+            g.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
+        except git.GitCommandError:
+            try:
+                files = g.diff("--name-only", "--diff-filter=U").split()
+            except git.GitCommandError:
+                files = []
+            onto = ", ".join(map(str, applied)) or "none"
+            raise UserError(
+                f"experiment {record.experiment} ({record.description or 'no description'}) "
+                f"conflicts in {', '.join(files) or 'the worktree'} when replayed onto the base "
+                f"with experiments {onto}: no branch created "
+                f"(exclude it too with --exclude, or keep the one it depends on)"
+            ) from None
+        applied.append(record.experiment)
+    return g.rev_parse("HEAD")
+
+
+async def _confirm(
+    measurer: Measurer, wt: Path, base: str, final: str, config: ProgramConfig
+) -> Confirmation:
+    """Measure the base as the pool, then let the policy judge the final tree against it."""
+    policy = make_policy(config)
+    g = git.Git(wt)
+
+    async def switch(commit: str) -> str | None:
+        await anyio.to_thread.run_sync(lambda: g.checkout("-q", "--detach", commit))
+        built = await measurer.build()
+        return None if built.ok else f"build failed: {built.error}"
+
+    if failure := await switch(base):
+        return Confirmation("measurement_failure", f"base {failure}")
+    pool: list[float] = []
+    for _ in range(policy.baseline_runs()):
+        sample = await measurer.once()
+        if not sample.ok:
+            return Confirmation("measurement_failure", f"base measurement failed: {sample.error}")
+        pool.append(sample.metrics[config.metric])
+    session = policy.begin(pool)
+    on = "incumbent"
+    failure = None
+    while isinstance(step := session.next(), Measure):
+        if failure:
+            session.observe(step.side, None)
+            continue
+        if step.side != on:
+            on = step.side
+            failure = await switch(final if on == "candidate" else base)
+            if failure:
+                session.observe(step.side, None)
+                continue
+        sample = await measurer.once()
+        failure = None if sample.ok else sample.error
+        session.observe(step.side, sample.metrics if sample.ok else None)
+    return _confirmation(step, pool, failure)
+
+
+def _confirmation(decision: Decision, pool: list[float], failure: str | None) -> Confirmation:
+    import statistics
+
+    base = statistics.median(pool) if pool else None
+    if decision.status == "measurement_failure":
+        return Confirmation("measurement_failure", failure or decision.reason, None, base)
+    status = "confirmed" if decision.keep else "not_confirmed"
+    evidence = {k: v for k, v in decision.evidence.items() if k != "incumbent_samples"}
+    evidence["base_samples"] = pool
+    return Confirmation(status, decision.reason, decision.metric, base, evidence)
+
+
+def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None = None) -> Outcome:
+    """Replay, re-measure, create the branch, write summary.md; raises UserError when it can't."""
+    manifest, state, records = _load(ref)
+    _refuse_live(ref, state)
+    kept = [r for r in records if r.status == "keep" and r.experiment > 0]
+    excluded = sorted(set(exclude or []))
+    chosen = _chosen(ref, kept, excluded)
+    repo = Path(manifest.repo)
+    g = git.Git(repo)
+    name = branch or f"expd/{ref.program}/{ref.stamp}-final"
+    _check_branch(g, name)
+    commits = [_commit_of(g, manifest, r) for r in chosen]
+    config = msgspec.convert(manifest.config, ProgramConfig)
+    program = ProgramPaths(repo, manifest.program)
+    env = identity_env(repo)
+    with sigterm_interrupts(), detached_worktree(repo, manifest.base_commit) as wt:
+        final = _replay(wt, env, chosen, commits)
+        measure_env = {
+            **os.environ,
+            **env,
+            "EXPD_RUN_DIR": str(ref.paths.dir),
+            "EXPD_RUN_ID": manifest.run_id,
+            "EXPD_WORKTREE": str(wt),
+            "EXPD_PROGRAM_DIR": str(program.dir),
+        }
+        measurer = Measurer(config=config, program=program, worktree=wt, env=measure_env)
+        confirmation = anyio.run(_confirm, measurer, wt, manifest.base_commit, final, config)
+        _check_branch(g, name)
+        g.branch(name, final)
+    outcome = Outcome(
+        run_id=ref.run_id,
+        branch=name,
+        commit=final,
+        base_commit=manifest.base_commit,
+        applied=[r.experiment for r in chosen],
+        excluded=excluded,
+        confirmation=confirmation,
+        summary=ref.paths.summary,
+    )
+    write_summary(ref.paths.summary, manifest, state, records, outcome)
+    return outcome

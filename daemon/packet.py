@@ -1,0 +1,76 @@
+"""The loop's hooks for the agents' memory: what goes into a packet, notes, the end notice.
+
+Kept out of `daemon/loop.py` so the loop only calls three functions; each one is best-effort
+(a missing or unreadable file means an empty part, never a failed experiment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from daemon.context import Extras
+from daemon.ideas import recent_ideas, record_notes
+from daemon.notify import notify, notify_env
+from daemon.store import RunStore
+from shared.paths import RunPaths
+from shared.schema import ProgramConfig, ResultRecord, RunManifest, RunState
+
+DIAGNOSTICS_TAIL = 3000
+IDEAS_SHARE = 4
+"""The ideas backlog may take at most 1/IDEAS_SHARE of the packet."""
+
+
+def diagnostics_file(paths: RunPaths) -> Path:
+    """Where the measure command may write diagnostics (`$EXPD_DIAGNOSTICS_FILE`)."""
+    return paths.dir / "diagnostics.txt"
+
+
+def _tail(path: Path, limit: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return text if size <= limit else "…" + text[text.find("\n") + 1 :]
+
+
+def packet_extras(
+    paths: RunPaths, manifest: RunManifest, config: ProgramConfig, state: RunState
+) -> Extras:
+    return Extras(
+        guidance=state.guidance,
+        ideas=recent_ideas(paths.ideas, config.agent.context_chars // IDEAS_SHARE),
+        diagnostics=_tail(diagnostics_file(paths), DIAGNOSTICS_TAIL),
+        carry_forward=manifest.carry_forward,
+        max_consecutive_discards=config.loop.max_consecutive_discards,
+    )
+
+
+def note_ideas(paths: RunPaths, record: ResultRecord) -> None:
+    """Append the agent's notes block of this experiment to `ideas.md`, if it wrote one."""
+    if record.experiment <= 0:
+        return
+    with contextlib.suppress(OSError):  # the backlog is advice: a lost entry must not stop a run
+        record_notes(
+            paths.ideas,
+            paths.agent_log(record.experiment),
+            record.experiment,
+            record.status,
+            record.description,
+        )
+
+
+def notify_end(command: str, paths: RunPaths, manifest: RunManifest, store: RunStore) -> None:
+    """Run `[loop] notify` in the background; its failures go to daemon.log and an event."""
+    from daemon.main import log
+
+    def report(message: str) -> None:
+        log(message)
+        store.event("notify_failed", None, message=message)
+
+    env = notify_env(manifest, store.state, str(paths.dir))
+    notify(command, env, str(paths.dir), report)
