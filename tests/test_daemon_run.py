@@ -462,3 +462,34 @@ def test_stagnation_ends_the_run(tmp_path: Path) -> None:
     assert [r.status for r in results(paths)] == ["baseline", "discard", "discard"]
     assert final.consecutive_non_keeps == 2
     assert_clean_at_incumbent(paths)
+
+
+@pytest.mark.parametrize("clear", [False, True])
+def test_guidance_round_trip_reaches_the_next_agent(
+    tmp_path: Path, gate: Gate, clear: bool
+) -> None:
+    """`expd set guidance` during experiment 1: experiment 2's briefing carries it (or, once
+    cleared, does not), and guidance.md says what the daemon holds."""
+    repo = make_repo(tmp_path / "repo", max_experiments=2)
+    paths = start(repo, env=gate.env(1))
+    gate.wait_started(1)
+    rid = run_id(paths)
+    proc = expd("set", rid, "guidance", "try caching the parse step", "--wait", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert state(paths).guidance == "try caching the parse step"
+    if clear:
+        proc = expd("set", rid, "guidance", "", "--wait", cwd=repo)
+        assert proc.returncode == 0, proc.stderr
+        assert state(paths).guidance == ""
+    gate.open()
+    final = wait_finished(paths)
+    assert final.termination_reason == "max_experiments"
+    assert "try caching" not in paths.prompt(1).read_text()
+    second = paths.prompt(2).read_text()
+    if clear:
+        assert "try caching" not in second
+        assert paths.guidance.read_text() == ""
+    else:
+        assert "try caching the parse step" in second
+        assert second.index("try caching") < second.index("Recent experiments")
+        assert paths.guidance.read_text().strip() == "try caching the parse step"
