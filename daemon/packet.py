@@ -21,11 +21,6 @@ IDEAS_SHARE = 4
 """The ideas backlog may take at most 1/IDEAS_SHARE of the packet."""
 
 
-def diagnostics_file(paths: RunPaths) -> Path:
-    """Where the measure command may write diagnostics (`$EXPD_DIAGNOSTICS_FILE`)."""
-    return paths.dir / "diagnostics.txt"
-
-
 def _tail(path: Path, limit: int) -> str:
     try:
         with path.open("rb") as f:
@@ -44,7 +39,7 @@ def packet_extras(
     return Extras(
         guidance=state.guidance,
         ideas=recent_ideas(paths.ideas, config.agent.context_chars // IDEAS_SHARE),
-        diagnostics=_tail(diagnostics_file(paths), DIAGNOSTICS_TAIL),
+        diagnostics=_tail(paths.diagnostics, DIAGNOSTICS_TAIL),
         carry_forward=manifest.carry_forward,
         max_consecutive_discards=config.loop.max_consecutive_discards,
     )

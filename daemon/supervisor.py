@@ -63,7 +63,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
     measure_env = {
         **child_env,
         "EXPD_PROGRAM_DIR": str(program.dir),
-        "EXPD_DIAGNOSTICS_FILE": str(paths.dir / "diagnostics.txt"),
+        "EXPD_DIAGNOSTICS_FILE": str(paths.diagnostics),
     }
     measurer = Measurer(config=config, program=program, worktree=worktree_path, env=measure_env)
     try:

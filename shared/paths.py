@@ -73,6 +73,11 @@ class RunPaths:
         return self.dir / "ideas.md"
 
     @property
+    def diagnostics(self) -> Path:
+        """Where the measure command may write diagnostics (`$EXPD_DIAGNOSTICS_FILE`)."""
+        return self.dir / "diagnostics.txt"
+
+    @property
     def summary(self) -> Path:
         return self.dir / "summary.md"
 

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from daemon.context import Extras, build_prompt, directive
-from daemon.packet import diagnostics_file, packet_extras
+from daemon.packet import packet_extras
 from shared import codec
 from shared.errors import UserError
 from shared.paths import RunPaths
@@ -49,7 +49,7 @@ def _packet(paths: RunPaths, budget: int, **extra: str) -> str:
 
 
 def test_the_packet_holds_every_part(run: RunPaths) -> None:
-    assert "diag: x=" in diagnostics_file(run).read_text()
+    assert "diag: x=" in run.diagnostics.read_text()
     text = _packet(run, 12_000, guidance="focus on f.py", ideas="## Experiment 5 (discard)\n- a")
     for part in (
         "## Guidance from the human (takes priority)\n\nfocus on f.py",
