@@ -28,7 +28,8 @@ from daemon.agents.base import (
     render,
 )
 from daemon.agents.codex import SANDBOX_NOTE, CodexAgent
-from daemon.agents.codex_stream import CodexStream, classify, first_line, retry_after
+from daemon.agents.codex_stream import CodexStream, classify, retry_after
+from daemon.agents.stream_json import first_line
 from shared.paths import RepoPaths
 from shared.schema import AgentConfig, Price, ProgramConfig
 from tests.repos import expd, group_members, make_repo, results, start, wait_finished, wait_for

@@ -30,8 +30,9 @@ from daemon.agents.base import (
     ToolUse,
     Usage,
 )
-from daemon.agents.codex_stream import CodexStream, classify, first_line, retry_after
+from daemon.agents.codex_stream import CodexStream, classify, retry_after
 from daemon.agents.prices import cost_usd
+from daemon.agents.stream_json import first_line
 from shared.schema import ProgramConfig
 
 PROVIDER_ID = "expd"

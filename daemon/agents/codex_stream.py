@@ -52,14 +52,6 @@ def retry_after(message: str) -> float | None:
     return float(match.group(1))
 
 
-def first_line(text: str, limit: int = 200) -> str:
-    for line in text.splitlines():
-        line = line.strip().lstrip("#*- ").strip()
-        if line:
-            return line[:limit]
-    return ""
-
-
 def _short(value: Any, limit: int = 300) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"

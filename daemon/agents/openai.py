@@ -31,6 +31,7 @@ from daemon.agents.base import (
     Usage,
 )
 from daemon.agents.chat_api import REQUEST_TIMEOUT, ChatAPI, ProviderError, Spend
+from daemon.agents.stream_json import first_line
 from daemon.agents.tools import SCHEMAS, ToolError, Workspace
 from shared.schema import ProgramConfig
 
@@ -95,7 +96,7 @@ class OpenAIAgent(StatelessAgent):
             else:
                 if note:
                     out(Text(text=note, stream="stderr"))
-                outcome.description = _first_line(text) or note or ""
+                outcome.description = first_line(text) or note or ""
                 out(Final(description=outcome.description))
         except ProviderError as exc:
             outcome.error = redact(str(exc))
@@ -184,11 +185,6 @@ def _content(value: Any) -> str:
     if isinstance(value, list):
         return "".join(p.get("text", "") for p in value if isinstance(p, Mapping))
     return ""
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0][:200] if lines else ""
 
 
 def _short(value: Any) -> Any:

@@ -42,6 +42,7 @@ from daemon.agents.base import (
 )
 from daemon.agents.errors import classify_http, classify_message, retry_after_seconds
 from daemon.agents.prices import cost_usd
+from daemon.agents.stream_json import first_line
 from shared.schema import AgentConfig, ProgramConfig
 
 PROVIDER = "expd"
@@ -271,7 +272,7 @@ class EventStream:
         """The outcome once the process is gone; a provider error wins over the exit code."""
         outcome.cost_usd, outcome.tokens = self.cost, self.tokens
         outcome.session_id = self.session_id
-        outcome.description = _first_line(self.last_text)
+        outcome.description = first_line(self.last_text)
         if result.timed_out:
             outcome.timed_out = True
             outcome.error = f"agent timed out after {timeout:g}s (process group killed)"
@@ -324,10 +325,3 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else 0
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return _clip(line.strip(), 200)
-    return ""
