@@ -16,6 +16,7 @@ from typing import Any
 
 from daemon.agents.base import AgentEvent, Emit, Text, ToolResult, ToolUse
 from daemon.agents.errors import classify_message
+from daemon.agents.stream_json import decode
 
 _AUTH = re.compile(r"missing environment variable|no codex credentials|codex login", re.I)
 _TRANSIENT = re.compile(
@@ -91,11 +92,8 @@ class CodexStream:
     def feed(self, line: str) -> None:
         if not line.strip():
             return
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
+        event = decode(line)
+        if event is None:
             self.emit(Text(text=line))
             return
         kind = event.get("type")

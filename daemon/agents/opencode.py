@@ -42,7 +42,7 @@ from daemon.agents.base import (
 )
 from daemon.agents.errors import classify_http, classify_message, retry_after_seconds
 from daemon.agents.prices import cost_usd
-from daemon.agents.stream_json import first_line
+from daemon.agents.stream_json import decode, first_line
 from shared.schema import AgentConfig, ProgramConfig
 
 PROVIDER = "expd"
@@ -184,11 +184,8 @@ class EventStream:
             return
         if not line.strip():
             return
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
+        event = decode(line)
+        if event is None:
             self.emit(Text(text=line.rstrip()))
             return
         for out in self.parse(event):
