@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    status = [sys.executable, "-m", "shared.cli", "status", "--json"]
+    status = [sys.executable, "-m", "shared.cli.main", "status", "--json"]
     with tempfile.TemporaryDirectory(prefix="expd-status-bench-") as tmp:
         os.environ["EXPD_STATE_DIR"] = str(Path(tmp) / "state")
         env = python_env(Path(tmp) / "pycache")

@@ -1,5 +1,5 @@
 """`python -m daemon RUN_DIR`: the detached daemon process (spawned by `expd start`/`resume`)."""
 
-from daemon.main import main
+from daemon.service.main import main
 
 raise SystemExit(main())

@@ -107,7 +107,7 @@ def expd(
     """The real CLI in a fresh interpreter."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "shared.cli.main", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from shared import cli_control, codec, runs
-from shared.cli import main
-from shared.follow import CLEAR, follow_progress, watch_screen
+from shared import codec, runs
+from shared.cli import control as cli_control
+from shared.cli.follow import CLEAR, follow_progress, watch_screen
+from shared.cli.main import main
 from shared.paths import RunPaths
 from shared.schema import ControlFile, RunState
 from tests.fake_runs import FakeRun, git_repo, in_flight, make_run, result
@@ -637,7 +638,7 @@ def test_internal_error_is_one_line(
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("kaboom\nsecond line")
 
-    monkeypatch.setattr("shared.cli_read.build_status", boom)
+    monkeypatch.setattr("shared.cli.read.build_status", boom)
     monkeypatch.delenv("EXPD_DEBUG", raising=False)
     code, out, err = run_cli(capsys, "status")
     assert code == 2 and out == "" and err.count("\n") == 1
@@ -658,7 +659,7 @@ def test_version_and_usage_errors(capsys: Capsys) -> None:
 
 
 def fake_daemon(monkeypatch: pytest.MonkeyPatch, finish: Callable[[FakeRun], None]) -> list[Any]:
-    """Replace daemon.spawn/daemon.demo: start_run builds a run directory and calls `finish`."""
+    """Replace daemon.commands.spawn/daemon.commands.demo: start_run builds a run directory and calls `finish`."""
     calls: list[Any] = []
 
     class Started:
@@ -682,13 +683,13 @@ def fake_daemon(monkeypatch: pytest.MonkeyPatch, finish: Callable[[FakeRun], Non
         git_repo(directory)
         return "demo"
 
-    spawn = types.ModuleType("daemon.spawn")
+    spawn = types.ModuleType("daemon.commands.spawn")
     spawn.start_run = start_run  # type: ignore[attr-defined]
     spawn.resume_run = resume_run  # type: ignore[attr-defined]
-    demo = types.ModuleType("daemon.demo")
+    demo = types.ModuleType("daemon.commands.demo")
     demo.write_demo_repo = write_demo_repo  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "daemon.spawn", spawn)
-    monkeypatch.setitem(sys.modules, "daemon.demo", demo)
+    monkeypatch.setitem(sys.modules, "daemon.commands.spawn", spawn)
+    monkeypatch.setitem(sys.modules, "daemon.commands.demo", demo)
     return calls
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from daemon.context import Extras, build_prompt, directive
-from daemon.packet import packet_extras
+from daemon.service.context import Extras, build_prompt, directive
+from daemon.service.packet import packet_extras
 from shared import codec
 from shared.errors import UserError
 from shared.paths import RunPaths

@@ -312,7 +312,7 @@ def test_sigterm_stops_after_the_current_experiment(
 def test_racing_starts_one_wins(tmp_path: Path, gate: Gate) -> None:
     repo = make_repo(tmp_path / "repo", max_experiments=1)
     env = {**os.environ, **GIT_ENV, **gate.env(1)}
-    command = [sys.executable, "-m", "shared.cli", "start", "p"]
+    command = [sys.executable, "-m", "shared.cli.main", "start", "p"]
     procs = [
         subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)

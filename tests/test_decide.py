@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.decide import (
+from daemon.policies.base import (
     Decision,
     FixedRepeatsPolicy,
     Measure,

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.agents.base import AgentTask
 from daemon.agents.tune import TuneAgent
-from daemon.demo import CORPUS_BYTES, corpus, write_demo_repo
+from daemon.commands.demo import CORPUS_BYTES, corpus, write_demo_repo
 from shared.errors import UserError
 from shared.paths import ProgramPaths, RepoPaths
 from shared.programs import load_program

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.ideas import MAX_VALUE, parse_notes, recent_ideas, record_notes
+from daemon.service.ideas import MAX_VALUE, parse_notes, recent_ideas, record_notes
 from tests.repos import AGENT_SH, make_repo, start, wait_finished
 
 BLOCK = "EXPD-NOTES\nhypothesis: h1\nresult: r1\navoid: a1\nnext: n1\nEND-NOTES\n"

@@ -29,7 +29,7 @@ FORBIDDEN = (
 
 PROBE = """
 import contextlib, io, json, sys
-from shared.cli import main
+from shared.cli.main import main
 out, err = io.StringIO(), io.StringIO()
 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
     code = main(sys.argv[1:])

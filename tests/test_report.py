@@ -143,7 +143,7 @@ def fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRun:
 def test_evidence_crashes_and_escaping(
     fake_run: FakeRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shared.cli import main
+    from shared.cli.main import main
 
     assert main(["report", "--format", "html"]) == 0
     html = capsys.readouterr().out

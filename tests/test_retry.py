@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.retry import GiveUp, Retry, RetryPolicy
+from daemon.service.retry import GiveUp, Retry, RetryPolicy
 
 
 def test_auth_gives_up_at_once_with_what_to_fix() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.decide import ChangeInfo, Decision, Measure, make_policy
-from daemon.decide_sequential import SequentialPolicy
-from daemon.decide_stats import huber, laplace_posterior, noise_scale
+from daemon.policies.base import ChangeInfo, Decision, Measure, make_policy
+from daemon.policies.sequential import SequentialPolicy
+from daemon.policies.stats import huber, laplace_posterior, noise_scale
 from shared.programs import parse_program
 
 WOBBLE = (0.0, 0.01, -0.01, 0.005, -0.005, 0.008, -0.008)

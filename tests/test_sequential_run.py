@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from daemon.decide import ChangeInfo, Decision, FixedRepeatsPolicy, Measure, Side
-from daemon.recovery import restore_pool
+from daemon.policies.base import ChangeInfo, Decision, FixedRepeatsPolicy, Measure, Side
+from daemon.service.recovery import restore_pool
 from shared import codec
 from shared.paths import RepoPaths, RunPaths
 from shared.programs import parse_program
@@ -223,18 +223,18 @@ def test_drift_and_the_pool_flow_through_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The daemon in this process, with a policy that drifts at experiment 2."""
-    import daemon.loop
-    import daemon.main
-    import daemon.spawn
+    import daemon.commands.spawn
+    import daemon.service.loop
+    import daemon.service.main
 
     repo = make_repo(tmp_path / "repo", max_experiments=3)
     policy = DriftingPolicy(FixedRepeatsPolicy(metric="score", direction="lower", repeats=1))
-    monkeypatch.setattr(daemon.loop, "make_policy", lambda config: policy)
-    monkeypatch.setattr(daemon.spawn, "_spawn", lambda paths: os.getpid())
+    monkeypatch.setattr(daemon.service.loop, "make_policy", lambda config: policy)
+    monkeypatch.setattr(daemon.commands.spawn, "_spawn", lambda paths: os.getpid())
     monkeypatch.setenv("TARGET", "3")
     monkeypatch.chdir(repo)
-    started = daemon.spawn.start_run(repo, "p")
-    assert daemon.main.main([str(started.run_dir)]) == 0
+    started = daemon.commands.spawn.start_run(repo, "p")
+    assert daemon.service.main.main([str(started.run_dir)]) == 0
     paths = RunPaths(started.run_dir)
 
     recs = results(paths)
@@ -381,7 +381,7 @@ def test_program_toml_sequential_table_round_trips() -> None:
         command = "./a.sh"
         """
     )
-    from daemon.decide import make_policy
+    from daemon.policies.base import make_policy
 
     policy = make_policy(parse_program(text, source=Path("program.toml")))
     assert policy.name == "sequential"

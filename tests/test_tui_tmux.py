@@ -53,7 +53,7 @@ def test_attach_in_a_terminal_and_detach(tmp_path: Path, tmux: list[str]) -> Non
                 *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
                 shlex.quote(sys.executable),
                 "-m",
-                "shared.cli",
+                "shared.cli.main",
                 "attach",
                 shlex.quote(run_id),
                 "; echo EXPD-EXITED=$?; sleep 60",

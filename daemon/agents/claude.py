@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 
-from daemon import process
 from daemon.agents.base import (
     AgentErrorEvent,
     AgentEvent,
@@ -27,6 +26,7 @@ from daemon.agents.base import (
 )
 from daemon.agents.claude_stream import ClaudeStream
 from daemon.agents.stream_json import redactor
+from daemon.ops import children as process
 from shared.agent_kinds import KINDS, executable_for
 from shared.schema import ProgramConfig
 

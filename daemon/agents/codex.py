@@ -16,7 +16,6 @@ import shutil
 
 import msgspec
 
-from daemon import process
 from daemon.agents.base import (
     AgentErrorEvent,
     AgentEvent,
@@ -33,6 +32,7 @@ from daemon.agents.base import (
 from daemon.agents.codex_stream import CodexStream, classify, retry_after
 from daemon.agents.prices import cost_usd
 from daemon.agents.stream_json import first_line
+from daemon.ops import children as process
 from shared.schema import ProgramConfig
 
 PROVIDER_ID = "expd"

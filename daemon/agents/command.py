@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from daemon import process
 from daemon.agents.base import AgentErrorEvent, AgentOutcome, AgentTask, Emit, StatelessAgent, Text
+from daemon.ops import children as process
 from shared.schema import ProgramConfig
 
 DESCRIPTION = re.compile(r"^\s*EXPD-DESCRIPTION:\s*(.+?)\s*$")

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from daemon import process
 from daemon.agents.base import (
     AgentErrorEvent,
     AgentEvent,
@@ -43,6 +42,7 @@ from daemon.agents.base import (
 from daemon.agents.errors import classify_http, classify_message, retry_after_seconds
 from daemon.agents.prices import cost_usd
 from daemon.agents.stream_json import decode, first_line
+from daemon.ops import children as process
 from shared.schema import AgentConfig, ProgramConfig
 
 PROVIDER = "expd"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon import process
+from daemon.ops import children as process
 
 MAX_OUTPUT = 20_000
 """Characters of a tool's output sent back to the model (head and tail kept)."""

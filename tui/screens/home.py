@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from shared import render
+from shared.cli import render
 from shared.paths import RepoPaths
 from shared.runs import RunRef
 from tui.screens.home_rows import COLUMNS, EMPTY, collect, rows_of, styled
@@ -248,7 +248,7 @@ class HomeScreen(Screen[None]):
     def _launch_blocking(self, what: str, argv: list[str]) -> None:
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "shared.cli", *argv],
+                [sys.executable, "-m", "shared.cli.main", *argv],
                 cwd=self.repo,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,

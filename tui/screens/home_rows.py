@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from shared import render
+from shared.cli import render
 from shared.paths import RepoPaths
 
 COLUMNS = ("run", "phase", "daemon", "n/max", "best", "improvement")
@@ -24,7 +24,7 @@ DAEMON_STYLE = {"running": "green", "starting": "cyan", "hung": "bold yellow", "
 
 def collect(root: Path) -> list[dict[str, Any]]:
     """Programs with their config summary and every run's status (blocking: call in a thread)."""
-    from shared.cli_read import program_listing
+    from shared.cli.read import program_listing
     from shared.programs import load_program
 
     programs = program_listing(root)

@@ -20,9 +20,9 @@ from pathlib import Path
 import git
 
 import daemon
-from daemon.calibrate import recent_calibration
-from daemon.carry import carry_forward
-from daemon.git_ops import add_worktree, remove_worktree, repo_head
+from daemon.commands.carry import carry_forward
+from daemon.commands.validate import recent_calibration
+from daemon.ops.git import add_worktree, remove_worktree, repo_head
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError

@@ -16,11 +16,11 @@ import anyio
 import git
 import msgspec
 
-from daemon.calibrate import detached_worktree, sigterm_interrupts
-from daemon.decide import Decision, Measure, make_policy
-from daemon.finalize_summary import write_summary
-from daemon.git_ops import identity_env
-from daemon.measure import Measurer
+from daemon.commands.finalize_summary import write_summary
+from daemon.commands.validate import detached_worktree, sigterm_interrupts
+from daemon.ops.git import identity_env
+from daemon.ops.measure import Measurer
+from daemon.policies.base import Decision, Measure, make_policy
 from shared import codec
 from shared.errors import UserError
 from shared.liveness import probe

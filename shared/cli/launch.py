@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shared import render, runs
-from shared.cli_read import emit_json
+from shared import runs
+from shared.cli import render
+from shared.cli.follow import follow_progress
+from shared.cli.read import emit_json
 from shared.errors import ContractError, UserError
-from shared.follow import follow_progress
 from shared.paths import RepoPaths, RunPaths, check_program_name, find_repo_root
 from shared.programs import load_program, scaffold
 from shared.status import build_status
@@ -63,7 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_program_name(args.name)
     load_program(RepoPaths(root).program(args.name))  # a clear error before the daemon import
 
-    from daemon.calibrate import validate
+    from daemon.commands.validate import validate
 
     if not args.json:
         print(f"measuring {args.name} at HEAD: build, 1 warm-up, {args.runs} runs…", flush=True)
@@ -118,7 +119,7 @@ def follow_to_end(ref: runs.RunRef, look: str) -> dict[str, Any] | None:
 def watch_to_end(ref: runs.RunRef, look: str, *, tui: bool = True) -> dict[str, Any] | None:
     """The dashboard on a terminal (else plain progress lines); the final status if the run
     ended while watched, None if the user left it running."""
-    from shared.cli_tui import goodbye, on_terminal, open_tui
+    from shared.cli.tui import goodbye, on_terminal, open_tui
 
     if not (tui and on_terminal()):
         return follow_to_end(ref, look)
@@ -146,7 +147,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     check_program_name(args.name)
     load_program(RepoPaths(root).program(args.name))  # a clear error before the daemon import
 
-    from daemon.spawn import start_run
+    from daemon.commands.spawn import start_run
 
     started = start_run(
         root,
@@ -181,7 +182,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"kill {status['pid']} first, then resume"
         )
 
-    from daemon.spawn import resume_run
+    from daemon.commands.spawn import resume_run
 
     started = resume_run(ref.paths.dir)
     _announce(args, "resumed", started)
@@ -201,8 +202,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         directory = Path(tempfile.mkdtemp(prefix="expd-demo-"))
 
-    from daemon.demo import write_demo_repo
-    from daemon.spawn import start_run
+    from daemon.commands.demo import write_demo_repo
+    from daemon.commands.spawn import start_run
 
     name = write_demo_repo(directory)
     print(f"demo repository {directory} (program {name}): the built-in offline tuner, no API key")

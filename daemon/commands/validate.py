@@ -25,9 +25,9 @@ import anyio
 import git
 import msgspec
 
-from daemon.git_ops import repo_head
-from daemon.measure import Measurer, Sample
-from daemon.noise import (
+from daemon.ops.git import repo_head
+from daemon.ops.measure import Measurer, Sample
+from daemon.policies.noise import (
     DEFAULT_MAX_RUNS,
     USABLE_CV,
     detectable_effect,

@@ -15,9 +15,10 @@ from typing import Any
 
 import msgspec
 
-from shared import codec, render, runs
+from shared import codec, runs
+from shared.cli import render
+from shared.cli.follow import decode_results, follow_progress, watch_screen
 from shared.errors import ContractError, UserError
-from shared.follow import decode_results, follow_progress, watch_screen
 from shared.paths import RepoPaths, RunPaths, find_repo_root
 from shared.schema import ResultRecord
 from shared.status import build_status, exit_code, read_state

@@ -13,18 +13,18 @@ import msgspec
 import watchfiles
 
 from daemon.agents.base import AgentUnavailable, make_agent
-from daemon.git_ops import Worktree, identity_env
-from daemon.loop import Controls, Loop
-from daemon.measure import Measurer
-from daemon.recovery import kill_leftovers, recover, tally
-from daemon.store import RunStore
+from daemon.ops.git import Worktree, identity_env
+from daemon.ops.measure import Measurer
+from daemon.service.loop import Controls, Loop
+from daemon.service.recovery import kill_leftovers, recover, tally
+from daemon.service.store import RunStore
 from shared import codec, control
 from shared.errors import ContractError
 from shared.paths import ProgramPaths, RunPaths
 from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
 
 if TYPE_CHECKING:
-    from daemon.main import Heart
+    from daemon.service.main import Heart
 
 CONTROL_POLL_S = 1.0
 
@@ -34,7 +34,7 @@ def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
 
 
 async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
-    from daemon.main import log
+    from daemon.service.main import log
 
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(Path(manifest.repo), manifest.program)

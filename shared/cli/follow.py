@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from shared import render
+from shared.cli import render
 from shared.runs import RunRef
 from shared.schema import ResultRecord
 from shared.status import build_status

@@ -199,7 +199,7 @@ def make_policy(config: Any) -> Policy:
     gates = {name: (g.min, g.max) for name, g in config.gates.items()}
     decide = config.decide
     if getattr(decide, "policy", "fixed") == "sequential":
-        from daemon.decide_sequential import SequentialPolicy  # imports this module
+        from daemon.policies.sequential import SequentialPolicy  # imports this module
 
         max_runs = getattr(decide, "max_runs", None)
         return SequentialPolicy(

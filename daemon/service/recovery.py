@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from daemon.store import repair_results
+from daemon.service.store import repair_results
 from shared import codec
 from shared.errors import ContractError
 from shared.paths import RunPaths

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared import control, render, runs
-from shared.cli_read import emit_json, warn
+from shared import control, runs
+from shared.cli import render
+from shared.cli.read import emit_json, warn
 from shared.errors import UserError
 from shared.status import ACTIVE, build_status
 

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from itertools import combinations
 
-from daemon.decide import medians, relative_effect
+from daemon.policies.base import medians, relative_effect
 
 NORMAL = statistics.NormalDist()
 SHAMOS = 2**0.5 * NORMAL.inv_cdf(0.75)

@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.decide import relative_effect
+from daemon.policies.base import relative_effect
 from shared.atomic import write_atomic
 from shared.schema import ResultRecord, RunManifest, RunState
 
 if TYPE_CHECKING:
-    from daemon.finalize import Outcome
+    from daemon.commands.finalize import Outcome
 
 
 def _clock(t: float) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon import process
+from daemon.ops import children as process
 from shared.paths import ProgramPaths
 from shared.programs import parse_duration
 from shared.schema import ProgramConfig

@@ -1,11 +1,11 @@
-"""`expd finalize`: the CLI side; the work (git, measurements) lives in `daemon.finalize`."""
+"""`expd finalize`: the CLI side; the work (git, measurements) lives in `daemon.commands.finalize`."""
 
 from __future__ import annotations
 
 import argparse
 
 from shared import runs
-from shared.cli_read import emit_json
+from shared.cli.read import emit_json
 from shared.errors import UserError
 
 
@@ -25,7 +25,9 @@ def exclusions(text: str | None) -> list[int]:
 def cmd_finalize(args: argparse.Namespace) -> int:
     excluded = exclusions(args.exclude)
     ref = runs.resolve(args.run)
-    from daemon.finalize import finalize  # git and the measurement stack: only this command
+    from daemon.commands.finalize import (
+        finalize,  # git and the measurement stack: only this command
+    )
 
     out = finalize(ref, branch=args.branch, exclude=excluded)
     c = out.confirmation

@@ -30,8 +30,8 @@ import statistics
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
-from daemon.decide import ChangeInfo, Decision, Measure, Side, gate_breaches, medians
-from daemon.decide_stats import Estimate, estimate, secondary_changes
+from daemon.policies.base import ChangeInfo, Decision, Measure, Side, gate_breaches, medians
+from daemon.policies.stats import Estimate, estimate, secondary_changes
 
 DRIFT_Z = 3.5
 """|z| of fresh incumbent runs against the pool that counts as drift (confirmed by 3 runs)."""

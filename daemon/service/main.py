@@ -89,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(paths.state_json, codec.encode(initial))
     log(f"daemon {os.getpid()} started for run {manifest.run_id}")
     try:
-        from daemon.supervisor import supervise
+        from daemon.service.supervisor import supervise
 
         return supervise(paths, manifest, heart)
     except Exception as exc:
         log("internal error:\n" + traceback.format_exc())
         try:
-            from daemon.supervisor import mark_crashed
+            from daemon.service.supervisor import mark_crashed
 
             mark_crashed(paths, manifest, _innermost(exc))
         except Exception:

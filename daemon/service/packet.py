@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from daemon.context import Extras
-from daemon.ideas import recent_ideas, record_notes
-from daemon.notify import notify, notify_env
-from daemon.store import RunStore
+from daemon.service.context import Extras
+from daemon.service.ideas import recent_ideas, record_notes
+from daemon.service.notify import notify, notify_env
+from daemon.service.store import RunStore
 from shared.paths import RunPaths
 from shared.schema import ProgramConfig, ResultRecord, RunManifest, RunState
 
@@ -61,7 +61,7 @@ def note_ideas(paths: RunPaths, record: ResultRecord) -> None:
 
 def notify_end(command: str, paths: RunPaths, manifest: RunManifest, store: RunStore) -> None:
     """Run `[loop] notify` in the background; its failures go to daemon.log and an event."""
-    from daemon.main import log
+    from daemon.service.main import log
 
     def report(message: str) -> None:
         log(message)

@@ -6,16 +6,19 @@ Read-only and stdlib + msgspec like the other read commands: it reads run.json/s
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 from typing import Any
 
-from shared.errors import ContractError
-from shared.follow import decode_results
-from shared.render import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
-from shared.report_svg import Point, chart
-from shared.runs import RunRef
+from shared.cli.follow import decode_results
+from shared.cli.render import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
+from shared.cli.report_svg import Point, chart
+from shared.errors import ContractError, UserError
+from shared.runs import RunRef, resolve
 from shared.schema import TERMINAL_PHASES, ResultRecord
 from shared.status import build_status, change_pct
 from shared.tail import read_complete_lines
@@ -224,3 +227,19 @@ def html_doc(rep: Report) -> str:
 
 def render(rep: Report, fmt: str) -> str:
     return html_doc(rep) if fmt == "html" else markdown(rep)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`expd report`: write the report to stdout or `--output`."""
+    ref = resolve(args.run)
+    text = render(load(ref), args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    print(f"expd: wrote {out}", file=sys.stderr)
+    return 0

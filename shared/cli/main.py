@@ -142,54 +142,54 @@ def _demo_args(p: Parser) -> None:
 
 
 COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
-    "init": ("cli_run:cmd_init", "create a program in .expd/programs/NAME", _init_args),
+    "init": ("launch:cmd_init", "create a program in .expd/programs/NAME", _init_args),
     "validate": (
-        "cli_run:cmd_validate",
+        "launch:cmd_validate",
         "measure HEAD N times: noise (CV), outliers, suggested [decide] settings",
         _validate_args,
     ),
     "start": (
-        "cli_run:cmd_start",
+        "launch:cmd_start",
         "start a run of a program in a detached daemon",
         lambda p: _launch_args(p, "name"),
     ),
     "resume": (
-        "cli_run:cmd_resume",
+        "launch:cmd_resume",
         "relaunch the daemon of an interrupted run",
         lambda p: _launch_args(p, "run"),
     ),
     "status": (
-        "cli_read:cmd_status",
+        "read:cmd_status",
         "the state of a run (exit 0 running, 3 not running, 4 hung)",
         _status_args,
     ),
-    "attach": ("cli_tui:cmd_attach", "the dashboard of a run (needs a terminal)", _run),
-    "stop": ("cli_control:cmd_stop", "stop after the current experiment", _stop_args),
-    "abort": ("cli_control:cmd_abort", "kill the agent now, revert, end the run", _stop_args),
+    "attach": ("tui:cmd_attach", "the dashboard of a run (needs a terminal)", _run),
+    "stop": ("control:cmd_stop", "stop after the current experiment", _stop_args),
+    "abort": ("control:cmd_abort", "kill the agent now, revert, end the run", _stop_args),
     "set": (
-        "cli_control:cmd_set",
+        "control:cmd_set",
         "change a live run: max-experiments N | guidance TEXT",
         _set_args,
     ),
-    "results": ("cli_read:cmd_results", "the experiments of a run", _results_args),
-    "logs": ("cli_read:cmd_logs", "an experiment's agent log (or the daemon log)", _logs_args),
-    "list": ("cli_read:cmd_list", "programs of this repository and their runs", _json),
+    "results": ("read:cmd_results", "the experiments of a run", _results_args),
+    "logs": ("read:cmd_logs", "an experiment's agent log (or the daemon log)", _logs_args),
+    "list": ("read:cmd_list", "programs of this repository and their runs", _json),
     "report": (
-        "cli_report:cmd_report",
+        "report:cmd_report",
         "a run's summary, chart and results (md or html)",
         _report_args,
     ),
     "agents": (
-        "cli_agents:cmd_agents",
+        "agents:cmd_agents",
         "agent kinds: which can run here, their version and model",
         _agents_args,
     ),
     "finalize": (
-        "cli_finalize:cmd_finalize",
+        "finalize:cmd_finalize",
         "replay a run's kept experiments onto its base as a review branch, re-measured",
         _finalize_args,
     ),
-    "demo": ("cli_run:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
+    "demo": ("launch:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
 }
 
 
@@ -212,7 +212,7 @@ def load_handler(spec: str) -> Callable[[argparse.Namespace], int]:
     """Import only the module of the command being run: `status` never loads `start`'s code."""
     module, _, name = spec.partition(":")
     handler: Callable[[argparse.Namespace], int] = getattr(
-        importlib.import_module(f"shared.{module}"), name
+        importlib.import_module(f"shared.cli.{module}"), name
     )
     return handler
 
@@ -227,12 +227,12 @@ def home(parser: Parser) -> int:
     except UserError:
         root = None
     if root is not None:
-        from shared.cli_tui import home_tui, on_terminal
+        from shared.cli.tui import home_tui, on_terminal
 
         if on_terminal():
             return home_tui(root)
     if root is not None and RepoPaths(root).program_names():
-        return load_handler("cli_read:cmd_list")(argparse.Namespace(json=False))
+        return load_handler("read:cmd_list")(argparse.Namespace(json=False))
     parser.print_help()
     return 0
 

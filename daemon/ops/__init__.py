@@ -1,0 +1,1 @@
+"""What both processes do to the outside world: git, measurement commands, child processes."""
