@@ -26,7 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.policies.base import ChangeInfo, FixedRepeatsPolicy, Measure, Policy
+from daemon.policies.base import ChangeInfo, Measure, Policy
+from daemon.policies.fixed import FixedRepeatsPolicy
 from daemon.policies.sequential import SequentialPolicy
 
 CVS = (0.01, 0.05, 0.15)

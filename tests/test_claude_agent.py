@@ -25,10 +25,10 @@ from daemon.agents.base import (
     ToolResult,
     ToolUse,
     Usage,
-    make_agent,
 )
 from daemon.agents.claude import ClaudeAgent
 from daemon.agents.claude_stream import ClaudeStream
+from daemon.agents.registry import make_agent
 from daemon.agents.stream_json import first_line, short_input
 from shared.schema import AgentConfig, ProgramConfig
 from tests.repos import group_members

@@ -24,11 +24,11 @@ from daemon.agents.base import (
     ToolResult,
     ToolUse,
     Usage,
-    make_agent,
     render,
 )
 from daemon.agents.codex import SANDBOX_NOTE, CodexAgent
 from daemon.agents.codex_stream import CodexStream, classify, retry_after
+from daemon.agents.registry import make_agent
 from daemon.agents.stream_json import first_line
 from shared.paths import RepoPaths
 from shared.schema import AgentConfig, Price, ProgramConfig

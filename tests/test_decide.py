@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.policies.base import (
-    Decision,
-    FixedRepeatsPolicy,
-    Measure,
-    gate_breaches,
-    make_policy,
-    medians,
-    relative_effect,
-)
+from daemon.policies.base import Decision, Measure, gate_breaches, medians, relative_effect
+from daemon.policies.fixed import FixedRepeatsPolicy
+from daemon.policies.registry import make_policy
 from shared.programs import parse_program
 
 

@@ -22,10 +22,10 @@ from daemon.agents.base import (
     ToolResult,
     ToolUse,
     Usage,
-    make_agent,
     render,
 )
 from daemon.agents.openai import OpenAIAgent
+from daemon.agents.registry import make_agent
 from daemon.agents.tools import MAX_OUTPUT, ToolError, Workspace
 from shared.schema import AgentConfig, Price, ProgramConfig
 from tests.fakes.chat_server import Call, ChatServer, Reply

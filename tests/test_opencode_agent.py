@@ -26,10 +26,10 @@ from daemon.agents.base import (
     ToolResult,
     ToolUse,
     Usage,
-    make_agent,
     render,
 )
 from daemon.agents.opencode import OpenCodeAgent
+from daemon.agents.registry import make_agent
 from shared.schema import AgentConfig, Price, ProgramConfig
 from tests.repos import group_members, wait_for
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.policies.base import ChangeInfo, Decision, Measure, make_policy
+from daemon.policies.base import ChangeInfo, Decision, Measure
+from daemon.policies.registry import make_policy
 from daemon.policies.sequential import SequentialPolicy
 from daemon.policies.stats import huber, laplace_posterior, noise_scale
 from shared.programs import parse_program

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from daemon.policies.base import ChangeInfo, Decision, FixedRepeatsPolicy, Measure, Side
+from daemon.policies.base import ChangeInfo, Decision, Measure, Side
+from daemon.policies.fixed import FixedRepeatsPolicy
 from daemon.service.recovery import restore_pool
 from shared import codec
 from shared.paths import RepoPaths, RunPaths
@@ -381,7 +382,7 @@ def test_program_toml_sequential_table_round_trips() -> None:
         command = "./a.sh"
         """
     )
-    from daemon.policies.base import make_policy
+    from daemon.policies.registry import make_policy
 
     policy = make_policy(parse_program(text, source=Path("program.toml")))
     assert policy.name == "sequential"

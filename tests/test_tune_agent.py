@@ -18,8 +18,8 @@ from daemon.agents.base import (
     AgentUnavailable,
     Final,
     Text,
-    make_agent,
 )
+from daemon.agents.registry import make_agent
 from daemon.agents.tune import STUDY_NAME, TuneAgent, format_value
 from shared.paths import RunPaths
 from shared.programs import parse_program

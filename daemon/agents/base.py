@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from shared.schema import ProgramConfig, ResultRecord
+from shared.schema import ResultRecord
 
 
 class AgentEvent(msgspec.Struct, tag_field="type", kw_only=True):
@@ -146,32 +146,3 @@ def render(event: AgentEvent) -> str:
         case Final(description=description):
             return f"[done] {description}"
     return repr(event)
-
-
-def make_agent(config: ProgramConfig, *, kind: str, model: str | None, run_dir: Path) -> Agent:
-    """The adapter for `kind`; imports lazily so a `command` run never pays for Optuna."""
-    if kind == "command":
-        from daemon.agents.command import CommandAgent
-
-        return CommandAgent(config)
-    if kind == "tune":
-        from daemon.agents.tune import TuneAgent
-
-        return TuneAgent(config, run_dir=run_dir)
-    if kind == "claude":
-        from daemon.agents.claude import ClaudeAgent
-
-        return ClaudeAgent(config, model=model)
-    if kind == "codex":
-        from daemon.agents.codex import CodexAgent
-
-        return CodexAgent(config, model=model)
-    if kind == "opencode":
-        from daemon.agents.opencode import OpenCodeAgent
-
-        return OpenCodeAgent(config, model=model)
-    if kind == "openai":
-        from daemon.agents.openai import OpenAIAgent
-
-        return OpenAIAgent(config, model=model)
-    raise AgentUnavailable(f"unknown agent kind {kind!r}")

@@ -8,19 +8,18 @@ tree was re-measured against the base with the run's own decision policy.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import git
 import msgspec
 
-from daemon.commands.finalize_summary import write_summary
+from daemon.commands.finalize_summary import Confirmation, Outcome, write_summary
 from daemon.commands.validate import detached_worktree, sigterm_interrupts
 from daemon.ops.git import identity_env
 from daemon.ops.measure import Measurer
-from daemon.policies.base import Decision, Measure, make_policy
+from daemon.policies.base import Decision, Measure
+from daemon.policies.registry import make_policy
 from shared import codec
 from shared.errors import UserError
 from shared.liveness import probe
@@ -28,30 +27,6 @@ from shared.paths import ProgramPaths
 from shared.runs import RunRef
 from shared.schema import ProgramConfig, ResultRecord, RunManifest, RunState
 from shared.tail import read_complete_lines
-
-
-@dataclass
-class Confirmation:
-    """The re-measurement of the final tree against the base."""
-
-    status: str
-    """"confirmed", "not_confirmed" or "measurement_failure"."""
-    reason: str
-    metric: float | None = None
-    base_metric: float | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Outcome:
-    run_id: str
-    branch: str
-    commit: str
-    base_commit: str
-    applied: list[int]
-    excluded: list[int]
-    confirmation: Confirmation
-    summary: Path
 
 
 def _load(ref: RunRef) -> tuple[RunManifest, RunState | None, list[ResultRecord]]:

@@ -1,17 +1,39 @@
-"""summary.md of a finalized run: what a reviewer reads next to the branch `expd finalize` made."""
+"""What `expd finalize` produced, and summary.md: what a reviewer reads next to its branch."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon.policies.base import relative_effect
 from shared.atomic import write_atomic
 from shared.schema import ResultRecord, RunManifest, RunState
 
-if TYPE_CHECKING:
-    from daemon.commands.finalize import Outcome
+
+@dataclass
+class Confirmation:
+    """The re-measurement of the final tree against the base."""
+
+    status: str
+    """"confirmed", "not_confirmed" or "measurement_failure"."""
+    reason: str
+    metric: float | None = None
+    base_metric: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    branch: str
+    commit: str
+    base_commit: str
+    applied: list[int]
+    excluded: list[int]
+    confirmation: Confirmation
+    summary: Path
 
 
 def _clock(t: float) -> str:

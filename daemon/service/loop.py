@@ -14,15 +14,16 @@ import msgspec
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
 from daemon.ops.git import Worktree
 from daemon.ops.measure import Measurer, Sample
-from daemon.policies.base import ChangeInfo, Decision, Measure, Policy, make_policy, medians
+from daemon.policies.base import ChangeInfo, Decision, Measure, Policy, medians
 from daemon.policies.noise import baseline_evidence
+from daemon.policies.registry import make_policy
 from daemon.service import faults
 from daemon.service.context import build_prompt
 from daemon.service.packet import note_ideas, notify_end, packet_extras
 from daemon.service.recovery import restore_pool, tally
 from daemon.service.retry import GiveUp, RetryPolicy
 from daemon.service.store import RunStore
-from shared.cli.render import drift_line
+from shared.display import drift_line
 from shared.paths import ProgramPaths, RunPaths
 from shared.programs import changed_files, parse_duration
 from shared.schema import InFlight, ProgramConfig, ResultRecord, RunManifest, RunState

@@ -6,46 +6,17 @@ Everything before "alive" is kept cheap (no GitPython, no Optuna) so `expd start
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import time
 import traceback
-import uuid
 from pathlib import Path
 
-from shared import __version__, codec
+from daemon.service.heartbeat import Heart
+from daemon.service.log import log
+from shared import codec
 from shared.atomic import write_atomic
 from shared.locking import try_lock
 from shared.paths import ProgramPaths, RunPaths
-from shared.schema import DaemonInfo, RunManifest, RunState
-
-HEARTBEAT_S = 2.0
-
-
-def log(message: str) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"{stamp} {message}", file=sys.stderr, flush=True)
-
-
-class Heart:
-    """Writes `daemon.json`; every beat proves the event loop is responsive."""
-
-    def __init__(self, paths: RunPaths) -> None:
-        now = time.time()
-        self.paths = paths
-        self.info = DaemonInfo(
-            pid=os.getpid(),
-            token=uuid.uuid4().hex,
-            started_at=now,
-            heartbeat_at=now,
-            heartbeat_interval=HEARTBEAT_S,
-            version=__version__,
-            hostname=socket.gethostname(),
-        )
-
-    def beat(self) -> None:
-        self.info.heartbeat_at = time.time()
-        write_atomic(self.paths.daemon_json, codec.encode(self.info), durable=False)
+from shared.schema import RunManifest, RunState
 
 
 def _innermost(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from daemon.service.context import Extras
 from daemon.service.ideas import recent_ideas, record_notes
+from daemon.service.log import log
 from daemon.service.notify import notify, notify_env
 from daemon.service.store import RunStore
 from shared.paths import RunPaths
@@ -61,7 +62,6 @@ def note_ideas(paths: RunPaths, record: ResultRecord) -> None:
 
 def notify_end(command: str, paths: RunPaths, manifest: RunManifest, store: RunStore) -> None:
     """Run `[loop] notify` in the background; its failures go to daemon.log and an event."""
-    from daemon.service.main import log
 
     def report(message: str) -> None:
         log(message)

@@ -6,15 +6,17 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 import watchfiles
 
-from daemon.agents.base import AgentUnavailable, make_agent
+from daemon.agents.base import AgentUnavailable
+from daemon.agents.registry import make_agent
 from daemon.ops.git import Worktree, identity_env
 from daemon.ops.measure import Measurer
+from daemon.service.heartbeat import Heart
+from daemon.service.log import log
 from daemon.service.loop import Controls, Loop
 from daemon.service.recovery import kill_leftovers, recover, tally
 from daemon.service.store import RunStore
@@ -22,9 +24,6 @@ from shared import codec, control
 from shared.errors import ContractError
 from shared.paths import ProgramPaths, RunPaths
 from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
-
-if TYPE_CHECKING:
-    from daemon.service.main import Heart
 
 CONTROL_POLL_S = 1.0
 
@@ -34,8 +33,6 @@ def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
 
 
 async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
-    from daemon.service.main import log
-
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(Path(manifest.repo), manifest.program)
     worktree_path = Path(manifest.worktree)

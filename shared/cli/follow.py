@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from shared import display
 from shared.cli import render
 from shared.runs import RunRef
 from shared.schema import ResultRecord
@@ -163,7 +164,7 @@ def watch_screen(
         footer = (
             ""
             if gone
-            else f"\n\n[{render.fmt_clock()}] refreshing every {interval:g}s — Ctrl-C to quit"
+            else f"\n\n[{display.fmt_clock()}] refreshing every {interval:g}s — Ctrl-C to quit"
         )
         out.write(f"{CLEAR}{render.status_text(status)}\n\n{table}{footer}\n")
         out.flush()

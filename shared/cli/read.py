@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from shared import codec, runs
+from shared import codec, display, runs
 from shared.cli import render
 from shared.cli.follow import decode_results, follow_progress, watch_screen
 from shared.errors import ContractError, UserError
@@ -289,8 +289,8 @@ def listing_text(root: Path, programs: list[dict[str, Any]]) -> str:
             if "error" in s and "daemon" not in s:
                 lines.append(f"  {s['run_id']}  unreadable: {s['error']}")
                 continue
-            best = f"best {render.fmt_num(s['best'])}" if s["best"] is not None else "no best yet"
-            better = render.better_word(s["improvement_pct"])
+            best = f"best {display.fmt_num(s['best'])}" if s["best"] is not None else "no best yet"
+            better = display.better_word(s["improvement_pct"])
             lines.append(
                 f"  {s['run_id']}  {s['phase']:<13} {s['daemon']:<9} "
                 f"{render.progress_of(s):>7}  {best}{'  ' + better if better else ''}"

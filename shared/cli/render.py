@@ -7,10 +7,19 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from shared.display import (
+    DASH,
+    better_word,
+    drift_line,
+    fmt_clock,
+    fmt_duration,
+    fmt_num,
+    fmt_pct,
+    fmt_time,
+    truncate,
+)
 from shared.schema import ResultRecord
 from shared.status import change_pct
-
-DASH = "—"
 
 
 def terminal_width(stream: TextIO) -> int:
@@ -24,52 +33,6 @@ def terminal_width(stream: TextIO) -> int:
     except (OSError, ValueError, AttributeError):
         columns = 0
     return columns if columns > 0 else 120
-
-
-def fmt_num(value: float | None) -> str:
-    """Six significant digits, without scientific notation for large values (byte counts)."""
-    if value is None:
-        return DASH
-    text = f"{value:.6g}"
-    if "e+" in text and abs(value) < 1e15:
-        text = f"{value:.0f}"
-    return text
-
-
-def fmt_pct(value: float | None) -> str:
-    return DASH if value is None else f"{value:+.1f}%"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return DASH
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def fmt_time(ts: float | None) -> str:
-    return DASH if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def fmt_clock(ts: float | None = None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts))
-
-
-def truncate(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    if width <= 1:
-        return text[: max(width, 0)]
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def better_word(improvement: float | None) -> str:
-    if improvement is None:
-        return ""
-    return f"{abs(improvement):.1f}% {'better' if improvement >= 0 else 'worse'}"
 
 
 def progress_of(s: dict[str, Any]) -> str:
@@ -114,13 +77,6 @@ def metric_line(s: dict[str, Any]) -> str:
         if s["improvement_pct"] is not None:
             text += f" ({better_word(s['improvement_pct'])})"
     return text
-
-
-def drift_line(drift: str, at: int | None) -> str:
-    """`drift at #N: …`, the same words in the status, the TUI and the daemon's message."""
-    if not drift:
-        return ""
-    return f"drift at #{at}: {drift}" if at is not None else f"drift: {drift}"
 
 
 def drift_text(s: dict[str, Any]) -> str:

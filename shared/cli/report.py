@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.cli.follow import decode_results
-from shared.cli.render import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
 from shared.cli.report_svg import Point, chart
+from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
 from shared.errors import ContractError, UserError
 from shared.runs import RunRef, resolve
 from shared.schema import TERMINAL_PHASES, ResultRecord

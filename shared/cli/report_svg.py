@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
-from shared.cli.render import fmt_num
+from shared.display import fmt_num
 
 W, H = 900, 320
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 20, 40

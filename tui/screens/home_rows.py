@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
+from shared import display
 from shared.cli import render
 from shared.paths import RepoPaths
 
@@ -49,9 +50,9 @@ def rows_of(programs: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]
             if "daemon" not in s:
                 rows.append((s["run_id"], (stamp, "unreadable", "", "", "", "")))
                 continue
-            improvement = render.fmt_pct(s["improvement_pct"])
+            improvement = display.fmt_pct(s["improvement_pct"])
             cells = (stamp, s["phase"], s["daemon"], render.progress_of(s))
-            rows.append((s["run_id"], (*cells, render.fmt_num(s["best"]), improvement)))
+            rows.append((s["run_id"], (*cells, display.fmt_num(s["best"]), improvement)))
     return rows
 
 

@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.widgets import Log, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from shared.cli.render import fmt_duration, fmt_num
+from shared.display import fmt_duration, fmt_num
 from shared.paths import RunPaths
 from shared.schema import ResultRecord
 

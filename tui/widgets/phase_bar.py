@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from shared.cli.render import drift_line
+from shared.display import drift_line
 from shared.liveness import Probe
 from shared.schema import TERMINAL_PHASES, RunState
 

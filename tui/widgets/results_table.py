@@ -13,7 +13,7 @@ from typing import ClassVar
 from rich.style import Style
 from textual.message import Message
 
-from shared.cli.render import DASH, fmt_num, fmt_pct, truncate
+from shared.display import DASH, fmt_num, fmt_pct, truncate
 from shared.schema import ResultRecord
 from shared.status import change_pct
 from tui.widgets.line_table import Column, LineTable

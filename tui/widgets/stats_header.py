@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Sparkline, Static
 
-from shared.cli.render import DASH, better_word, fmt_duration, fmt_num
+from shared.display import DASH, better_word, fmt_duration, fmt_num
 from shared.schema import TERMINAL_PHASES, ResultRecord, RunState
 from shared.status import improvement_pct
 
