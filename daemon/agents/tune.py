@@ -13,9 +13,7 @@ loop (heartbeats, control requests) never blocks on them.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ from daemon.agents.tune_params import (
     read_files,
     render,
 )
+from daemon.ops.git import GitError, commit_files
 from shared.paths import RunPaths
 from shared.schema import ProgramConfig, ResultRecord, RunManifest
 from shared.tail import read_complete_lines
@@ -64,21 +63,6 @@ INCUMBENT_ATTR = "incumbent"
 
 GIT_IDENTITY = ("-c", "user.name=expd", "-c", "user.email=expd@localhost")
 FAILED_STATUSES = frozenset({"crash", "measurement_failure"})
-
-
-def _git(worktree: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *GIT_IDENTITY, "-c", "commit.gpgsign=false", *args],
-        cwd=worktree,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        check=False,
-    )
-    if result.returncode:
-        message = (result.stderr or result.stdout).strip().splitlines()
-        raise TuneError(f"git {args[0]} failed: {message[-1] if message else result.returncode}")
-    return result.stdout.strip()
 
 
 class TuneAgent:
@@ -299,9 +283,11 @@ class TuneAgent:
         for name in changed:
             (worktree / name).write_text(after[name])
             emit(Text(text=f"wrote {name}"))
-        _git(worktree, "add", "--", *changed)
-        _git(worktree, "commit", "--quiet", "--no-verify", "-m", f"tune: {shown}", "--", *changed)
-        emit(Text(text=f"committed {_git(worktree, 'rev-parse', '--short', 'HEAD')}"))
+        try:
+            commit = commit_files(worktree, changed, f"tune: {shown}", GIT_IDENTITY)
+        except GitError as exc:
+            raise TuneError(str(exc)) from None
+        emit(Text(text=f"committed {commit}"))
 
     async def feedback(self, record: ResultRecord) -> None:
         async with self._lock:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+from daemon.ops.git import init_repo
 from shared.errors import UserError
 from shared.paths import RepoPaths
 from shared.programs import exclude_expd
@@ -222,26 +222,6 @@ def corpus(size: int = CORPUS_BYTES, seed: int = CORPUS_SEED) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _git(root: Path, *args: str) -> None:
-    result = subprocess.run(
-        [
-            "git",
-            *GIT_IDENTITY,
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=main",
-            *args,
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode:
-        raise UserError(f"git {args[0]} failed in {root}: {result.stderr.strip()}")
-
-
 def write_demo_repo(directory: Path) -> str:
     """Create the demo repository and its program in `directory`; returns the program name."""
     root = Path(directory).expanduser().absolute()
@@ -257,9 +237,7 @@ def write_demo_repo(directory: Path) -> str:
     }
     for name, text in files.items():
         (root / name).write_text(text)
-    _git(root, "init", "--quiet")
-    _git(root, "add", "--", *files)
-    _git(root, "commit", "--quiet", "--no-verify", "-m", "demo: corpus and packer")
+    init_repo(root, list(files), "demo: corpus and packer", GIT_IDENTITY)
 
     exclude_expd(root)
     program = RepoPaths(root).program(PROGRAM)

@@ -11,12 +11,21 @@ import os
 from pathlib import Path
 
 import anyio
-import git
 import msgspec
 
 from daemon.commands.finalize_summary import Confirmation, Outcome, write_summary
-from daemon.commands.validate import detached_worktree, sigterm_interrupts
-from daemon.ops.git import identity_env
+from daemon.commands.validate import sigterm_interrupts
+from daemon.ops.git import (
+    branch_exists,
+    checkout_detached,
+    cherry_pick,
+    create_branch,
+    detached_worktree,
+    head_commit,
+    identity_env,
+    resolve_commit,
+    valid_branch_name,
+)
 from daemon.ops.measure import Measurer
 from daemon.policies.base import Decision, Measure
 from daemon.policies.registry import make_policy
@@ -64,51 +73,35 @@ def _chosen(ref: RunRef, kept: list[ResultRecord], exclude: list[int]) -> list[R
     return chosen
 
 
-def _check_branch(g: git.Git, name: str) -> None:
-    try:
-        g.check_ref_format("--branch", name)
-    except git.GitCommandError:
-        raise UserError(f"invalid branch name {name!r}") from None
-    try:
-        g.rev_parse("--verify", "-q", f"refs/heads/{name}")
-    except git.GitCommandError:
-        return
-    raise UserError(f"branch {name} already exists (delete it or pass --branch NAME)")
+def _check_branch(repo: Path, name: str) -> None:
+    if not valid_branch_name(repo, name):
+        raise UserError(f"invalid branch name {name!r}")
+    if branch_exists(repo, name):
+        raise UserError(f"branch {name} already exists (delete it or pass --branch NAME)")
 
 
-def _commit_of(g: git.Git, manifest: RunManifest, record: ResultRecord) -> str:
+def _commit_of(repo: Path, manifest: RunManifest, record: ResultRecord) -> str:
     """The experiment's commit, else its pinned ref (the record and the pin should agree)."""
     for candidate in (record.commit, f"refs/expd/{manifest.run_id}/{record.experiment:04d}"):
-        if not candidate:
-            continue
-        try:
-            return g.rev_parse("--verify", "-q", f"{candidate}^{{commit}}")
-        except git.GitCommandError:
-            continue
+        if candidate and (commit := resolve_commit(repo, candidate)):
+            return commit
     raise UserError(f"the commit of experiment {record.experiment} is missing from the repository")
 
 
 def _replay(wt: Path, env: dict[str, str], chosen: list[ResultRecord], commits: list[str]) -> str:
-    g = git.Git(wt)
-    g.update_environment(**env)
     applied: list[int] = []
     for record, commit in zip(chosen, commits, strict=True):
-        try:
-            g.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
-        except git.GitCommandError:
-            try:
-                files = g.diff("--name-only", "--diff-filter=U").split()
-            except git.GitCommandError:
-                files = []
+        files = cherry_pick(wt, env, commit)
+        if files is not None:
             onto = ", ".join(map(str, applied)) or "none"
             raise UserError(
                 f"experiment {record.experiment} ({record.description or 'no description'}) "
                 f"conflicts in {', '.join(files) or 'the worktree'} when replayed onto the base "
                 f"with experiments {onto}: no branch created "
                 f"(exclude it too with --exclude, or keep the one it depends on)"
-            ) from None
+            )
         applied.append(record.experiment)
-    return g.rev_parse("HEAD")
+    return head_commit(wt)
 
 
 async def _confirm(
@@ -116,10 +109,9 @@ async def _confirm(
 ) -> Confirmation:
     """Measure the base as the pool, then let the policy judge the final tree against it."""
     policy = make_policy(config)
-    g = git.Git(wt)
 
     async def switch(commit: str) -> str | None:
-        await anyio.to_thread.run_sync(lambda: g.checkout("-q", "--detach", commit))
+        await anyio.to_thread.run_sync(checkout_detached, wt, commit)
         built = await measurer.build()
         return None if built.ok else f"build failed: {built.error}"
 
@@ -170,10 +162,9 @@ def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None =
     excluded = sorted(set(exclude or []))
     chosen = _chosen(ref, kept, excluded)
     repo = Path(manifest.repo)
-    g = git.Git(repo)
     name = branch or f"expd/{ref.program}/{ref.stamp}-final"
-    _check_branch(g, name)
-    commits = [_commit_of(g, manifest, r) for r in chosen]
+    _check_branch(repo, name)
+    commits = [_commit_of(repo, manifest, r) for r in chosen]
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(repo, manifest.program)
     env = identity_env(repo)
@@ -189,8 +180,8 @@ def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None =
         }
         measurer = Measurer(config=config, program=program, worktree=wt, env=measure_env)
         confirmation = anyio.run(_confirm, measurer, wt, manifest.base_commit, final, config)
-        _check_branch(g, name)
-        g.branch(name, final)
+        _check_branch(repo, name)
+        create_branch(repo, name, final)
     outcome = Outcome(
         run_id=ref.run_id,
         branch=name,

@@ -17,12 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 import daemon
 from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
-from daemon.ops.git import add_worktree, remove_worktree, repo_head
+from daemon.ops.git import (
+    add_worktree,
+    is_tracked,
+    remove_worktree,
+    repo_head,
+    restore_worktree,
+)
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
@@ -80,13 +84,10 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
         path = Path(exe) if os.path.isabs(exe) else repo / exe
         if not path.exists():
             raise UserError(f"agent command not found: {exe} (from [agent] command {command!r})")
-        if not os.path.isabs(exe):
-            try:
-                git.Git(repo).ls_files("--error-unmatch", exe)
-            except git.GitCommandError:
-                raise UserError(
-                    f"agent command {exe} is not committed, so the run's worktree will not have it"
-                ) from None
+        if not os.path.isabs(exe) and not is_tracked(repo, exe):
+            raise UserError(
+                f"agent command {exe} is not committed, so the run's worktree will not have it"
+            )
     elif shutil.which(exe) is None:
         raise UserError(
             f"agent command not found on PATH: {exe} (from [agent] command {command!r})"
@@ -204,14 +205,7 @@ def resume_run(run_dir: Path) -> Started:
             )
         worktree = Path(manifest.worktree)
         if not worktree.exists():
-            g = git.Git(repo)
-            g.worktree("prune")
-            try:
-                g.worktree("add", "-q", str(worktree), manifest.branch)
-            except git.GitCommandError as exc:
-                raise UserError(
-                    f"cannot restore worktree {worktree}: {exc.stderr.strip()}"
-                ) from None
+            restore_worktree(repo, worktree, manifest.branch)
         if not paths.results.exists() or b'"baseline"' not in paths.results.read_bytes()[:4096]:
             # No baseline yet: whatever the program files are now is what this run measures.
             manifest.program_files = file_digests(prog)

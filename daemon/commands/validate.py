@@ -12,20 +12,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import signal
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import git
 import msgspec
 
-from daemon.ops.git import repo_head
+from daemon.ops.git import detached_worktree, repo_head
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.noise import (
     DEFAULT_MAX_RUNS,
@@ -69,29 +66,6 @@ def recent_calibration(program: ProgramPaths, now: float | None = None) -> dict[
     if not isinstance(created, int | float) or not 0 <= now - created < MAX_AGE_S:
         return {}
     return data
-
-
-@contextlib.contextmanager
-def detached_worktree(repo: Path, commit: str) -> Iterator[Path]:
-    """A temporary `git worktree add --detach`, removed on any exit (error, Ctrl-C, SIGTERM)."""
-    parent = Path(tempfile.mkdtemp(prefix="expd-validate-"))
-    path = parent / "worktree"
-    g = git.Git(repo)
-    try:
-        try:
-            g.worktree("add", "-q", "--detach", str(path), commit)
-        except git.GitCommandError as exc:
-            detail = (exc.stderr or "").strip().splitlines()
-            raise UserError(
-                f"cannot create a worktree of {commit[:12]}: {detail[-1] if detail else exc}"
-            ) from None
-        yield path
-    finally:
-        with contextlib.suppress(git.GitCommandError):
-            g.worktree("remove", "--force", str(path))
-        shutil.rmtree(parent, ignore_errors=True)
-        with contextlib.suppress(git.GitCommandError):
-            g.worktree("prune")
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
-"""Git operations on a run's worktree.
+"""Every git process expd starts: the run's worktree, worktrees for resume/validate/finalize,
+the replay onto a review branch, the `tune` agent's commits and the demo repository.
 
 Uses GitPython's command wrapper (`git.Git`), not a long-lived `Repo`: each call is one git process,
-so nothing leaks over a night-long run. Calls block, so the loop runs them in a worker thread.
+so nothing leaks over a night-long run. Calls block, so the loop runs them in a worker thread. The
+few commands with their own `-c` settings (tune, demo) run git directly through `_run`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,10 @@ FALLBACK_IDENTITY = {
     "GIT_COMMITTER_NAME": "expd",
     "GIT_COMMITTER_EMAIL": "expd@localhost",
 }
+
+
+class GitError(Exception):
+    """A git command failed; the message names the command and git's last line of output."""
 
 
 def identity_env(repo: Path) -> dict[str, str]:
@@ -221,3 +230,145 @@ def remove_worktree(repo: Path, path: Path, branch: str) -> None:
         g.worktree("remove", "--force", str(path))
     with contextlib.suppress(git.GitCommandError):
         g.branch("-D", branch)
+
+
+def restore_worktree(repo: Path, path: Path, branch: str) -> None:
+    """Check the run's existing branch out again where its deleted worktree was (resume)."""
+    g = git.Git(repo)
+    g.worktree("prune")
+    try:
+        g.worktree("add", "-q", str(path), branch)
+    except git.GitCommandError as exc:
+        raise UserError(f"cannot restore worktree {path}: {exc.stderr.strip()}") from None
+
+
+@contextlib.contextmanager
+def detached_worktree(repo: Path, commit: str) -> Iterator[Path]:
+    """A temporary `git worktree add --detach`, removed on any exit (error, Ctrl-C, SIGTERM)."""
+    parent = Path(tempfile.mkdtemp(prefix="expd-validate-"))
+    path = parent / "worktree"
+    g = git.Git(repo)
+    try:
+        try:
+            g.worktree("add", "-q", "--detach", str(path), commit)
+        except git.GitCommandError as exc:
+            detail = (exc.stderr or "").strip().splitlines()
+            raise UserError(
+                f"cannot create a worktree of {commit[:12]}: {detail[-1] if detail else exc}"
+            ) from None
+        yield path
+    finally:
+        with contextlib.suppress(git.GitCommandError):
+            g.worktree("remove", "--force", str(path))
+        shutil.rmtree(parent, ignore_errors=True)
+        with contextlib.suppress(git.GitCommandError):
+            g.worktree("prune")
+
+
+def is_tracked(repo: Path, name: str) -> bool:
+    """Whether `name` is committed, so a new worktree of the repository will have it."""
+    try:
+        git.Git(repo).ls_files("--error-unmatch", name)
+    except git.GitCommandError:
+        return False
+    return True
+
+
+# --- finalize: replay kept commits onto the base -------------------------------------------------
+
+
+def valid_branch_name(repo: Path, name: str) -> bool:
+    try:
+        git.Git(repo).check_ref_format("--branch", name)
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def branch_exists(repo: Path, name: str) -> bool:
+    try:
+        git.Git(repo).rev_parse("--verify", "-q", f"refs/heads/{name}")
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def resolve_commit(repo: Path, rev: str) -> str | None:
+    """The commit `rev` names, or None when the repository does not have it."""
+    try:
+        return git.Git(repo).rev_parse("--verify", "-q", f"{rev}^{{commit}}")
+    except git.GitCommandError:
+        return None
+
+
+def cherry_pick(path: Path, env: dict[str, str], commit: str) -> list[str] | None:
+    """Apply `commit` onto HEAD; None when it applied, else the conflicting files (maybe none)."""
+    g = git.Git(path)
+    g.update_environment(**env)
+    try:
+        g.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
+    except git.GitCommandError:
+        try:
+            return g.diff("--name-only", "--diff-filter=U").split()
+        except git.GitCommandError:
+            return []
+    return None
+
+
+def head_commit(path: Path) -> str:
+    return git.Git(path).rev_parse("HEAD")
+
+
+def checkout_detached(path: Path, commit: str) -> None:
+    git.Git(path).checkout("-q", "--detach", commit)
+
+
+def create_branch(repo: Path, name: str, commit: str) -> None:
+    git.Git(repo).branch(name, commit)
+
+
+# --- commits with their own identity: the tune agent and the demo repository --------------------
+
+
+def _run(
+    cwd: Path, args: Sequence[str], config: Sequence[str], env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *config, *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
+    )
+
+
+def commit_files(
+    worktree: Path, files: Sequence[str], message: str, identity: Sequence[str]
+) -> str:
+    """Commit exactly `files` (hooks skipped) and return the new short commit id.
+
+    `identity` is git `-c` options (user.name, user.email); raises GitError naming the command.
+    """
+    config = (*identity, "-c", "commit.gpgsign=false")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    out = ""
+    for args in (
+        ("add", "--", *files),
+        ("commit", "--quiet", "--no-verify", "-m", message, "--", *files),
+        ("rev-parse", "--short", "HEAD"),
+    ):
+        result = _run(worktree, args, config, env)
+        if result.returncode:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            raise GitError(f"git {args[0]} failed: {lines[-1] if lines else result.returncode}")
+        out = result.stdout.strip()
+    return out
+
+
+def init_repo(root: Path, files: Sequence[str], message: str, identity: Sequence[str]) -> None:
+    """`git init` on branch main and one commit of `files`; raises UserError naming the command."""
+    config = (*identity, "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main")
+    for args in (
+        ("init", "--quiet"),
+        ("add", "--", *files),
+        ("commit", "--quiet", "--no-verify", "-m", message),
+    ):
+        result = _run(root, args, config)
+        if result.returncode:
+            raise UserError(f"git {args[0]} failed in {root}: {result.stderr.strip()}")
