@@ -139,3 +139,16 @@ def test_the_new_keys_are_validated(tmp_path: Path, extra: str, message: str) ->
         source=tmp_path,
     )
     assert ok.agent.context_chars == 2000 and ok.loop.notify is None
+
+
+def test_the_diagnostics_tail_starts_at_a_whole_line(tmp_path: Path) -> None:
+    from daemon.service.packet import DIAGNOSTICS_TAIL, _tail
+
+    path = tmp_path / "diagnostics.md"
+    assert _tail(path, DIAGNOSTICS_TAIL) == ""
+    path.write_text("short\n")
+    assert _tail(path, DIAGNOSTICS_TAIL) == "short\n"
+    path.write_text("".join(f"é line {i}\n" for i in range(1000)))
+    text = _tail(path, 100)
+    assert text.startswith("…é line ") and text.endswith("é line 999\n")
+    assert "\ufffd" not in text and len(text.encode()) <= 101 + len("…".encode())

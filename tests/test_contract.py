@@ -1,4 +1,4 @@
-"""The file contract in shared/: formats that survive version skew, atomic writes, tailing, liveness."""
+"""The file contract in shared/: formats that survive version skew, atomic writes, liveness."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from shared.liveness import probe
 from shared.locking import is_locked, try_lock, unlock
 from shared.paths import RunPaths
 from shared.schema import ControlFile, DaemonInfo, ResultRecord, RunState
-from shared.tail import TailReader, last_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -54,38 +53,6 @@ def test_append_line_adds_newline(tmp_path: Path) -> None:
     append_line(path, b'{"a":1}')
     append_line(path, b'{"a":2}\n')
     assert path.read_bytes() == b'{"a":1}\n{"a":2}\n'
-
-
-def test_tail_reader_never_returns_a_half_written_line(tmp_path: Path) -> None:
-    path = tmp_path / "results.jsonl"
-    reader = TailReader(path)
-    assert reader.read_lines() == []  # missing file
-    with open(path, "ab") as handle:
-        handle.write(b'{"experiment": 1}\n{"experim')
-        handle.flush()
-        assert reader.read_lines() == [b'{"experiment": 1}']
-        assert reader.read_lines() == []
-        handle.write(b'ent": 2}\n')
-        handle.flush()
-    assert reader.read_lines() == [b'{"experiment": 2}']
-    assert reader.offset == path.stat().st_size
-
-
-def test_tail_reader_restarts_after_truncation(tmp_path: Path) -> None:
-    path = tmp_path / "log"
-    path.write_bytes(b"one\ntwo\n")
-    reader = TailReader(path)
-    assert reader.read_lines() == [b"one", b"two"]
-    path.write_bytes(b"x\n")
-    assert reader.read_lines() == [b"x"]
-    assert reader.truncated
-
-
-def test_last_lines_reads_backwards(tmp_path: Path) -> None:
-    path = tmp_path / "results.jsonl"
-    path.write_bytes(b"".join(b"line %d\n" % i for i in range(10_000)) + b"partial")
-    assert last_lines(path, 3, chunk=64) == [b"line 9997", b"line 9998", b"line 9999"]
-    assert last_lines(tmp_path / "missing", 3) == []
 
 
 def test_flock_is_exclusive_and_released(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from shared.errors import ContractError
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
 from shared.schema import PHASES, SCHEMA_VERSION, ResultRecord, RunManifest, RunState
-from shared.tail import TailReader
+from shared.tail import TailReader, tail_lines
 from tui.messages import (
     LivenessChanged,
     LogAppended,
@@ -85,30 +85,6 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def tail_start(path: Path, count: int, chunk: int = 65536) -> tuple[list[bytes], int]:
-    """The last `count` complete lines of `path` and the offset just past the last of them."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return [], 0
-    try:
-        size = os.fstat(fd).st_size
-        data, pos = b"", size
-        while pos > 0 and data.count(b"\n") <= count:
-            step = min(chunk, pos)
-            pos -= step
-            data = os.pread(fd, step, pos) + data
-    finally:
-        os.close(fd)
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], pos
-    lines = data[:end].split(b"\n")
-    if pos > 0:
-        lines = lines[1:]  # the first piece may be a partial line
-    return [line for line in lines if line][-count:], pos + end + 1
 
 
 class RunSource:
@@ -281,14 +257,14 @@ class RunSource:
         experiment = state.in_flight.experiment if state.in_flight else state.experiment
         path = self.paths.agent_log(experiment)
         if experiment != self._log_experiment or self._log is None:
-            lines, offset = tail_start(path, LOG_BACKLOG_LINES)
+            lines, offset = tail_lines(path, LOG_BACKLOG_LINES)
             self._log_experiment = experiment
             self._log = TailReader(path, offset)
             self._post(LogAppended(experiment, _text(lines), reset=True))
             return
         pending = (_signature(path) or (0, 0, 0))[1] - self._log.offset
         if pending > LOG_SKIP_BYTES:
-            lines, offset = tail_start(path, LOG_BACKLOG_LINES)
+            lines, offset = tail_lines(path, LOG_BACKLOG_LINES)
             self._log.offset = offset
             note = f"… {pending - sum(len(x) + 1 for x in lines)} bytes of log skipped …"
             self._post(LogAppended(experiment, [note, *_text(lines)]))

@@ -16,6 +16,7 @@ from daemon.service.notify import notify, notify_env
 from daemon.service.store import RunStore
 from shared.paths import RunPaths
 from shared.schema import ProgramConfig, ResultRecord, RunManifest, RunState
+from shared.tail import last_bytes
 
 DIAGNOSTICS_TAIL = 3000
 IDEAS_SHARE = 4
@@ -23,15 +24,16 @@ IDEAS_SHARE = 4
 
 
 def _tail(path: Path, limit: int) -> str:
+    """The end of a file, from its first whole line when it is longer than `limit`."""
     try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            text = f.read().decode(errors="replace")
+        got = last_bytes(path, limit)
     except OSError:
         return ""
-    return text if size <= limit else "…" + text[text.find("\n") + 1 :]
+    if got is None:
+        return ""
+    data, start = got
+    text = data.decode(errors="replace")
+    return text if start == 0 else "…" + text[text.find("\n") + 1 :]
 
 
 def packet_extras(

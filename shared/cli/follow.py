@@ -7,7 +7,6 @@ following a fresh one.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from shared.cli import render
 from shared.runs import RunRef
 from shared.schema import ResultRecord
 from shared.status import build_status
-from shared.tail import TailReader, last_lines
+from shared.tail import TailReader, end_of_last_line, last_lines
 
 _decoder = msgspec.json.Decoder(ResultRecord)
 
@@ -44,31 +43,11 @@ def decode_results(lines: list[bytes]) -> tuple[list[ResultRecord], int]:
     return good, len(records) - len(good)
 
 
-def end_offset(path: Path, chunk: int = 65536) -> int:
-    """The offset just past the last complete line: where following only new results starts."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return 0
-    try:
-        pos = os.fstat(fd).st_size
-        while pos > 0:
-            step = min(chunk, pos)
-            data = os.pread(fd, step, pos - step)
-            newline = data.rfind(b"\n")
-            if newline >= 0:
-                return pos - step + newline + 1
-            pos -= step
-        return 0
-    finally:
-        os.close(fd)
-
-
 class ResultTail:
     """New result records since the last call, by byte offset."""
 
     def __init__(self, path: Path, *, from_start: bool = True) -> None:
-        self.reader = TailReader(path, 0 if from_start else end_offset(path))
+        self.reader = TailReader(path, 0 if from_start else end_of_last_line(path))
 
     def new(self) -> list[ResultRecord]:
         return decode_results(self.reader.read_lines())[0]

@@ -22,7 +22,7 @@ from shared.errors import ContractError, UserError
 from shared.paths import RepoPaths, RunPaths, find_repo_root
 from shared.schema import ResultRecord
 from shared.status import build_status, exit_code, read_state
-from shared.tail import TailReader, last_lines, read_complete_lines
+from shared.tail import head_lines, last_lines, read_complete_lines, read_from
 
 LOG_POLL_S = 0.5
 
@@ -101,7 +101,7 @@ def _baseline(paths: RunPaths, records: list[ResultRecord]) -> float | None:
     for rec in records:
         if rec.status == "baseline":
             return rec.metric
-    head, _ = decode_results(TailReader(paths.results).read_lines(max_bytes=65536))
+    head, _ = decode_results(head_lines(paths.results, 65536))
     for rec in head:
         if rec.status == "baseline":
             return rec.metric
@@ -185,14 +185,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _copy(path: Path, offset: int, decoder: codecs.IncrementalDecoder) -> int:
     """Write what `path` holds past `offset` to stdout; the new offset."""
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            while chunk := f.read(1 << 20):
-                offset += len(chunk)
-                sys.stdout.write(decoder.decode(chunk))
-    except FileNotFoundError:
-        return offset
+    for chunk in read_from(path, offset):
+        offset += len(chunk)
+        sys.stdout.write(decoder.decode(chunk))
     sys.stdout.flush()
     return offset
 

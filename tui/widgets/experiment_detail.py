@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 from shared.display import fmt_duration, fmt_num
 from shared.paths import RunPaths
 from shared.schema import ResultRecord
+from shared.tail import last_bytes
 
 TAIL_BYTES = 512 * 1024
 """How much of an agent log to show (its end); the whole file is one `expd logs` away."""
@@ -29,14 +30,10 @@ PATCH_LINES = 3000
 
 def read_tail(path: Path, max_bytes: int) -> list[str] | None:
     """The last complete lines within `max_bytes` of `path`, or None if it does not exist."""
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            start = max(size - max_bytes, 0)
-            f.seek(start)
-            data = f.read()
-    except FileNotFoundError:
+    got = last_bytes(path, max_bytes)
+    if got is None:
         return None
+    data, start = got
     lines = data.decode("utf-8", errors="replace").splitlines()
     if start > 0 and lines:
         lines[0] = f"… {start} earlier bytes not shown (expd logs shows them) …"
