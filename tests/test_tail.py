@@ -7,6 +7,7 @@ file, and a UTF-8 character split where a read or a chunk boundary falls.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,23 @@ def test_read_from_copies_what_lies_past_an_offset(tmp_path: Path) -> None:
     assert list(read_from(path, 5, chunk=2))[:2] == [b"ca", b"f\xc3"]
     assert b"".join(read_from(path, 5, chunk=2)) == CAFE
     assert list(read_from(path, 1000)) == []
+
+
+# --------------------------------------------------------------------------- one module
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFSET_READ = re.compile(r"\.seek\(|\bos\.pread\(|\bSEEK_(SET|CUR|END)\b")
+ALLOWED = {
+    "shared/tail.py",
+    "daemon/service/store.py",  # cuts a torn last line before appending: a repair, not a read
+}
+
+
+def test_offset_reads_live_in_shared_tail() -> None:
+    found = [
+        str(path.relative_to(ROOT))
+        for package in ("shared", "daemon", "tui")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if OFFSET_READ.search(path.read_text())
+    ]
+    assert set(found) <= ALLOWED, f"read files by offset through shared/tail: {found}"
