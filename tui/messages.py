@@ -74,6 +74,17 @@ class SourceProblem(Message):
         self.newer_version = newer_version
 
 
+class ExperimentLoaded(Message):
+    """The files of one finished experiment, read on request: the head of its patch and the tail
+    of its agent log (None: the file does not exist)."""
+
+    def __init__(self, experiment: int, patch: str | None, log: list[str] | None) -> None:
+        super().__init__()
+        self.experiment = experiment
+        self.patch = patch
+        self.log = log
+
+
 class ProgramsListed(Message):
     """The repository's programs and their runs' statuses (`expd list`), and each valid
     program's default number of experiments."""
