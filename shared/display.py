@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: this module stays importable without the contract
+    from shared.status import StatusReport
 
 DASH = "—"
 
@@ -58,3 +62,20 @@ def drift_line(drift: str, at: int | None) -> str:
     if not drift:
         return ""
     return f"drift at #{at}: {drift}" if at is not None else f"drift: {drift}"
+
+
+def progress_of(s: StatusReport) -> str:
+    """`7/20`: the experiment reached out of the run's maximum."""
+    return f"{s.experiment}/{s.max_experiments}"
+
+
+def metric_line(s: StatusReport) -> str:
+    """`score (lower is better): baseline 10 → best 8 at #5 (20.0% better)`."""
+    name = s.metric or "metric"
+    text = f"{name} ({s.direction} is better): baseline {fmt_num(s.baseline)}"
+    if s.best is not None:
+        at = f" at #{s.best_experiment}" if s.best_experiment is not None else ""
+        text += f" → best {fmt_num(s.best)}{at}"
+        if s.improvement_pct is not None:
+            text += f" ({better_word(s.improvement_pct)})"
+    return text

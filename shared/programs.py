@@ -39,11 +39,15 @@ def _where(exc: msgspec.ValidationError) -> str:
     text = str(exc)
     match = re.search(r" - at `\$((?:\.[^`.\[]+|\[[^\]]*\])*)`$", text)
     message = text[: match.start()] if match else text
-    message = re.sub(r"Object contains unknown field `([^`]+)`", r"unknown key '\1'", message)
-    message = re.sub(r"Object missing required field `([^`]+)`", r"missing key '\1'", message)
+    message, unknown = re.subn(
+        r"Object contains unknown field `([^`]+)`", r"unknown key '\1'", message
+    )
+    message, missing = re.subn(
+        r"Object missing required field `([^`]+)`", r"missing key '\1'", message
+    )
     if match and match.group(1):
         parts = [p for p in re.split(r"\.|\[|\]", match.group(1)) if p]
-        if "unknown key" in message or "missing key" in message:
+        if unknown or missing:  # the path names the table the key is (or is not) in
             return f"{message} in [{'.'.join(parts)}]"
         table, key = ".".join(parts[:-1]), parts[-1]
         return f"{message} for {'[' + table + '] ' if table else ''}{key}"

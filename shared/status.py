@@ -7,11 +7,12 @@ It reads `state.json`, `run.json` and `daemon.json` and probes the lock, and nev
 from __future__ import annotations
 
 import time
-from typing import Any
+
+import msgspec
 
 from shared import codec
 from shared.errors import ContractError
-from shared.liveness import probe
+from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
 from shared.schema import RunManifest, RunState
 
@@ -38,6 +39,59 @@ def change_pct(value: float | None, baseline: float | None) -> float | None:
     return (value - baseline) / abs(baseline) * 100.0
 
 
+class InFlightStatus(msgspec.Struct, kw_only=True):
+    """The experiment in flight as `status --json` shows it (no commit or process group)."""
+
+    experiment: int
+    stage: str
+    started_at: float
+
+
+class StatusReport(msgspec.Struct, kw_only=True):
+    """`expd status --json`: one run from its small files. Fields in output order; every client
+    (CLI, TUI home, reports) reads these attributes, never string keys."""
+
+    run_id: str
+    program: str
+    phase: str
+    detail: str
+    message: str
+    drift: str
+    drift_at_experiment: int | None
+    noise: str
+    daemon: Liveness
+    pid: int | None
+    heartbeat_age: float | None
+    experiment: int
+    max_experiments: int
+    in_flight: InFlightStatus | None
+    keeps: int
+    discards: int
+    crashes: int
+    measurement_failures: int
+    consecutive_non_keeps: int
+    results_count: int
+    baseline: float | None
+    best: float | None
+    best_experiment: int | None
+    improvement_pct: float | None
+    direction: str
+    metric: str
+    termination_reason: str | None
+    cost_usd: float
+    tokens: int
+    started_at: float | None
+    updated_at: float | None
+    resumes: int
+    agent: str
+    model: str | None
+    worktree: str | None
+    branch: str | None
+    repo: str | None
+    """The repository (from run.json; `status --all` falls back to the run index's)."""
+    run_dir: str
+
+
 def read_state(paths: RunPaths) -> RunState | None:
     """`state.json`, or None before the daemon first wrote it; unreadable → ContractError."""
     return codec.read_optional(paths.state_json, RunState)
@@ -45,8 +99,8 @@ def read_state(paths: RunPaths) -> RunState | None:
 
 def build_status(
     paths: RunPaths, *, run_id: str | None = None, now: float | None = None
-) -> dict[str, Any]:
-    """One JSON-ready object describing the run (the `expd status --json` contract)."""
+) -> StatusReport:
+    """The `expd status --json` contract for one run; ContractError if it is not a run."""
     now = time.time() if now is None else now
     state = read_state(paths)
     manifest = codec.read_optional(paths.run_json, RunManifest)
@@ -62,57 +116,57 @@ def build_status(
     direction = st.direction if state is not None else str(config.get("direction", "lower"))
     metric = st.metric or str(config.get("metric", ""))
     in_flight = st.in_flight
-    return {
-        "run_id": run_id,
-        "program": program,
-        "phase": st.phase,
-        "detail": st.detail,
-        "message": st.message,
-        "drift": st.drift,
-        "drift_at_experiment": st.drift_at_experiment,
-        "noise": st.noise,
-        "daemon": live.daemon,
-        "pid": live.pid,
-        "heartbeat_age": live.heartbeat_age,
-        "experiment": st.experiment,
-        "max_experiments": st.max_experiments if state is not None else mf.max_experiments,
-        "in_flight": None
+    return StatusReport(
+        run_id=run_id,
+        program=program,
+        phase=st.phase,
+        detail=st.detail,
+        message=st.message,
+        drift=st.drift,
+        drift_at_experiment=st.drift_at_experiment,
+        noise=st.noise,
+        daemon=live.daemon,
+        pid=live.pid,
+        heartbeat_age=live.heartbeat_age,
+        experiment=st.experiment,
+        max_experiments=st.max_experiments if state is not None else mf.max_experiments,
+        in_flight=None
         if in_flight is None
-        else {
-            "experiment": in_flight.experiment,
-            "stage": in_flight.stage,
-            "started_at": in_flight.started_at,
-        },
-        "keeps": st.keeps,
-        "discards": st.discards,
-        "crashes": st.crashes,
-        "measurement_failures": st.measurement_failures,
-        "consecutive_non_keeps": st.consecutive_non_keeps,
-        "results_count": st.results_count,
-        "baseline": st.baseline,
-        "best": st.best,
-        "best_experiment": st.best_experiment,
-        "improvement_pct": improvement_pct(st.baseline, st.best, direction),
-        "direction": direction,
-        "metric": metric,
-        "termination_reason": st.termination_reason,
-        "cost_usd": st.cost_usd,
-        "tokens": st.tokens,
-        "started_at": st.started_at or mf.created_at or None,
-        "updated_at": st.updated_at or None,
-        "resumes": st.resumes,
-        "agent": mf.agent_kind,
-        "model": mf.agent_model,
-        "worktree": mf.worktree or None,
-        "branch": mf.branch or None,
-        "repo": mf.repo or None,
-        "run_dir": str(paths.dir),
-    }
+        else InFlightStatus(
+            experiment=in_flight.experiment,
+            stage=in_flight.stage,
+            started_at=in_flight.started_at,
+        ),
+        keeps=st.keeps,
+        discards=st.discards,
+        crashes=st.crashes,
+        measurement_failures=st.measurement_failures,
+        consecutive_non_keeps=st.consecutive_non_keeps,
+        results_count=st.results_count,
+        baseline=st.baseline,
+        best=st.best,
+        best_experiment=st.best_experiment,
+        improvement_pct=improvement_pct(st.baseline, st.best, direction),
+        direction=direction,
+        metric=metric,
+        termination_reason=st.termination_reason,
+        cost_usd=st.cost_usd,
+        tokens=st.tokens,
+        started_at=st.started_at or mf.created_at or None,
+        updated_at=st.updated_at or None,
+        resumes=st.resumes,
+        agent=mf.agent_kind,
+        model=mf.agent_model,
+        worktree=mf.worktree or None,
+        branch=mf.branch or None,
+        repo=mf.repo or None,
+        run_dir=str(paths.dir),
+    )
 
 
-def exit_code(status: dict[str, Any]) -> int:
+def exit_code(status: StatusReport) -> int:
     """`expd status` exit code: 0 running, 3 not running (finished or dead), 4 unresponsive."""
-    daemon = status["daemon"]
+    daemon = status.daemon
     if daemon == "hung":
         return EXIT_HUNG
     return EXIT_RUNNING if daemon in ACTIVE else EXIT_NOT_RUNNING

@@ -287,7 +287,7 @@ def test_follow_on_a_terminal_redraws_the_phase_line(fake: Callable[..., FakeRun
     final = follow_progress(runs.resolve(None), out, interval=0.05, transient=True)
     thread.join()
     text = out.getvalue()
-    assert final["phase"] == "complete" and text.endswith("complete  experiment 1/20\n")
+    assert final.phase == "complete" and text.endswith("complete  experiment 1/20\n")
     assert "\r\x1b[K#1   discard  11 (+10.0%)  worse\n" in text
     assert text.count("\n") == 2  # only the result and the final phase stay on screen
 
@@ -298,7 +298,7 @@ def test_follow_gives_a_new_run_time_to_start(fake: Callable[..., FakeRun]) -> N
     clock = iter([0.0, 1.0, 100.0]).__next__
     out = io.StringIO()
     final = follow_progress(runs.resolve(None), out, sleep=lambda _: None, clock=clock)
-    assert final["daemon"] == "dead"
+    assert final.daemon == "dead"
     assert out.getvalue().count("starting  experiment 0/20") == 1
     assert f"daemon is dead — resume with: expd resume {run.run_id}" in out.getvalue()
 
@@ -309,7 +309,7 @@ def test_watch_screen_shows_status_and_recent_results(fake: Callable[..., FakeRu
     out = io.StringIO()
     final = watch_screen(runs.resolve(None), out, recent=5)
     text = out.getvalue()
-    assert final["daemon"] == "finished" and text.startswith(CLEAR)
+    assert final.daemon == "finished" and text.startswith(CLEAR)
     assert "finished (complete, max_experiments)" in text and "Ctrl-C" not in text
     rows = [line.split()[0] for line in text.split("#  ")[1].splitlines()[1:] if line]
     assert rows == ["10", "11", "12", "13", "14"]

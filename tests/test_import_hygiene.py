@@ -122,3 +122,22 @@ def test_the_tui_never_imports_the_daemon() -> None:
         check=True,
     )
     assert json.loads(proc.stdout) == []
+
+
+def test_the_tui_never_imports_the_cli() -> None:
+    """`tui` reads through `shared`'s contract (status, listing); the CLI's presentation is the
+    CLI's: the home screen starts runs through `python -m shared.cli.main`, never by import."""
+    code = (
+        "import json, pkgutil, importlib, sys, tui\n"
+        "for m in pkgutil.walk_packages(tui.__path__, 'tui.'): importlib.import_module(m.name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('shared.cli'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == []

@@ -1,7 +1,8 @@
 """A run dashboard fed by hand: a source that posts nothing by itself, fixed data and a frozen clock.
 
 Tests post the same messages `tui.source.RunSource` would (`screen.post_message(...)`), so the
-screen is exercised exactly as in real use, without a daemon or file watching.
+screen is exercised exactly as in real use, without a daemon or file watching. Files read on
+request (an experiment's patch and log) are read as the real source reads them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shared.paths import RunPaths
 from shared.runs import RunRef
 from shared.schema import DiffStat, InFlight, ResultRecord, RunManifest, RunState
 from tui.messages import LivenessChanged, LogAppended, RunOpened
+from tui.reads import RunFiles
 from tui.screens.run import RunScreen
 
 APP_TCSS = Path(__file__).resolve().parent.parent / "tui" / "app.tcss"
@@ -28,10 +30,11 @@ RUN_ID = "prog/20260101-120000"
 PID = 4242
 
 
-class FakeSource:
+class FakeSource(RunFiles):
     """Satisfies the Source protocol; records attach/detach and can post later messages."""
 
-    def __init__(self, *messages: Message) -> None:
+    def __init__(self, paths: RunPaths, *messages: Message) -> None:
+        self.paths = paths
         self.messages = list(messages)
         self.target: MessagePump | None = None
         self.detached = False
@@ -166,7 +169,7 @@ def make_app(
     kills: Kills | None = None,
 ) -> tuple[RunApp, FakeSource, RunPaths]:
     paths = run_dir(tmp_path)
-    source = FakeSource(*(messages or standard_messages()))
+    source = FakeSource(paths, *(messages or standard_messages()))
     screen = RunScreen(
         RunRef("prog", "20260101-120000", paths),
         source,

@@ -15,6 +15,8 @@ from textual.binding import Binding, BindingType
 
 from shared.paths import RunPaths
 from shared.runs import RunRef
+from tui.screens.home import HomeScreen
+from tui.screens.run import RunScreen
 from tui.source import RunSource, Source
 
 
@@ -54,30 +56,24 @@ class ExpdApp(App[None]):
 
     def on_mount(self) -> None:
         if self.repo is not None:
-            from tui.screens.home import HomeScreen
-
             self.push_screen(HomeScreen(self.repo))
         if self.start_run is not None:
             self.open_run(self.start_run)
 
     def open_run(self, ref: RunRef) -> None:
         """Show a run's dashboard, fed by a fresh source for its directory."""
-        from tui.screens.run import RunScreen
-
         self.last_run = ref
         self.push_screen(RunScreen(ref, self.source_factory(ref.paths)))
 
+    def on_home_screen_run_chosen(self, message: HomeScreen.RunChosen) -> None:
+        self.open_run(message.ref)
+
     def _home_below(self) -> bool:
         """On a run dashboard with the home screen underneath it (h goes back there)."""
-        from tui.screens.home import HomeScreen
-        from tui.screens.run import RunScreen
-
         stack = self.screen_stack
         return isinstance(self.screen, RunScreen) and any(isinstance(s, HomeScreen) for s in stack)
 
     def action_home(self) -> None:
-        from tui.screens.home import HomeScreen
-
         if self._home_below():
             while not isinstance(self.screen, HomeScreen):
                 self.pop_screen()

@@ -1,4 +1,4 @@
-"""What a run source tells the screens. Screens only react to these; they never read files.
+"""What the sources tell the screens. Screens only react to these; they never read files.
 
 All payloads are decoded contract structs, so a fake source in a test posts exactly what the real
 one would.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from shared.listing import ProgramListing
 from shared.liveness import Probe
 from shared.schema import ResultRecord, RunManifest, RunState
 
@@ -71,3 +72,24 @@ class SourceProblem(Message):
         super().__init__()
         self.text = text
         self.newer_version = newer_version
+
+
+class ExperimentLoaded(Message):
+    """The files of one finished experiment, read on request: the head of its patch and the tail
+    of its agent log (None: the file does not exist)."""
+
+    def __init__(self, experiment: int, patch: str | None, log: list[str] | None) -> None:
+        super().__init__()
+        self.experiment = experiment
+        self.patch = patch
+        self.log = log
+
+
+class ProgramsListed(Message):
+    """The repository's programs and their runs' statuses (`expd list`), and each valid
+    program's default number of experiments."""
+
+    def __init__(self, programs: list[ProgramListing], max_experiments: dict[str, int]) -> None:
+        super().__init__()
+        self.programs = programs
+        self.max_experiments = max_experiments

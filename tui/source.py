@@ -1,8 +1,10 @@
-"""The one place the TUI reads a run directory: a watcher that turns file changes into messages.
+"""The one place the TUI watches a run directory: a source that turns file changes into messages.
 
-Screens never touch files. A `Source` posts `tui.messages` to a screen: `RunOpened` first, then
-state, results, log and liveness changes. `RunSource` does it for real, from a thread worker, with
-byte-offset reads only, so watching a run costs the same with ten results or ten thousand.
+Screens and widgets never touch files. A `Source` posts `tui.messages` to a screen: `RunOpened`
+first, then state, results, log and liveness changes, and `ExperimentLoaded` when the screen asks
+for an experiment's files. `RunSource` does it for real, from thread workers, with byte-offset
+reads only, so watching a run costs the same with ten results or ten thousand. What is read on
+request rather than watched (and the home screen's listing) is in `tui.reads`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tui.messages import (
     SourceProblem,
     StateChanged,
 )
+from tui.reads import RunFiles
 
 LOG_BACKLOG_LINES = 2000
 """How much of an existing agent log is shown when switching to it."""
@@ -56,6 +59,13 @@ class Source(Protocol):
 
     def detach(self) -> None:
         """Stop posting; safe to call twice or before `attach`."""
+
+    def load_experiment(self, experiment: int) -> None:
+        """Read the experiment's patch and agent log off the event loop; post `ExperimentLoaded`
+        to the attached target (a newer request supersedes an unfinished one)."""
+
+    def daemon_pid(self) -> int | None:
+        """The pid `daemon.json` names. Blocking: call it from a thread worker."""
 
 
 def newer_version_problem(state: RunState) -> str | None:
@@ -87,14 +97,14 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class RunSource:
+class RunSource(RunFiles):
     """Watches one run directory with watchfiles in a thread worker of the target screen."""
 
     def __init__(self, paths: RunPaths, *, liveness_poll_s: float = 2.0) -> None:
         self.paths = paths
         self.liveness_poll_s = liveness_poll_s
         self._stop = threading.Event()
-        self._target: MessagePump | None = None
+        self.target: MessagePump | None = None
         self._worker: Worker[None] | None = None
         self._decoder = msgspec.json.Decoder(ResultRecord)
         self._thread: int | None = None
@@ -117,7 +127,7 @@ class RunSource:
         self.detach()
         self._reset()
         self._stop = threading.Event()
-        self._target = target
+        self.target = target
         self._worker = target.run_worker(  # type: ignore[attr-defined]
             partial(self._watch, self._stop),
             name=f"run-source {self.paths.dir.name}",
@@ -129,13 +139,13 @@ class RunSource:
 
     def detach(self) -> None:
         self._stop.set()
-        self._target = None
+        self.target = None
         self._thread = None
 
     # ------------------------------------------------------------------ the worker
 
     def _post(self, message: Message) -> None:
-        target = self._target
+        target = self.target
         if target is not None and self._thread == threading.get_ident():
             target.post_message(message)
 
@@ -182,27 +192,27 @@ class RunSource:
 
     def _open(self) -> None:
         """The first full read, posted as one RunOpened so the screen builds in one go."""
-        problems: list[str] = []
+        problems: list[SourceProblem] = []
         try:
             manifest = codec.read_optional(self.paths.run_json, RunManifest) or RunManifest()
         except ContractError as exc:
             manifest = RunManifest()
-            problems.append(str(exc))
+            problems.append(SourceProblem(str(exc)))
         state = self._read_state(problems)
         results = self._read_results()
         shown = state if state is not None and newer_version_problem(state) is None else None
         self._post(RunOpened(manifest, shown, results))
         for problem in problems:
-            self._post(SourceProblem(problem, newer_version="newer expd" in problem))
+            self._post(problem)
         self._sync_log()
         self._check_liveness()
 
     def _sync(self) -> None:
-        problems: list[str] = []
+        problems: list[SourceProblem] = []
         before = self._state_sig
         state = self._read_state(problems)
         for problem in problems:
-            self._post(SourceProblem(problem, newer_version="newer expd" in problem))
+            self._post(problem)
         if state is not None and self._state_sig != before and not problems:
             self._post(StateChanged(state))
             self._check_liveness()  # a terminal phase turns "dead" into "finished"
@@ -211,7 +221,7 @@ class RunSource:
             self._post(ResultsAppended(results))
         self._sync_log()
 
-    def _read_state(self, problems: list[str]) -> RunState | None:
+    def _read_state(self, problems: list[SourceProblem]) -> RunState | None:
         """state.json if it changed since the last read (else the last one), checked for version."""
         sig = _signature(self.paths.state_json)
         if sig == self._state_sig:
@@ -222,7 +232,7 @@ class RunSource:
             self._state_sig = sig
             if str(exc) != self._problem:
                 self._problem = str(exc)
-                problems.append(str(exc))
+                problems.append(SourceProblem(str(exc)))
             return self._state
         self._state_sig = sig
         if state is None:
@@ -231,7 +241,7 @@ class RunSource:
         if problem is not None:
             if problem != self._problem:
                 self._problem = problem
-                problems.append(problem)
+                problems.append(SourceProblem(problem, newer_version=True))
             return self._state
         self._problem = None
         self._state = state

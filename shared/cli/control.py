@@ -14,7 +14,7 @@ from shared import control, runs
 from shared.cli import render
 from shared.cli.read import emit_json, warn
 from shared.errors import UserError
-from shared.status import ACTIVE, build_status
+from shared.status import ACTIVE, StatusReport, build_status
 
 POLL_S = 0.2
 ABORT_WAIT_S = 10.0
@@ -27,21 +27,21 @@ SET_KEYS = {
 SET_USAGE = "usage: expd set [RUN] max-experiments N | guidance TEXT"
 
 
-def running_run(arg: str | None) -> tuple[runs.RunRef, dict[str, Any]]:
+def running_run(arg: str | None) -> tuple[runs.RunRef, StatusReport]:
     """The run and its status, refusing runs whose daemon is gone (nobody would read a request)."""
     ref = runs.resolve(arg)
     status = build_status(ref.paths, run_id=ref.run_id)
-    if status["daemon"] == "finished":
-        reason = status["termination_reason"]
+    if status.daemon == "finished":
+        reason = status.termination_reason
         raise UserError(
-            f"run {ref.run_id} is not running: it is {status['phase']}"
+            f"run {ref.run_id} is not running: it is {status.phase}"
             + (f" ({reason})" if reason else "")
         )
-    if status["daemon"] == "dead":
+    if status.daemon == "dead":
         raise UserError(
             f"run {ref.run_id} is not running: daemon is dead — resume with: expd resume {ref.run_id}"
         )
-    if status["daemon"] == "hung":
+    if status.daemon == "hung":
         warn(f"the daemon of {ref.run_id} is unresponsive; the request waits until it recovers")
     return ref, status
 
@@ -60,7 +60,7 @@ def wait_for(
 
 
 def _stopped(ref: runs.RunRef) -> Callable[[], bool]:
-    return lambda: build_status(ref.paths, run_id=ref.run_id)["daemon"] not in ACTIVE
+    return lambda: build_status(ref.paths, run_id=ref.run_id).daemon not in ACTIVE
 
 
 def _report(
@@ -74,10 +74,10 @@ def _report(
 
 def _final_line(ref: runs.RunRef) -> str:
     status = build_status(ref.paths, run_id=ref.run_id)
-    if status["daemon"] == "dead":
+    if status.daemon == "dead":
         return f"run {ref.run_id}: {render.alert(status)}"
-    reason = status["termination_reason"]
-    return f"run {ref.run_id} is {status['phase']}" + (f" ({reason})" if reason else "")
+    reason = status.termination_reason
+    return f"run {ref.run_id} is {status.phase}" + (f" ({reason})" if reason else "")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -123,7 +123,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
             file=sys.stderr if args.json else sys.stdout,
         )
         return 0
-    pid = status["pid"]
+    pid = status.pid
     raise UserError(
         f"the daemon did not acknowledge the abort within {ABORT_WAIT_S:g} s; if it is stuck: "
         f"kill -9 {pid if pid else '<pid>'}, then: expd resume {ref.run_id}"
@@ -172,7 +172,7 @@ def cmd_set(args: argparse.Namespace) -> int:
                 f"the daemon did not acknowledge request {request_id} within {SET_WAIT_S:g} s"
                 f" (see: expd status {ref.run_id})"
             )
-        message = build_status(ref.paths, run_id=ref.run_id)["message"]
+        message = build_status(ref.paths, run_id=ref.run_id).message
         print(
             f"acknowledged{': ' + message if message else ''}",
             file=sys.stderr if args.json else sys.stdout,

@@ -19,7 +19,7 @@ from shared import display
 from shared.cli import render
 from shared.runs import RunRef
 from shared.schema import ResultRecord
-from shared.status import build_status
+from shared.status import StatusReport, build_status
 from shared.tail import TailReader, end_of_last_line, last_lines
 
 _decoder = msgspec.json.Decoder(ResultRecord)
@@ -53,13 +53,13 @@ class ResultTail:
         return decode_results(self.reader.read_lines())[0]
 
 
-def _gone(status: dict[str, Any], started: float, clock: Callable[[], float]) -> bool:
+def _gone(status: StatusReport, started: float, clock: Callable[[], float]) -> bool:
     """The daemon will not write anything more (a just-started run gets a grace period)."""
-    if status["daemon"] == "finished":
+    if status.daemon == "finished":
         return True
-    if status["daemon"] != "dead":
+    if status.daemon != "dead":
         return False
-    fresh = status["updated_at"] is None and clock() - started < STARTUP_GRACE_S
+    fresh = status.updated_at is None and clock() - started < STARTUP_GRACE_S
     return not fresh
 
 
@@ -72,7 +72,7 @@ def follow_progress(
     transient: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
+) -> StatusReport:
     """A line per new result and per phase change until the daemon is gone; the final status.
 
     On a terminal (`transient`) the phase line is redrawn in place under the results, so fast
@@ -93,9 +93,9 @@ def follow_progress(
         for rec in records:
             if rec.status == "baseline" and first_baseline is None:
                 first_baseline = rec.metric
-            baseline = first_baseline if first_baseline is not None else status["baseline"]
+            baseline = first_baseline if first_baseline is not None else status.baseline
             print(render.result_line(rec, baseline), file=out)
-        key = (status["phase"], status["experiment"], status["daemon"], status["detail"])
+        key = (status.phase, status.experiment, status.daemon, status.detail)
         gone = _gone(status, started, clock)
         if key != last_key or (records and transient):
             last_key = key
@@ -110,7 +110,7 @@ def follow_progress(
         if gone:
             if pending_line:
                 out.write("\n")
-            if status["daemon"] == "dead":
+            if status.daemon == "dead":
                 print(render.alert(status), file=out)
             return status
         sleep(interval)
@@ -126,7 +126,7 @@ def watch_screen(
     interval: float = 1.0,
     recent: int = 10,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> StatusReport:
     """Redraw the status and the latest results every `interval` until the daemon is gone."""
     tail = ResultTail(ref.paths.results, from_start=False)
     shown: deque[ResultRecord] = deque(
@@ -138,8 +138,8 @@ def watch_screen(
         # A result appended between the two reads above is in both: numbers only grow.
         newest = shown[-1].experiment if shown else -1
         shown.extend(rec for rec in tail.new() if rec.experiment > newest)
-        table = render.results_table(list(shown), status["baseline"], width)
-        gone = status["daemon"] in ("finished", "dead")
+        table = render.results_table(list(shown), status.baseline, width)
+        gone = status.daemon in ("finished", "dead")
         footer = (
             ""
             if gone

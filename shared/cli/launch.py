@@ -20,7 +20,7 @@ from shared.cli.read import emit_json
 from shared.errors import ContractError, UserError
 from shared.paths import RepoPaths, RunPaths, check_program_name, find_repo_root
 from shared.programs import load_program, scaffold
-from shared.status import build_status
+from shared.status import StatusReport, build_status
 
 ATTACH_OK = frozenset({"max_experiments", "stagnation", "budget", "stopped"})
 DEMO_OK = frozenset({"max_experiments", "stagnation"})
@@ -104,7 +104,7 @@ def _announce(args: argparse.Namespace, verb: str, started: Any) -> None:
     )
 
 
-def follow_to_end(ref: runs.RunRef, look: str) -> dict[str, Any] | None:
+def follow_to_end(ref: runs.RunRef, look: str) -> StatusReport | None:
     """Progress lines until the daemon finishes, then a summary; None when the user detached."""
     try:
         final = follow_progress(ref, sys.stdout, interval=0.25 if sys.stdout.isatty() else 1.0)
@@ -116,7 +116,7 @@ def follow_to_end(ref: runs.RunRef, look: str) -> dict[str, Any] | None:
     return final
 
 
-def watch_to_end(ref: runs.RunRef, look: str, *, tui: bool = True) -> dict[str, Any] | None:
+def watch_to_end(ref: runs.RunRef, look: str, *, tui: bool = True) -> StatusReport | None:
     """The dashboard on a terminal (else plain progress lines); the final status if the run
     ended while watched, None if the user left it running."""
     from shared.cli.tui import goodbye, on_terminal, open_tui
@@ -125,21 +125,21 @@ def watch_to_end(ref: runs.RunRef, look: str, *, tui: bool = True) -> dict[str, 
         return follow_to_end(ref, look)
     open_tui(run=ref)
     final = goodbye(ref)
-    if final is not None and final["daemon"] == "finished":
+    if final is not None and final.daemon == "finished":
         print(render.summary_text(final, look))
     return final
 
 
-def _ended_well(final: dict[str, Any] | None, ok: frozenset[str]) -> bool:
+def _ended_well(final: StatusReport | None, ok: frozenset[str]) -> bool:
     if final is None:
         return True
-    return final["phase"] == "complete" and final["termination_reason"] in ok
+    return final.phase == "complete" and final.termination_reason in ok
 
 
-def _ending(final: dict[str, Any]) -> str:
-    reason = final["termination_reason"] or f"daemon {final['daemon']}"
-    message = f": {final['message']}" if final["message"] else ""
-    return f"run {final['run_id']} ended {final['phase']} ({reason}){message}"
+def _ending(final: StatusReport) -> str:
+    reason = final.termination_reason or f"daemon {final.daemon}"
+    message = f": {final.message}" if final.message else ""
+    return f"run {final.run_id} ended {final.phase} ({reason}){message}"
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -170,16 +170,16 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     ref = runs.resolve(args.run)
     try:
-        status = build_status(ref.paths, run_id=ref.run_id)
+        status: StatusReport | None = build_status(ref.paths, run_id=ref.run_id)
     except ContractError:
         # An unreadable state.json: resume_run still checks the lock; the daemon rebuilds it.
-        status = {"daemon": None, "pid": None}
-    if status["daemon"] in ("running", "starting"):
-        raise UserError(f"run {ref.run_id} is already running (pid {status['pid']})")
-    if status["daemon"] == "hung":
+        status = None
+    if status is not None and status.daemon in ("running", "starting"):
+        raise UserError(f"run {ref.run_id} is already running (pid {status.pid})")
+    if status is not None and status.daemon == "hung":
         raise UserError(
-            f"run {ref.run_id} has an unresponsive daemon (pid {status['pid']}): "
-            f"kill {status['pid']} first, then resume"
+            f"run {ref.run_id} has an unresponsive daemon (pid {status.pid}): "
+            f"kill {status.pid} first, then resume"
         )
 
     from daemon.commands.spawn import resume_run

@@ -19,9 +19,10 @@ from shared import codec, display, runs
 from shared.cli import render
 from shared.cli.follow import decode_results, follow_progress, watch_screen
 from shared.errors import ContractError, UserError
-from shared.paths import RepoPaths, RunPaths, find_repo_root
+from shared.listing import ProgramListing, UnreadableRun, program_listing
+from shared.paths import RunPaths, find_repo_root
 from shared.schema import ResultRecord
-from shared.status import build_status, exit_code, read_state
+from shared.status import StatusReport, build_status, exit_code, read_state
 from shared.tail import head_lines, last_lines, read_complete_lines, read_from
 
 LOG_POLL_S = 0.5
@@ -59,16 +60,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _status_all(as_json: bool) -> int:
     """Runs of every repository that are not finished (the dead ones need a resume)."""
-    statuses = []
+    statuses: list[StatusReport] = []
     for ref in runs.indexed_runs():
         try:
             status = build_status(ref.paths, run_id=ref.run_id)
         except ContractError as exc:
             warn(str(exc))
             continue
-        if status["daemon"] == "finished":
+        if status.daemon == "finished":
             continue
-        status["repo"] = status["repo"] or (str(ref.repo) if ref.repo else None)
+        status.repo = status.repo or (str(ref.repo) if ref.repo else None)
         statuses.append(status)
     if as_json:
         emit_json(statuses)
@@ -192,10 +193,10 @@ def _copy(path: Path, offset: int, decoder: codecs.IncrementalDecoder) -> int:
     return offset
 
 
-def _experiment_over(status: dict[str, Any], experiment: int) -> bool:
-    in_flight = status["in_flight"]
-    busy = in_flight is not None and in_flight["experiment"] == experiment
-    return not busy and status["experiment"] >= experiment
+def _experiment_over(status: StatusReport, experiment: int) -> bool:
+    in_flight = status.in_flight
+    busy = in_flight is not None and in_flight.experiment == experiment
+    return not busy and status.experiment >= experiment
 
 
 def _follow_log(ref: runs.RunRef, log: Path | None, *, only: int | None) -> None:
@@ -222,11 +223,11 @@ def _follow_log(ref: runs.RunRef, log: Path | None, *, only: int | None) -> None
                 decoder = codecs.getincrementaldecoder("utf-8")("replace")
                 continue
         over = only is not None and _experiment_over(status, only)
-        if over or status["daemon"] in ("finished", "dead"):
+        if over or status.daemon in ("finished", "dead"):
             if log is not None:
                 _copy(log, offset, decoder)
             sys.stdout.write(decoder.decode(b"", final=True))
-            if status["daemon"] == "dead":
+            if status.daemon == "dead":
                 print(render.alert(status), file=sys.stderr)
             return
         time.sleep(LOG_POLL_S)
@@ -235,36 +236,7 @@ def _follow_log(ref: runs.RunRef, log: Path | None, *, only: int | None) -> None
 # --------------------------------------------------------------------------- list
 
 
-def program_listing(root: Path) -> list[dict[str, Any]]:
-    """Every program of the repository with its configuration summary and its runs' statuses."""
-    from shared.programs import parse_program  # tomllib: only `list` needs it
-
-    repo = RepoPaths(root)
-    names = set(repo.program_names())
-    if repo.programs_dir.is_dir():
-        names |= {p.name for p in repo.programs_dir.iterdir() if (p / "runs").is_dir()}
-    out = []
-    for name in sorted(names):
-        program = repo.program(name)
-        entry: dict[str, Any] = {"program": name, "dir": str(program.dir), "error": None}
-        entry.update(metric=None, direction=None, agent=None, runs=[])
-        try:
-            config = parse_program(program.toml.read_text(), source=program.toml)
-            entry.update(metric=config.metric, direction=config.direction, agent=config.agent.kind)
-        except FileNotFoundError:
-            entry["error"] = f"{program.toml}: missing"
-        except UserError as exc:
-            entry["error"] = str(exc)
-        for ref in runs.repo_runs(root, name):
-            try:
-                entry["runs"].append(build_status(ref.paths, run_id=ref.run_id))
-            except ContractError as exc:
-                entry["runs"].append({"run_id": ref.run_id, "error": str(exc)})
-        out.append(entry)
-    return out
-
-
-def listing_text(root: Path, programs: list[dict[str, Any]]) -> str:
+def listing_text(root: Path, programs: list[ProgramListing]) -> str:
     if not programs:
         return (
             f"no programs in {root} (create one with: "
@@ -272,23 +244,23 @@ def listing_text(root: Path, programs: list[dict[str, Any]]) -> str:
         )
     lines = []
     for p in programs:
-        head = p["program"]
-        if p["error"]:
-            head += f"  (invalid: {p['error']})"
+        head = p.program
+        if p.error:
+            head += f"  (invalid: {p.error})"
         else:
-            head += f"  {p['metric']} ({p['direction']} is better) · agent {p['agent']}"
+            head += f"  {p.metric} ({p.direction} is better) · agent {p.agent}"
         lines.append(head)
-        if not p["runs"]:
-            lines.append(f"  no runs — start one with: expd start {p['program']}")
-        for s in p["runs"]:
-            if "error" in s and "daemon" not in s:
-                lines.append(f"  {s['run_id']}  unreadable: {s['error']}")
+        if not p.runs:
+            lines.append(f"  no runs — start one with: expd start {p.program}")
+        for s in p.runs:
+            if isinstance(s, UnreadableRun):
+                lines.append(f"  {s.run_id}  unreadable: {s.error}")
                 continue
-            best = f"best {display.fmt_num(s['best'])}" if s["best"] is not None else "no best yet"
-            better = display.better_word(s["improvement_pct"])
+            best = f"best {display.fmt_num(s.best)}" if s.best is not None else "no best yet"
+            better = display.better_word(s.improvement_pct)
             lines.append(
-                f"  {s['run_id']}  {s['phase']:<13} {s['daemon']:<9} "
-                f"{render.progress_of(s):>7}  {best}{'  ' + better if better else ''}"
+                f"  {s.run_id}  {s.phase:<13} {s.daemon:<9} "
+                f"{display.progress_of(s):>7}  {best}{'  ' + better if better else ''}"
             )
     return "\n".join(lines)
 

@@ -16,10 +16,12 @@ from shared.display import (
     fmt_num,
     fmt_pct,
     fmt_time,
+    metric_line,
+    progress_of,
     truncate,
 )
 from shared.schema import ResultRecord
-from shared.status import change_pct
+from shared.status import StatusReport, change_pct
 
 
 def terminal_width(stream: TextIO) -> int:
@@ -35,14 +37,10 @@ def terminal_width(stream: TextIO) -> int:
     return columns if columns > 0 else 120
 
 
-def progress_of(s: dict[str, Any]) -> str:
-    return f"{s['experiment']}/{s['max_experiments']}"
-
-
-def daemon_line(s: dict[str, Any]) -> str:
+def daemon_line(s: StatusReport) -> str:
     """The `daemon` row of the status: its liveness, pid and heartbeat age."""
-    daemon, pid = s["daemon"], s["pid"]
-    age = fmt_duration(s.get("heartbeat_age"))
+    daemon, pid = s.daemon, s.pid
+    age = fmt_duration(s.heartbeat_age)
     if daemon == "running":
         return f"running (pid {pid}, heartbeat {age} ago)"
     if daemon == "starting":
@@ -51,69 +49,58 @@ def daemon_line(s: dict[str, Any]) -> str:
         return f"UNRESPONSIVE (pid {pid}, last heartbeat {age} ago)"
     if daemon == "dead":
         return f"DEAD (pid {pid}, last heartbeat {age} ago)" if pid else "DEAD"
-    reason = s["termination_reason"]
-    return f"finished ({s['phase']}{', ' + reason if reason else ''})"
+    reason = s.termination_reason
+    return f"finished ({s.phase}{', ' + reason if reason else ''})"
 
 
-def alert(s: dict[str, Any]) -> str | None:
+def alert(s: StatusReport) -> str | None:
     """What to do about a daemon that is not healthy, or None when there is nothing to do."""
-    run_id, pid = s["run_id"], s["pid"]
-    if s["daemon"] == "dead":
+    run_id, pid = s.run_id, s.pid
+    if s.daemon == "dead":
         return f"daemon is dead — resume with: expd resume {run_id}"
-    if s["daemon"] == "hung":
+    if s.daemon == "hung":
         return (
-            f"daemon is unresponsive — see {s['run_dir']}/daemon.log; "
+            f"daemon is unresponsive — see {s.run_dir}/daemon.log; "
             f"kill {pid}, then: expd resume {run_id}"
         )
     return None
 
 
-def metric_line(s: dict[str, Any]) -> str:
-    name = s["metric"] or "metric"
-    text = f"{name} ({s['direction']} is better): baseline {fmt_num(s['baseline'])}"
-    if s["best"] is not None:
-        at = f" at #{s['best_experiment']}" if s["best_experiment"] is not None else ""
-        text += f" → best {fmt_num(s['best'])}{at}"
-        if s["improvement_pct"] is not None:
-            text += f" ({better_word(s['improvement_pct'])})"
-    return text
+def drift_text(s: StatusReport) -> str:
+    return drift_line(s.drift, s.drift_at_experiment)
 
 
-def drift_text(s: dict[str, Any]) -> str:
-    return drift_line(s.get("drift") or "", s.get("drift_at_experiment"))
-
-
-def status_text(s: dict[str, Any], now: float | None = None) -> str:
+def status_text(s: StatusReport, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    phase = s["phase"] + (f" — {s['detail']}" if s["detail"] else "")
-    started = s["started_at"]
-    updated = s["updated_at"]
+    phase = s.phase + (f" — {s.detail}" if s.detail else "")
+    started = s.started_at
+    updated = s.updated_at
     rows = [
-        ("run", f"{s['run_id']}"),
+        ("run", f"{s.run_id}"),
         ("daemon", daemon_line(s)),
         ("phase", f"{phase}   experiment {progress_of(s)}"),
         (
             "results",
-            f"keeps {s['keeps']} · discards {s['discards']} · crashes {s['crashes']}"
-            f" · measurement failures {s['measurement_failures']}",
+            f"keeps {s.keeps} · discards {s.discards} · crashes {s.crashes}"
+            f" · measurement failures {s.measurement_failures}",
         ),
         ("metric", metric_line(s)),
-        ("cost", f"${s['cost_usd']:.2f} · {s['tokens']:,} tokens"),
+        ("cost", f"${s.cost_usd:.2f} · {s.tokens:,} tokens"),
         (
             "time",
             f"started {fmt_time(started)} ({fmt_duration(now - started if started else None)} ago)"
             f", updated {fmt_duration(now - updated if updated else None)} ago",
         ),
     ]
-    if s["worktree"]:
-        rows.append(("worktree", f"{s['worktree']} (branch {s['branch']})"))
-    rows.append(("run dir", s["run_dir"]))
-    if s.get("drift"):
+    if s.worktree:
+        rows.append(("worktree", f"{s.worktree} (branch {s.branch})"))
+    rows.append(("run dir", s.run_dir))
+    if s.drift:
         rows.append(("drift", drift_text(s)))
-    if s.get("noise"):
-        rows.append(("noise", s["noise"]))
-    if s["message"] and s["message"] not in (drift_text(s), s.get("noise")):
-        rows.append(("note", s["message"]))
+    if s.noise:
+        rows.append(("noise", s.noise))
+    if s.message and s.message not in (drift_text(s), s.noise):
+        rows.append(("note", s.message))
     text = "\n".join(f"{key:<9} {value}" for key, value in rows)
     warning = alert(s)
     return f"{text}\n\n{warning}" if warning else text
@@ -127,17 +114,17 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def status_table(statuses: Iterable[dict[str, Any]]) -> str:
+def status_table(statuses: Iterable[StatusReport]) -> str:
     """Several runs, one line each (`expd status --all`)."""
     rows = [
         [
-            s["run_id"],
-            s["daemon"],
-            s["phase"],
+            s.run_id,
+            s.daemon,
+            s.phase,
             progress_of(s),
-            fmt_num(s["best"]),
-            better_word(s["improvement_pct"]) or DASH,
-            s.get("repo") or DASH,
+            fmt_num(s.best),
+            better_word(s.improvement_pct) or DASH,
+            s.repo or DASH,
         ]
         for s in statuses
     ]
@@ -161,11 +148,11 @@ def result_line(rec: ResultRecord, baseline: float | None) -> str:
     return line
 
 
-def progress_line(s: dict[str, Any]) -> str:
-    detail = f" — {s['detail']}" if s["detail"] else ""
-    line = f"[{fmt_clock()}] {s['phase']}{detail}  experiment {progress_of(s)}"
-    if s["daemon"] not in ("running", "finished"):
-        line += f"  (daemon {s['daemon']})"
+def progress_line(s: StatusReport) -> str:
+    detail = f" — {s.detail}" if s.detail else ""
+    line = f"[{fmt_clock()}] {s.phase}{detail}  experiment {progress_of(s)}"
+    if s.daemon not in ("running", "finished"):
+        line += f"  (daemon {s.daemon})"
     return line
 
 
@@ -236,20 +223,20 @@ def results_tsv(records: list[ResultRecord], baseline: float | None) -> str:
     return "\n".join(lines)
 
 
-def summary_text(s: dict[str, Any], look: str) -> str:
+def summary_text(s: StatusReport, look: str) -> str:
     """The wrap-up after following a run to its end (demo, start --attach)."""
-    reason = s["termination_reason"] or s["daemon"]
-    done = s["keeps"] + s["discards"] + s["crashes"] + s["measurement_failures"]
+    reason = s.termination_reason or s.daemon
+    done = s.keeps + s.discards + s.crashes + s.measurement_failures
     lines = [
-        f"run {s['run_id']} ended: {s['phase']} ({reason})",
-        f"  experiments  {done} (keeps {s['keeps']}, discards {s['discards']}, "
-        f"crashes {s['crashes']}, measurement failures {s['measurement_failures']})",
+        f"run {s.run_id} ended: {s.phase} ({reason})",
+        f"  experiments  {done} (keeps {s.keeps}, discards {s.discards}, "
+        f"crashes {s.crashes}, measurement failures {s.measurement_failures})",
         f"  {metric_line(s)}",
-        f"  run dir      {s['run_dir']}",
+        f"  run dir      {s.run_dir}",
         f"  look:        {look}",
     ]
-    if s["message"]:
-        lines.insert(1, f"  note         {s['message']}")
+    if s.message:
+        lines.insert(1, f"  note         {s.message}")
     return "\n".join(lines)
 
 

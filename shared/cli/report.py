@@ -20,7 +20,7 @@ from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
 from shared.errors import ContractError, UserError
 from shared.runs import RunRef, resolve
 from shared.schema import TERMINAL_PHASES, ResultRecord
-from shared.status import build_status, change_pct
+from shared.status import StatusReport, build_status, change_pct
 from shared.tail import read_complete_lines
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -32,7 +32,7 @@ HEADER += ["measure_s", "cost $", "description", "reason"]
 class Report:
     """What both formats show: the status object, the records, and the optional summary.md."""
 
-    status: dict[str, Any]
+    status: StatusReport
     records: list[ResultRecord]
     skipped: int
     summary_md: str | None
@@ -49,15 +49,15 @@ def load(ref: RunRef, now: float | None = None) -> Report:
         summary = None
     except OSError as exc:
         raise ContractError(f"{ref.paths.summary}: cannot read ({exc.strerror})") from None
-    started = status["started_at"]
-    end = status["updated_at"] if status["phase"] in TERMINAL_PHASES else now
+    started = status.started_at
+    end = status.updated_at if status.phase in TERMINAL_PHASES else now
     elapsed = end - started if started and end else None
     return Report(status, records, skipped, summary, elapsed)
 
 
 def baseline_of(rep: Report) -> float | None:
     first = next((r.metric for r in rep.records if r.status == "baseline"), None)
-    return first if first is not None else rep.status["baseline"]
+    return first if first is not None else rep.status.baseline
 
 
 def points(rep: Report) -> list[Point]:
@@ -113,27 +113,27 @@ def rows(rep: Report) -> list[list[str]]:
 def facts(rep: Report) -> list[tuple[str, str]]:
     """The summary as (label, value) pairs, shared by both formats."""
     s = rep.status
-    metric = s["metric"] or "metric"
-    imp = s["improvement_pct"]
+    metric = s.metric or "metric"
+    imp = s.improvement_pct
     better = DASH if imp is None else f"{abs(imp):.1f}% {'better' if imp >= 0 else 'worse'}"
     done = sum(1 for r in rep.records if r.status != "baseline")
-    at = f" (experiment {s['best_experiment']})" if s["best_experiment"] is not None else ""
+    at = f" (experiment {s.best_experiment})" if s.best_experiment is not None else ""
     return [
-        ("Program", s["program"]),
-        ("Run", s["run_id"]),
-        ("Metric", f"{metric} ({s['direction']} is better)"),
-        ("Baseline → best", f"{fmt_num(s['baseline'])} → {fmt_num(s['best'])}{at}"),
+        ("Program", s.program),
+        ("Run", s.run_id),
+        ("Metric", f"{metric} ({s.direction} is better)"),
+        ("Baseline → best", f"{fmt_num(s.baseline)} → {fmt_num(s.best)}{at}"),
         ("Improvement", better),
-        ("Experiments", f"{done} of max {s['max_experiments']} (plus the baseline)"),
+        ("Experiments", f"{done} of max {s.max_experiments} (plus the baseline)"),
         (
             "Outcomes",
-            f"{s['keeps']} keeps, {s['discards']} discards, {s['crashes']} crashes, "
-            f"{s['measurement_failures']} measurement failures",
+            f"{s.keeps} keeps, {s.discards} discards, {s.crashes} crashes, "
+            f"{s.measurement_failures} measurement failures",
         ),
-        ("State", f"{s['phase']} ({s['daemon']})"),
-        ("Termination", s["termination_reason"] or DASH),
-        ("Cost", f"${s['cost_usd']:.4f}, {s['tokens']} tokens"),
-        ("Started", fmt_time(s["started_at"])),
+        ("State", f"{s.phase} ({s.daemon})"),
+        ("Termination", s.termination_reason or DASH),
+        ("Cost", f"${s.cost_usd:.4f}, {s.tokens} tokens"),
+        ("Started", fmt_time(s.started_at)),
         ("Elapsed", fmt_duration(rep.elapsed_s)),
     ]
 
@@ -156,12 +156,12 @@ def _md_cell(text: str) -> str:
 
 def markdown(rep: Report) -> str:
     s = rep.status
-    lines = [f"# expd report: {s['run_id']}", ""]
+    lines = [f"# expd report: {s.run_id}", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts(rep)]
     if rep.summary_md is not None:
         lines += ["", "## Summary", "", rep.summary_md.strip()]
     metrics = [r.metric for r in rep.records]
-    lines += ["", f"## {s['metric'] or 'metric'} over experiments", ""]
+    lines += ["", f"## {s.metric or 'metric'} over experiments", ""]
     if any(m is not None for m in metrics):
         lines += [
             "```",
@@ -191,7 +191,7 @@ pre.summary{white-space:pre-wrap;background:#f6f8fa;padding:12px;border-radius:6
 
 def html_doc(rep: Report) -> str:
     s = rep.status
-    title = escape(f"expd report: {s['run_id']}")
+    title = escape(f"expd report: {s.run_id}")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -203,10 +203,8 @@ def html_doc(rep: Report) -> str:
     parts.append("</dl>")
     if rep.summary_md is not None:
         parts.append(f'<h2>Summary</h2><pre class="summary">{escape(rep.summary_md)}</pre>')
-    parts.append(f"<h2>{escape(s['metric'] or 'metric')} over experiments</h2>")
-    parts.append(
-        chart(points(rep), baseline=baseline_of(rep), best=s["best"], metric=s["metric"] or "")
-    )
+    parts.append(f"<h2>{escape(s.metric or 'metric')} over experiments</h2>")
+    parts.append(chart(points(rep), baseline=baseline_of(rep), best=s.best, metric=s.metric or ""))
     parts.append(
         '<p class="legend"><span>● filled green: kept</span><span>○ grey: discarded</span>'
         "<span>× red: no metric</span><span>vertical bar: min–max of the samples</span>"

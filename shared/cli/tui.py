@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from shared import runs
 from shared.errors import ContractError, UserError
 from shared.paths import find_repo_root
-from shared.status import ACTIVE, build_status
+from shared.status import ACTIVE, StatusReport, build_status
 
 NEEDS_TERMINAL = "expd attach needs a terminal; use expd status --watch"
 
@@ -38,7 +37,7 @@ def open_tui(*, repo: Path | None = None, run: runs.RunRef | None = None) -> run
     return app.last_run
 
 
-def final_status(ref: runs.RunRef) -> dict[str, Any] | None:
+def final_status(ref: runs.RunRef) -> StatusReport | None:
     try:
         return build_status(ref.paths, run_id=ref.run_id)
     except ContractError:
@@ -56,12 +55,12 @@ def reattach_hint(ref: runs.RunRef) -> str:
     return f"{where}expd attach {ref.run_id}"
 
 
-def goodbye(ref: runs.RunRef | None) -> dict[str, Any] | None:
+def goodbye(ref: runs.RunRef | None) -> StatusReport | None:
     """After the UI: say the run keeps going (if it does); the run's final status otherwise."""
     if ref is None:
         return None
     status = final_status(ref)
-    if status is not None and status["daemon"] in ACTIVE:
+    if status is not None and status.daemon in ACTIVE:
         print(f"The run keeps going in the background. Reattach with: {reattach_hint(ref)}")
         return None
     return status
@@ -73,8 +72,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     ref = runs.resolve(args.run)
     last = open_tui(run=ref)
     status = goodbye(last)
-    if status is not None and status["daemon"] == "dead":
-        print(f"The daemon of {status['run_id']} is not running: expd resume {status['run_id']}")
+    if status is not None and status.daemon == "dead":
+        print(f"The daemon of {status.run_id} is not running: expd resume {status.run_id}")
     return 0
 
 
@@ -84,7 +83,7 @@ def home_tui(root: Path) -> int:
     if last is None:  # no run opened: still say how to come back to the newest active one
         for ref in reversed(runs.repo_runs(root)):
             status = final_status(ref)
-            if status is not None and status["daemon"] in ACTIVE:
+            if status is not None and status.daemon in ACTIVE:
                 last = ref
                 break
     goodbye(last)

@@ -1,9 +1,10 @@
 """Home: the repository's programs and their runs, refreshed from the run files every two seconds.
 
-The listing is read in a thread worker (a few small files per run, never `results.jsonl`) and
-reconciled into the table by row key: changed cells are updated in place, so nothing flickers and
-the cursor stays where the user left it. Starting and resuming runs go through the headless CLI in
-a subprocess, exactly as `expd start` and `expd resume` do; this screen never imports `daemon`.
+The listing is read by a `ListingSource` in a thread worker (a few small files per run, never
+`results.jsonl`) and reconciled into the table by row key: changed cells are updated in place, so
+nothing flickers and the cursor stays where the user left it. Starting and resuming runs go through
+the headless CLI in a subprocess, exactly as `expd start` and `expd resume` do; this screen never
+imports `daemon`. Opening a run is the app's business: the screen posts `RunChosen`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 from rich.text import Text
@@ -22,10 +23,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from shared.cli import render
+from shared.display import metric_line
+from shared.listing import ProgramListing, UnreadableRun
 from shared.paths import RepoPaths
 from shared.runs import RunRef
-from tui.screens.home_rows import COLUMNS, EMPTY, collect, rows_of, styled
+from shared.status import StatusReport
+from tui.messages import ProgramsListed
+from tui.reads import ListingSource
+from tui.screens.home_rows import COLUMNS, EMPTY, rows_of, styled
 from tui.screens.new_run import NewRun, NewRunScreen
 
 REFRESH_S = 2.0
@@ -41,10 +46,12 @@ class HomeScreen(Screen[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    class Listed(Message):
-        def __init__(self, programs: list[dict[str, Any]]) -> None:
+    class RunChosen(Message):
+        """The user chose a run to watch (or started one): the app opens its dashboard."""
+
+        def __init__(self, ref: RunRef) -> None:
             super().__init__()
-            self.programs = programs
+            self.ref = ref
 
     class Launched(Message):
         """A `start`/`resume` subprocess finished (successfully or not)."""
@@ -56,11 +63,12 @@ class HomeScreen(Screen[None]):
     def __init__(self, repo: Path) -> None:
         super().__init__()
         self.repo = repo
-        self.programs: dict[str, dict[str, Any]] = {}
-        self.statuses: dict[str, dict[str, Any]] = {}
+        self.source = ListingSource(repo)
+        self.programs: dict[str, ProgramListing] = {}
+        self.statuses: dict[str, StatusReport | UnreadableRun] = {}
+        self.max_experiments: dict[str, int] = {}
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
-        self._refreshing = False
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -85,22 +93,14 @@ class HomeScreen(Screen[None]):
     # ------------------------------------------------------------------ reading
 
     def refresh_listing(self) -> None:
-        if self._refreshing:
-            return
-        self._refreshing = True
-        self.run_worker(self._collect, thread=True, group="home-refresh", exit_on_error=False)
+        self.source.refresh(self)
 
-    def _collect(self) -> None:
-        try:
-            programs = collect(self.repo)
-        finally:
-            self._refreshing = False
-        self.post_message(self.Listed(programs))
-
-    def on_home_screen_listed(self, message: Listed) -> None:
+    def on_programs_listed(self, message: ProgramsListed) -> None:
+        message.stop()
         self.loaded = True
-        self.programs = {p["program"]: p for p in message.programs}
-        self.statuses = {s["run_id"]: s for p in message.programs for s in p["runs"]}
+        self.programs = {p.program: p for p in message.programs}
+        self.statuses = {s.run_id: s for p in message.programs for s in p.runs}
+        self.max_experiments = message.max_experiments
         table = self.query_one("#home-runs", DataTable)
         self.query_one("#home-empty").display = not message.programs
         table.display = bool(message.programs)
@@ -166,23 +166,23 @@ class HomeScreen(Screen[None]):
             p = self.programs.get(key.removeprefix("program:"))
             if p is None:
                 return
-            if p["error"]:
-                detail.update(f"{p['program']}: invalid program: {p['error']}")
+            if p.error:
+                detail.update(f"{p.program}: invalid program: {p.error}")
             else:
-                more = "" if p["runs"] else " · no runs yet"
+                more = "" if p.runs else " · no runs yet"
                 detail.update(
-                    f"{p['program']}: {p['metric']} ({p['direction']} is better) · "
-                    f"agent {p['agent']}{more} · n: new run"
+                    f"{p.program}: {p.metric} ({p.direction} is better) · "
+                    f"agent {p.agent}{more} · n: new run"
                 )
         else:
-            s = self.statuses.get(key, {})
-            if "daemon" not in s:
-                detail.update(f"{key}: unreadable: {s.get('error', '')}")
+            s = self.statuses.get(key)
+            if not isinstance(s, StatusReport):
+                detail.update(f"{key}: unreadable: {s.error if s is not None else ''}")
                 return
-            hint = "enter: open · r: resume" if s["daemon"] == "dead" else "enter: open"
-            words = [key, f"{s['phase']} ({s['daemon']})", render.metric_line(s)]
-            if s["message"]:
-                words.append(s["message"])
+            hint = "enter: open · r: resume" if s.daemon == "dead" else "enter: open"
+            words = [key, f"{s.phase} ({s.daemon})", metric_line(s)]
+            if s.message:
+                words.append(s.message)
             detail.update(" · ".join(w for w in [*words, hint] if w))
 
     # ------------------------------------------------------------------ actions
@@ -197,10 +197,7 @@ class HomeScreen(Screen[None]):
             if self.selected_program():
                 self.notify("select a run to open it, or press n to start one")
             return
-        from tui.app import ExpdApp
-
-        if isinstance(self.app, ExpdApp):
-            self.app.open_run(ref)
+        self.post_message(self.RunChosen(ref))
 
     def action_new_run(self) -> None:
         name = self.selected_program()
@@ -208,10 +205,10 @@ class HomeScreen(Screen[None]):
             self.notify("no program selected (create one with: expd init NAME …)")
             return
         p = self.programs[name]
-        if p["error"]:
-            self.notify(f"{name} is invalid: {p['error']}", severity="error", timeout=8)
+        if p.error:
+            self.notify(f"{name} is invalid: {p.error}", severity="error", timeout=8)
             return
-        screen = NewRunScreen(name, p.get("max_experiments") or 20, p["agent"] or "command")
+        screen = NewRunScreen(name, self.max_experiments.get(name) or 20, p.agent or "command")
         self.app.push_screen(screen, self._new_run_chosen)
 
     def _new_run_chosen(self, choice: NewRun | None) -> None:
@@ -225,7 +222,8 @@ class HomeScreen(Screen[None]):
         if ref is None:
             self.notify("select a run to resume")
             return
-        daemon = self.statuses.get(ref.run_id, {}).get("daemon")
+        status = self.statuses.get(ref.run_id)
+        daemon = status.daemon if isinstance(status, StatusReport) else None
         if daemon != "dead":
             self.notify(f"{ref.run_id} is {daemon}: only a dead run can be resumed")
             return
@@ -274,7 +272,4 @@ class HomeScreen(Screen[None]):
         program, _, stamp = run_id.partition("/")
         self.notify(f"run {run_id} started")
         ref = RunRef(program, stamp, RepoPaths(self.repo).program(program).run(stamp), self.repo)
-        from tui.app import ExpdApp
-
-        if isinstance(self.app, ExpdApp):
-            self.app.open_run(ref)
+        self.post_message(self.RunChosen(ref))

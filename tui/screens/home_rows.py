@@ -1,19 +1,15 @@
-"""What the home screen lists: programs and runs as table rows, read from the run files.
+"""What the home screen lists: programs and runs as table rows.
 
-Pure functions apart from `collect` (blocking file reads, called from a thread worker), so the row
-layout can be tested without an app.
+Pure functions of the listing (`tui.reads.ListingSource` reads it), so the row layout can be
+tested without an app.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from rich.text import Text
 
 from shared import display
-from shared.cli import render
-from shared.paths import RepoPaths
+from shared.listing import ProgramListing, UnreadableRun
 
 COLUMNS = ("run", "phase", "daemon", "n/max", "best", "improvement")
 EMPTY = (
@@ -23,36 +19,21 @@ EMPTY = (
 DAEMON_STYLE = {"running": "green", "starting": "cyan", "hung": "bold yellow", "dead": "bold red"}
 
 
-def collect(root: Path) -> list[dict[str, Any]]:
-    """Programs with their config summary and every run's status (blocking: call in a thread)."""
-    from shared.cli.read import program_listing
-    from shared.programs import load_program
-
-    programs = program_listing(root)
-    for entry in programs:
-        try:
-            config = load_program(RepoPaths(root).program(entry["program"]))
-            entry["max_experiments"] = config.loop.max_experiments
-        except Exception:  # an invalid program.toml is already reported in entry["error"]
-            entry["max_experiments"] = None
-    return programs
-
-
-def rows_of(programs: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
+def rows_of(programs: list[ProgramListing]) -> list[tuple[str, tuple[str, ...]]]:
     """(row key, cells) in display order: each program, then its runs newest first."""
     rows: list[tuple[str, tuple[str, ...]]] = []
     for p in programs:
-        count = len(p["runs"])
+        count = len(p.runs)
         runs = f"{count} run" if count == 1 else f"{count} runs"
-        rows.append((f"program:{p['program']}", (p["program"], "", "", runs, "", "")))
-        for s in reversed(p["runs"]):
-            stamp = "  " + s["run_id"].partition("/")[2]
-            if "daemon" not in s:
-                rows.append((s["run_id"], (stamp, "unreadable", "", "", "", "")))
+        rows.append((f"program:{p.program}", (p.program, "", "", runs, "", "")))
+        for s in reversed(p.runs):
+            stamp = "  " + s.run_id.partition("/")[2]
+            if isinstance(s, UnreadableRun):
+                rows.append((s.run_id, (stamp, "unreadable", "", "", "", "")))
                 continue
-            improvement = display.fmt_pct(s["improvement_pct"])
-            cells = (stamp, s["phase"], s["daemon"], render.progress_of(s))
-            rows.append((s["run_id"], (*cells, display.fmt_num(s["best"]), improvement)))
+            improvement = display.fmt_pct(s.improvement_pct)
+            cells = (stamp, s.phase, s.daemon, display.progress_of(s))
+            rows.append((s.run_id, (*cells, display.fmt_num(s.best), improvement)))
     return rows
 
 

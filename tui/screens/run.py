@@ -1,7 +1,7 @@
 """The dashboard of one run: it reacts to messages from its source and sends control requests.
 
-It never reads run files itself (the source and the detail widget's worker do), never drives the
-loop, and leaving it (q) leaves the daemon running.
+It never reads run files itself (its source does, and posts what it read), never drives the loop,
+and leaving it (q) leaves the daemon running.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from textual.widgets import Footer
 from shared.runs import RunRef
 from shared.schema import PHASES, TERMINAL_PHASES, ResultRecord, RunManifest, RunState
 from tui.messages import (
+    ExperimentLoaded,
     LivenessChanged,
     LogAppended,
     ResultsAppended,
@@ -96,7 +97,7 @@ class RunScreen(RunControls, Screen[None]):
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 yield ResultsTable(id="results")
-                yield ExperimentDetail(self.ref.paths, id="detail")
+                yield ExperimentDetail(id="detail")
             yield AgentLog(id="agent")
         yield Footer()
 
@@ -235,9 +236,14 @@ class RunScreen(RunControls, Screen[None]):
         detail = self.query_one(ExperimentDetail)
         if detail.experiment != record.experiment:
             detail.show(record)
+            self.source.load_experiment(record.experiment)
         if message.opened:
             self.add_class("-detail")
             self.refresh_bindings()
+
+    def on_experiment_loaded(self, message: ExperimentLoaded) -> None:
+        message.stop()
+        self.query_one(ExperimentDetail).show_files(message.experiment, message.patch, message.log)
 
     def action_live(self) -> None:
         self.remove_class("-detail")

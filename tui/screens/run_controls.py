@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 
 from textual import work
 
-from shared import codec, control
+from shared import control
 from shared.errors import ContractError
-from shared.schema import TERMINAL_PHASES, DaemonInfo, RunState
+from shared.schema import TERMINAL_PHASES, RunState
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen, non_negative_int
 from tui.widgets.phase_bar import PhaseView
 
 if TYPE_CHECKING:
     from shared.runs import RunRef
+    from tui.source import Source
 
 ABORT_TIMEOUT_S = 5.0
 """A daemon acknowledges within a second or two (its control watch has a 1 s backstop)."""
@@ -35,6 +36,7 @@ class RunControls:
     """Mixed into RunScreen (a Screen): it owns `view`, `requested` and the control actions."""
 
     ref: RunRef
+    source: Source
     state: RunState | None
     view: PhaseView
     requested: dict[str, str]
@@ -182,11 +184,7 @@ class RunControls:
     @work(thread=True, group="control", exit_on_error=False)
     def kill(self, pid: int | None) -> None:
         if not pid:
-            try:
-                info = codec.read_optional(self.ref.paths.daemon_json, DaemonInfo)
-            except ContractError:
-                info = None
-            pid = info.pid if info is not None else None
+            pid = self.source.daemon_pid()  # a blocking read: this is a thread worker
         if not pid or pid == os.getpid():
             self.app.call_from_thread(
                 self.notify, "no daemon pid known: see daemon.json", severity="error"

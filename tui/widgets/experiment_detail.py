@@ -1,53 +1,24 @@
 """One finished experiment: the evidence for its decision, its patch and its agent log.
 
-The evidence comes with the result record; the patch and the log are files, read in a thread
-worker so a large log never stalls the event loop.
+The evidence comes with the result record; the patch and the log are files, which the screen asks
+its source for (read in a thread worker, so a large log never stalls the event loop) and hands
+over with `show_files`.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Log, Static, TabbedContent, TabPane
-from textual.worker import get_current_worker
 
 from shared.display import fmt_duration, fmt_num
-from shared.paths import RunPaths
 from shared.schema import ResultRecord
-from shared.tail import last_bytes
 
-TAIL_BYTES = 512 * 1024
-"""How much of an agent log to show (its end); the whole file is one `expd logs` away."""
-PATCH_BYTES = 512 * 1024
 PATCH_LINES = 3000
-
-
-def read_tail(path: Path, max_bytes: int) -> list[str] | None:
-    """The last complete lines within `max_bytes` of `path`, or None if it does not exist."""
-    got = last_bytes(path, max_bytes)
-    if got is None:
-        return None
-    data, start = got
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if start > 0 and lines:
-        lines[0] = f"… {start} earlier bytes not shown (expd logs shows them) …"
-    return lines
-
-
-def read_head(path: Path, max_bytes: int) -> str | None:
-    try:
-        with path.open("rb") as f:
-            data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        return None
-    text = data[:max_bytes].decode("utf-8", errors="replace")
-    return text + "\n… (truncated)" if len(data) > max_bytes else text
 
 
 def fmt_value(value: Any) -> str:
@@ -228,7 +199,7 @@ def patch_content(text: str) -> Content:
 
 
 class ExperimentDetail(Vertical):
-    """Tabs for the selected experiment; `show` is instant, the files follow from a worker."""
+    """Tabs for the selected experiment; `show` is instant, `show_files` follows when read."""
 
     DEFAULT_CSS = """
     ExperimentDetail { border: round $secondary 50%; border-title-color: $text; }
@@ -238,9 +209,8 @@ class ExperimentDetail(Vertical):
     ExperimentDetail Log { height: 1fr; overflow: auto auto; }
     """
 
-    def __init__(self, paths: RunPaths, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.paths = paths
         self.experiment: int | None = None
         self.border_title = "experiment"
 
@@ -254,22 +224,15 @@ class ExperimentDetail(Vertical):
                 yield Log(id="detail-log", max_lines=20_000)
 
     def show(self, record: ResultRecord) -> None:
-        """Show `record` now and load its files in the background."""
+        """Show `record` now; its files show as loading until `show_files` brings them."""
         self.experiment = record.experiment
         self.border_title = f"experiment #{record.experiment} · {record.status}"
         self.query_one("#detail-evidence", Static).update(evidence_content(record))
         self.query_one("#detail-patch", Static).update("loading…")
         self.query_one("#detail-log", Log).clear()
-        self._load(record.experiment)
 
-    @work(thread=True, exclusive=True, group="experiment-detail", exit_on_error=False)
-    def _load(self, experiment: int) -> None:
-        log = read_tail(self.paths.agent_log(experiment), TAIL_BYTES)
-        patch = read_head(self.paths.patch(experiment), PATCH_BYTES)
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._loaded, experiment, log, patch)
-
-    def _loaded(self, experiment: int, log: list[str] | None, patch: str | None) -> None:
+    def show_files(self, experiment: int, patch: str | None, log: list[str] | None) -> None:
+        """The experiment's patch and agent log (None: no such file), once read."""
         if experiment != self.experiment:
             return  # the user moved on while the files were read
         if patch is None:
