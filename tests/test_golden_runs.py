@@ -1,0 +1,74 @@
+"""Run directories written by expd 0.1 (tests/fixtures/runs_v1) still load and rebuild the same.
+
+`state.json` in each fixture is what the live daemon wrote; rebuilding the state from
+`results.jsonl` alone (what a resumed daemon does) must agree with it, and continue with the same
+incumbent pool.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from daemon.service.recovery import recover, restore_pool
+from shared import codec
+from shared.paths import RunPaths
+from shared.schema import RunManifest, RunState
+
+RUNS = Path(__file__).parent / "fixtures" / "runs_v1"
+
+POOLS = {
+    "sequential": [115.2, 117.6, 127.2, 114.0, 118.8, 124.8],
+    "sequential_exact": [1.0, 1.0, 1.0, 1.0],
+    "sequential_late_note": [100.0, 105.0, 96.0, 103.0, 98.0, 95.0, 104.0, 96.5],
+    "fixed": [1.0, 1.0],
+}
+"""The pool each run's next decision compares against (the last decided result's)."""
+
+COUNTED = (
+    "experiment",
+    "keeps",
+    "discards",
+    "crashes",
+    "measurement_failures",
+    "consecutive_non_keeps",
+    "baseline",
+    "best",
+    "best_experiment",
+    "incumbent_commit",
+    "cost_usd",
+    "tokens",
+    "results_count",
+    "drift",
+    "drift_at_experiment",
+    "noise",
+)
+
+
+@pytest.fixture(params=sorted(POOLS))
+def run(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, RunPaths]:
+    """A copy of one golden run (recovery may repair files in place)."""
+    name = str(request.param)
+    shutil.copytree(RUNS / name, tmp_path / name)
+    return name, RunPaths(tmp_path / name)
+
+
+def test_recovery_rebuilds_what_the_live_daemon_wrote(run: tuple[str, RunPaths]) -> None:
+    name, paths = run
+    live = codec.read(paths.state_json, RunState)
+    manifest = codec.read(paths.run_json, RunManifest)
+    recovered = recover(paths, manifest)
+    assert recovered.notes == [] and recovered.interrupted is None
+    for field in COUNTED:
+        assert getattr(recovered.state, field) == getattr(live, field), field
+    assert restore_pool(recovered.results) == POOLS[name]
+
+
+def test_the_fixtures_cover_every_outcome() -> None:
+    statuses = set()
+    for name in POOLS:
+        for line in (RUNS / name / "results.jsonl").read_bytes().splitlines():
+            statuses.add(codec.decode(line, dict, source=name)["status"])
+    assert statuses == {"baseline", "keep", "discard", "crash", "measurement_failure"}
