@@ -248,6 +248,8 @@ class ResultRecord(_Lenient):
     finished_at: float = 0.0
     reason: str = ""
     evidence: dict[str, Any] = {}
+    """What the decision was based on, as stored: read and written through `shared.evidence`,
+    which types it by policy (msgspec cannot decode `{}` or an unknown policy as a tagged union)."""
     session_id: str | None = None
 
 

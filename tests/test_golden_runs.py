@@ -10,12 +10,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from daemon.service.recovery import recover, restore_pool
-from shared import codec
+from shared import codec, evidence
+from shared.evidence import BaselineEvidence, FixedEvidence, SequentialEvidence
 from shared.paths import RunPaths
-from shared.schema import RunManifest, RunState
+from shared.schema import ResultRecord, RunManifest, RunState
 
 RUNS = Path(__file__).parent / "fixtures" / "runs_v1"
 
@@ -64,6 +66,45 @@ def test_recovery_rebuilds_what_the_live_daemon_wrote(run: tuple[str, RunPaths])
     for field in COUNTED:
         assert getattr(recovered.state, field) == getattr(live, field), field
     assert restore_pool(recovered.results) == POOLS[name]
+
+
+def _lines(name: str) -> list[bytes]:
+    return (RUNS / name / "results.jsonl").read_bytes().splitlines()
+
+
+def test_every_evidence_loads_typed_and_writes_back_the_same_bytes() -> None:
+    """A line's evidence typed and written again is what the daemon wrote, key order included
+    (for a noise note written before `noise_hides_gains` existed, plus that flag)."""
+    kinds = set()
+    for name in POOLS:
+        for line in _lines(name):
+            record = codec.decode(line, ResultRecord, source=name)
+            typed = evidence.of(record)
+            kinds.add(type(typed).__name__)
+            if record.status == "baseline":
+                assert isinstance(typed, BaselineEvidence) and typed.noise
+            elif record.status == "crash":
+                assert typed is None and record.evidence == {}
+            else:
+                assert isinstance(typed, SequentialEvidence | FixedEvidence)
+                assert typed.pool, "every decided result records the pool it left"
+            stored = evidence.dump(typed)
+            if isinstance(typed, SequentialEvidence) and typed.note:
+                assert stored.pop("noise_hides_gains") is ("hides" in typed.note)
+            assert msgspec.json.encode(stored) == msgspec.json.encode(record.evidence)
+    assert kinds == {"BaselineEvidence", "SequentialEvidence", "FixedEvidence", "NoneType"}
+
+
+def test_old_noise_notes_still_warn_and_only_when_they_say_the_noise_hides_gains() -> None:
+    notes = {}
+    for name in ("sequential", "sequential_exact", "sequential_late_note"):
+        for line in _lines(name):
+            record = codec.decode(line, ResultRecord, source=name)
+            typed = evidence.of(record)
+            if isinstance(typed, SequentialEvidence) and typed.note:
+                notes[typed.note] = evidence.hides_gains(typed) == typed.note
+    assert notes["every run measured the same: no noise"] is False
+    assert notes["noise 4.2 % hides gains below 4.2 %"] is True
 
 
 def test_the_fixtures_cover_every_outcome() -> None:

@@ -157,9 +157,7 @@ def _confirmation(decision: Decision, pool: list[float], failure: str | None) ->
     if decision.status == "measurement_failure":
         return Confirmation("measurement_failure", failure or decision.reason, None, base)
     status = "confirmed" if decision.keep else "not_confirmed"
-    evidence = {k: v for k, v in decision.evidence.items() if k != "incumbent_samples"}
-    evidence["base_samples"] = pool
-    return Confirmation(status, decision.reason, decision.metric, base, evidence)
+    return Confirmation(status, decision.reason, decision.metric, base, decision.evidence, pool)
 
 
 def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None = None) -> Outcome:

@@ -23,6 +23,7 @@ from daemon.service.packet import note_ideas, notify_end, packet_extras
 from daemon.service.recovery import restore_pool, tally
 from daemon.service.retry import GiveUp, RetryPolicy
 from daemon.service.store import RunStore
+from shared import evidence
 from shared.display import drift_line
 from shared.paths import ProgramPaths, RunPaths
 from shared.programs import changed_files, parse_duration
@@ -189,9 +190,7 @@ class Loop:
             self.finish("error", f"baseline measurement failed: {failure}", phase="crashed")
             return False
         metric = statistics.median(values)
-        evidence = baseline_evidence(
-            self.config, self.policy.name, self.manifest.calibration, values
-        )
+        noise = baseline_evidence(self.config, self.policy.name, self.manifest.calibration, values)
         record = ResultRecord(
             experiment=0,
             status="baseline",
@@ -204,14 +203,14 @@ class Loop:
             finished_at=time.time(),
             measure_s=sum(x.duration for x in samples),
             reason=f"median of {len(values)} run(s)",
-            evidence=evidence,
+            evidence=evidence.dump(noise),
         )
         self.store.append_result(record)
         faults.point("baseline_recorded", 0)
         self.results.append(record)
         self.incumbent_samples = values
-        if evidence.get("note"):
-            self._noise_note(0, str(evidence["note"]))
+        if note := evidence.hides_gains(noise):
+            self._noise_note(0, note)
         s.baseline = s.best = metric
         s.best_experiment = 0
         s.incumbent_commit = self.manifest.base_commit
@@ -232,23 +231,21 @@ class Loop:
     def _after_decision(self, n: int, decision: Decision) -> dict[str, object]:
         """The decision's evidence plus the pool it leaves; drift and noise go to the state."""
         s = self.state
-        evidence: dict[str, object] = dict(decision.evidence)
         if decision.pool is not None:
             pool = list(decision.pool)
         elif decision.status == "keep":
             pool = list(decision.samples)
         else:
             pool = list(self.incumbent_samples)
-        evidence["pool"] = pool
+        decided = msgspec.structs.replace(decision.evidence, pool=pool)
         if decision.drift:
-            evidence["drift"] = decision.drift
+            decided.drift = decision.drift
             s.drift, s.drift_at_experiment = decision.drift, n
             s.message = drift_line(decision.drift, n)
             self.store.event("drift", n, detail=decision.drift)
-        note = decision.evidence.get("note")
-        if note and "hides" in str(note):  # the policy also notes noise-free runs: no warning
-            self._noise_note(n, str(note))
-        return evidence
+        if note := evidence.hides_gains(decision.evidence):
+            self._noise_note(n, note)
+        return evidence.dump(decided)
 
     # --- one experiment ------------------------------------------------------------------------
 
@@ -441,7 +438,7 @@ class Loop:
         self.store.event(
             "decision", n, status=decision.status, reason=decision.reason, metric=decision.metric
         )
-        evidence = self._after_decision(n, decision)
+        decided = self._after_decision(n, decision)
         faults.point("decided", n)
         return self._with(
             base,
@@ -450,7 +447,7 @@ class Loop:
             samples=decision.samples,
             metrics=decision.metrics,
             reason=decision.reason,
-            evidence=evidence,
+            evidence=decided,
         )
 
     async def _measure(
