@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from daemon.policies.base import Decision, Measure, gate_breaches, medians, relative_effect
+from daemon.policies import driver
+from daemon.policies.base import (
+    Decision,
+    Measure,
+    Side,
+    gate_breaches,
+    medians,
+    relative_effect,
+)
 from daemon.policies.fixed import FixedRepeatsPolicy
 from daemon.policies.registry import make_policy
 from shared.programs import parse_program
@@ -223,3 +231,27 @@ def test_the_policy_is_deterministic() -> None:
     first = drive(policy, [100, 100, 100], scores(95, 97, 96))
     second = drive(policy, [100, 100, 100], scores(95, 97, 96))
     assert first == second
+
+
+async def test_the_driver_measures_what_the_session_asks_until_it_decides() -> None:
+    policy = FixedRepeatsPolicy(metric="score", direction="lower", repeats=3)
+    asked: list[str] = []
+
+    async def measure(side: Side) -> dict[str, float] | None:
+        asked.append(side)
+        return {"score": 90.0}
+
+    decision = await driver.drive(policy.begin([100.0]), measure)
+    assert decision.status == "keep" and asked == ["candidate"] * 3
+
+
+async def test_the_driver_measures_nothing_after_a_failure() -> None:
+    policy = FixedRepeatsPolicy(metric="score", direction="lower", repeats=3)
+    asked: list[str] = []
+
+    async def measure(side: Side) -> dict[str, float] | None:
+        asked.append(side)
+        return None
+
+    decision = await driver.drive(policy.begin([100.0]), measure)
+    assert decision.status == "measurement_failure" and asked == ["candidate"]

@@ -18,7 +18,8 @@ from daemon.commands.finalize_summary import Confirmation, Outcome, write_summar
 from daemon.commands.validate import detached_worktree, sigterm_interrupts
 from daemon.ops.git import identity_env
 from daemon.ops.measure import Measurer
-from daemon.policies.base import Decision, Measure
+from daemon.policies.base import Decision, Side
+from daemon.policies.driver import drive
 from daemon.policies.registry import make_policy
 from shared import codec
 from shared.errors import UserError
@@ -131,23 +132,22 @@ async def _confirm(
         if not sample.ok:
             return Confirmation("measurement_failure", f"base measurement failed: {sample.error}")
         pool.append(sample.metrics[config.metric])
-    session = policy.begin(pool)
     on = "incumbent"
     failure = None
-    while isinstance(step := session.next(), Measure):
-        if failure:
-            session.observe(step.side, None)
-            continue
-        if step.side != on:
-            on = step.side
+
+    async def measure(side: Side) -> dict[str, float] | None:
+        nonlocal on, failure
+        if side != on:
+            on = side
             failure = await switch(final if on == "candidate" else base)
             if failure:
-                session.observe(step.side, None)
-                continue
+                return None
         sample = await measurer.once()
         failure = None if sample.ok else sample.error
-        session.observe(step.side, sample.metrics if sample.ok else None)
-    return _confirmation(step, pool, failure)
+        return sample.metrics if sample.ok else None
+
+    decision = await drive(policy.begin(pool), measure)
+    return _confirmation(decision, pool, failure)
 
 
 def _confirmation(decision: Decision, pool: list[float], failure: str | None) -> Confirmation:

@@ -14,7 +14,8 @@ import msgspec
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
 from daemon.ops.git import Worktree
 from daemon.ops.measure import Measurer, Sample
-from daemon.policies.base import ChangeInfo, Decision, Measure, Policy, medians
+from daemon.policies.base import ChangeInfo, Decision, Policy, Side, medians
+from daemon.policies.driver import drive
 from daemon.policies.noise import baseline_evidence
 from daemon.policies.registry import make_policy
 from daemon.service import faults
@@ -454,40 +455,42 @@ class Loop:
         self, n: int, candidate: str, incumbent: str, change: ChangeInfo
     ) -> Decision:
         failure = await self._build()
-        session = self.policy.begin(self.incumbent_samples, change=change)
         count = 0
         on_incumbent = False
-        while isinstance(step := session.next(), Measure):
+
+        async def measure(side: Side) -> dict[str, float] | None:
+            nonlocal count, on_incumbent, failure
             if failure:
-                session.observe(step.side, None)
-                continue
-            want_incumbent = step.side == "incumbent"
+                return None
+            want_incumbent = side == "incumbent"
             if want_incumbent != on_incumbent:
                 await self.worktree.checkout(incumbent if want_incumbent else self.manifest.branch)
                 on_incumbent = want_incumbent
             count += 1
             if count > 1 or self.measurer.build_command:
-                self.store.detail(f"measuring {step.side} run {count}")
+                self.store.detail(f"measuring {side} run {count}")
             sample = await self.measurer.once(self._track)
             self.store.event(
                 "measurement",
                 n,
-                side=step.side,
+                side=side,
                 ok=sample.ok,
                 metrics=sample.metrics,
                 error=sample.error,
             )
             faults.point("measured", n)
-            if sample.ok:
-                session.observe(step.side, sample.metrics)
-            else:
+            if not sample.ok:
                 failure = sample.error
-                session.observe(step.side, None)
+                return None
+            return sample.metrics
+
+        session = self.policy.begin(self.incumbent_samples, change=change)
+        decision = await drive(session, measure)
         if on_incumbent:
             await self.worktree.checkout(self.manifest.branch)
-        if step.status == "measurement_failure" and failure:
-            return dataclasses.replace(step, keep=False, reason=failure, metric=None)
-        return step
+        if decision.status == "measurement_failure" and failure:
+            return dataclasses.replace(decision, keep=False, reason=failure, metric=None)
+        return decision
 
     async def _build(self) -> str | None:
         if self.measurer.build_command is None:
