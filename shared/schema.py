@@ -220,6 +220,9 @@ class RunState(_Lenient):
     drift_at_experiment: int | None = None
     noise: str = ""
     """The policy's or the baseline's note that the measurement noise hides small gains."""
+    pool: list[float] = []
+    """The incumbent pool: its recent primary-metric samples, as the last recorded result left it
+    (the next decision compares against it)."""
 
 
 class DiffStat(_Lenient):

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from daemon.service.recovery import recover, restore_pool
+from daemon.service.recovery import recover
 from shared import codec, evidence
 from shared.evidence import BaselineEvidence, FixedEvidence, SequentialEvidence
 from shared.paths import RunPaths
@@ -63,9 +63,10 @@ def test_recovery_rebuilds_what_the_live_daemon_wrote(run: tuple[str, RunPaths])
     manifest = codec.read(paths.run_json, RunManifest)
     recovered = recover(paths, manifest)
     assert recovered.notes == [] and recovered.interrupted is None
+    rebuilt = recovered.recorder.state
     for field in COUNTED:
-        assert getattr(recovered.state, field) == getattr(live, field), field
-    assert restore_pool(recovered.results) == POOLS[name]
+        assert getattr(rebuilt, field) == getattr(live, field), field
+    assert rebuilt.pool == POOLS[name]
 
 
 def _lines(name: str) -> list[bytes]:
