@@ -100,7 +100,7 @@ def simulate(policy_name: str, stream: str, cv: float, seed: str, experiments: i
         out["drift"] += step.drift is not None
         if step.keep:
             g += effect
-            out["claimed"] += -math.log1p(-min(step.evidence["effect"], 0.99))
+            out["claimed"] += -math.log1p(-min(step.evidence.effect or 0.0, 0.99))
         if step.pool is not None:
             pool = step.pool
         elif step.keep:

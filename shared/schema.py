@@ -220,6 +220,9 @@ class RunState(_Lenient):
     drift_at_experiment: int | None = None
     noise: str = ""
     """The policy's or the baseline's note that the measurement noise hides small gains."""
+    pool: list[float] = []
+    """The incumbent pool: its recent primary-metric samples, as the last recorded result left it
+    (the next decision compares against it)."""
 
 
 class DiffStat(_Lenient):
@@ -248,6 +251,8 @@ class ResultRecord(_Lenient):
     finished_at: float = 0.0
     reason: str = ""
     evidence: dict[str, Any] = {}
+    """What the decision was based on, as stored: read and written through `shared.evidence`,
+    which types it by policy (msgspec cannot decode `{}` or an unknown policy as a tagged union)."""
     session_id: str | None = None
 
 

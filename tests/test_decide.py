@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from daemon.policies.base import Decision, Measure, gate_breaches, medians, relative_effect
+from daemon.policies import driver
+from daemon.policies.base import (
+    Decision,
+    Measure,
+    Side,
+    gate_breaches,
+    medians,
+    relative_effect,
+)
 from daemon.policies.fixed import FixedRepeatsPolicy
 from daemon.policies.registry import make_policy
 from shared.programs import parse_program
@@ -63,8 +71,8 @@ def test_keep_needs_more_than_min_effect(candidate: float, status: str) -> None:
     assert decision.status == status
     assert decision.keep is (status == "keep")
     assert decision.metric == candidate
-    assert decision.evidence["incumbent_median"] == 100.0
-    assert decision.evidence["threshold"] == 0.02
+    assert decision.evidence.incumbent_median == 100.0
+    assert decision.evidence.threshold == 0.02
 
 
 def test_reasons_say_why() -> None:
@@ -89,9 +97,9 @@ def test_medians_not_means() -> None:
 def test_direction_higher() -> None:
     policy = FixedRepeatsPolicy(metric="acc", direction="higher", min_effect=0.05, repeats=1)
     up, _ = drive(policy, [0.80], [{"acc": 0.90}])
-    assert up.status == "keep" and up.evidence["effect"] == pytest.approx(0.125)
+    assert up.status == "keep" and up.evidence.effect == pytest.approx(0.125)
     down, _ = drive(policy, [0.80], [{"acc": 0.70}])
-    assert down.status == "discard" and down.evidence["effect"] < 0
+    assert down.status == "discard" and down.evidence.effect < 0
     small, _ = drive(policy, [0.80], [{"acc": 0.82}])
     assert small.status == "discard"
 
@@ -100,7 +108,7 @@ def test_zero_baseline_uses_an_absolute_effect() -> None:
     policy = lower(min_effect=0.02, repeats=1)
     keep, _ = drive(policy, [0.0], scores(-0.5))
     assert keep.status == "keep"
-    assert keep.evidence["relative"] is False and keep.evidence["effect"] == 0.5
+    assert keep.evidence.relative is False and keep.evidence.effect == 0.5
     assert "%" not in keep.reason
     tiny, _ = drive(policy, [0.0], scores(-0.01))
     assert tiny.status == "discard"
@@ -110,7 +118,7 @@ def test_zero_baseline_uses_an_absolute_effect() -> None:
 
 def test_negative_metric_is_relative_to_its_magnitude() -> None:
     keep, _ = drive(lower(repeats=1), [-10.0], scores(-11))
-    assert keep.status == "keep" and keep.evidence["effect"] == pytest.approx(0.1)
+    assert keep.status == "keep" and keep.evidence.effect == pytest.approx(0.1)
     worse, _ = drive(lower(repeats=1), [-10.0], scores(-9))
     assert worse.status == "discard"
 
@@ -155,9 +163,9 @@ def test_gate_breach_discards_an_improvement() -> None:
     decision, _ = drive(policy, [4.0], scores(3))
     assert decision.status == "discard"
     assert "gate score: 3 > max 2" in decision.reason
-    assert decision.evidence["gates"] == ["gate score: 3 > max 2"]
+    assert decision.evidence.gates == ["gate score: 3 > max 2"]
     ok, _ = drive(policy, [4.0], scores(1.5))
-    assert ok.status == "keep" and ok.evidence["gates"] == []
+    assert ok.status == "keep" and ok.evidence.gates == []
 
 
 def test_gates_on_other_fields_use_the_median_of_the_runs() -> None:
@@ -223,3 +231,27 @@ def test_the_policy_is_deterministic() -> None:
     first = drive(policy, [100, 100, 100], scores(95, 97, 96))
     second = drive(policy, [100, 100, 100], scores(95, 97, 96))
     assert first == second
+
+
+async def test_the_driver_measures_what_the_session_asks_until_it_decides() -> None:
+    policy = FixedRepeatsPolicy(metric="score", direction="lower", repeats=3)
+    asked: list[str] = []
+
+    async def measure(side: Side) -> dict[str, float] | None:
+        asked.append(side)
+        return {"score": 90.0}
+
+    decision = await driver.drive(policy.begin([100.0]), measure)
+    assert decision.status == "keep" and asked == ["candidate"] * 3
+
+
+async def test_the_driver_measures_nothing_after_a_failure() -> None:
+    policy = FixedRepeatsPolicy(metric="score", direction="lower", repeats=3)
+    asked: list[str] = []
+
+    async def measure(side: Side) -> dict[str, float] | None:
+        asked.append(side)
+        return None
+
+    decision = await driver.drive(policy.begin([100.0]), measure)
+    assert decision.status == "measurement_failure" and asked == ["candidate"]

@@ -113,6 +113,7 @@ def _records() -> list[ResultRecord]:
     keep = result(1, "keep", 4.0, description="tweak <script>alert(1)</script> a|b")
     keep.samples = [3.8, 4.0, 4.3]
     keep.evidence = {
+        "policy": "sequential",
         "effect": 0.2,
         "interval": [0.1, 0.3],
         "runs": {"candidate": 3, "incumbent": 4},

@@ -13,6 +13,7 @@ from daemon.policies.base import ChangeInfo, Decision, Measure
 from daemon.policies.registry import make_policy
 from daemon.policies.sequential import SequentialPolicy
 from daemon.policies.stats import huber, laplace_posterior, noise_scale
+from shared.evidence import dump
 from shared.programs import parse_program
 
 WOBBLE = (0.0, 0.01, -0.01, 0.005, -0.005, 0.008, -0.008)
@@ -61,7 +62,7 @@ def test_clear_win_is_kept_quickly_with_its_evidence() -> None:
     assert decision.status == "keep" and decision.keep
     assert sides[:3] == ["candidate", "incumbent", "candidate"]  # interleaved
     assert len(sides) <= 4
-    ev = decision.evidence
+    ev = dump(decision.evidence)
     assert ev["measured_effect"] == pytest.approx(0.10, abs=0.01)
     assert ev["measured_interval"][0] < ev["measured_effect"] < ev["measured_interval"][1]
     # The reported effect is pulled toward 0 a little (the winner's curse), within the interval.
@@ -87,9 +88,9 @@ def test_clear_loss_is_discarded_at_the_minimum() -> None:
     decision, sides = drive(lower(), POOL, stream(110))
     assert decision.status == "discard"
     assert sides == ["candidate", "incumbent", "candidate"]
-    assert decision.evidence["effect"] < -0.05
+    assert decision.evidence.effect < -0.05
     assert "worse by" in decision.reason and "rejected" in decision.reason
-    assert decision.pool == (POOL + decision.evidence["fresh_incumbent_samples"])[-12:]
+    assert decision.pool == (POOL + decision.evidence.fresh_incumbent_samples)[-12:]
 
 
 def test_close_call_measures_more_and_ends_inconclusive() -> None:
@@ -112,7 +113,7 @@ def test_an_outlier_in_the_pool_is_not_an_improvement() -> None:
     pool = [*POOL[:-1], 400.0]
     decision, _ = drive(lower(), pool, stream(100))
     assert decision.status == "discard"
-    assert decision.evidence["noise"] < 0.02
+    assert decision.evidence.noise < 0.02
 
 
 def test_drift_faster_machine_does_not_make_a_neutral_change_a_keep() -> None:
@@ -121,9 +122,9 @@ def test_drift_faster_machine_does_not_make_a_neutral_change_a_keep() -> None:
     assert decision.status == "discard"
     assert decision.drift is not None and "better than its pool" in decision.drift
     assert sides.count("incumbent") >= 3
-    fresh = decision.evidence["fresh_incumbent_samples"]
+    fresh = decision.evidence.fresh_incumbent_samples
     assert decision.pool == fresh
-    assert decision.evidence["incumbent_samples"] == fresh
+    assert decision.evidence.incumbent_samples == fresh
 
 
 def test_drift_slower_machine_refreshes_the_pool() -> None:
@@ -137,33 +138,35 @@ def test_identical_values_are_exact() -> None:
     flat = [100.0] * 6
     same, sides = drive(lower(), flat, lambda: 100.0, lambda: 100.0)
     assert same.status == "discard" and len(sides) == 3
-    assert same.evidence["noise"] == 0 and "unchanged" in same.reason
+    assert same.evidence.noise == 0 and "unchanged" in same.reason
+    assert same.evidence.note.startswith("every run") and same.evidence.noise_hides_gains is False
     better, _ = drive(lower(), flat, lambda: 97.0, lambda: 100.0)
-    assert better.status == "keep" and better.evidence["effect"] == pytest.approx(0.03)
+    assert better.status == "keep" and better.evidence.effect == pytest.approx(0.03)
     small, _ = drive(lower(), flat, lambda: 99.0, lambda: 100.0)
     assert small.status == "discard"  # 1 % < min_effect
-    assert json.loads(json.dumps(better.evidence, allow_nan=False))["llr"] is None  # exact: ∞
+    assert json.loads(json.dumps(dump(better.evidence), allow_nan=False))["llr"] is None  # exact: ∞
 
 
 def test_noise_sets_the_smallest_effect_and_says_so() -> None:
     noisy = [100 * (1 + 8 * w) for w in (*WOBBLE, *WOBBLE[1:6])]  # ≈ 6 % noise
     decision, _ = drive(lower(), noisy, stream(100))
-    ev = decision.evidence
+    ev = dump(decision.evidence)
     assert ev["delta"] == pytest.approx(ev["noise"]) and ev["delta"] > 0.04
     assert ev["note"].startswith("noise ") and "hides gains below" in ev["note"]
+    assert ev["noise_hides_gains"] is True
 
 
 def test_zero_and_negative_metrics_use_raw_values() -> None:
     higher = SequentialPolicy("t", "higher")
     around_zero = [0.0, 0.001, -0.001, 0.0005, -0.0005]
     up, _ = drive(higher, around_zero, stream(0.5), stream(0.0))
-    assert up.status == "keep" and up.evidence["scale"] == "raw"
-    assert up.evidence["effect"] == pytest.approx(0.5, rel=0.1)  # absolute: the location is 0
+    assert up.status == "keep" and up.evidence.scale == "raw"
+    assert up.evidence.effect == pytest.approx(0.5, rel=0.1)  # absolute: the location is 0
     assert up.reason.startswith("better by 0.5 (95 % interval +0.49")
     negative = [-5 * (1 + w) for w in WOBBLE]
     better, _ = drive(lower(), negative, stream(-6), stream(-5))
-    assert better.status == "keep" and better.evidence["scale"] == "raw"
-    assert better.evidence["effect"] == pytest.approx(0.2, rel=0.15)
+    assert better.status == "keep" and better.evidence.scale == "raw"
+    assert better.evidence.effect == pytest.approx(0.2, rel=0.15)
     worse, _ = drive(lower(), negative, stream(-4), stream(-5))
     assert worse.status == "discard"
 
@@ -171,9 +174,9 @@ def test_zero_and_negative_metrics_use_raw_values() -> None:
 def test_higher_is_better() -> None:
     higher = SequentialPolicy("t", "higher")
     up, _ = drive(higher, POOL, stream(110))
-    assert up.status == "keep" and up.evidence["measured_effect"] == pytest.approx(0.1, abs=0.01)
+    assert up.status == "keep" and up.evidence.measured_effect == pytest.approx(0.1, abs=0.01)
     down, _ = drive(higher, POOL, stream(90))
-    assert down.status == "discard" and down.evidence["effect"] < 0
+    assert down.status == "discard" and down.evidence.effect < 0
 
 
 def test_failed_run_is_a_measurement_failure() -> None:
@@ -192,7 +195,7 @@ def test_gate_breach_discards_an_improvement() -> None:
     policy = lower(gates={"mem": (None, 10.0)})
     decision, sides = drive(policy, POOL, stream(80), extra=lambda side: {"mem": 12.0})
     assert decision.status == "discard" and "gate mem: 12 > max 10" in decision.reason
-    assert decision.evidence["gates"] == ["gate mem: 12 > max 10"]
+    assert decision.evidence.gates == ["gate mem: 12 > max 10"]
     assert len(sides) == 3
 
 
@@ -203,7 +206,7 @@ def test_secondary_metrics_are_reported_direction_aware() -> None:
         return {"size": 90.0, "acc": 0.8} if side == "candidate" else {"size": 100.0, "acc": 0.9}
 
     decision, _ = drive(policy, POOL, stream(90), extra=extra)
-    sec = decision.evidence["secondary"]
+    sec = dump(decision.evidence)["secondary"]
     assert sec["size"]["change"] == pytest.approx(0.1) and sec["size"]["incumbent"] == 100.0
     assert sec["acc"]["change"] == pytest.approx((0.8 - 0.9) / 0.9)
     assert sec["acc"]["direction"] == "higher"

@@ -14,11 +14,12 @@ import pytest
 
 from daemon.policies.base import ChangeInfo, Decision, Measure, Side
 from daemon.policies.fixed import FixedRepeatsPolicy
-from daemon.service.recovery import restore_pool
+from daemon.service.recorder import Recorder
+from daemon.service.store import RunStore
 from shared import codec
 from shared.paths import RepoPaths, RunPaths
 from shared.programs import parse_program
-from shared.schema import Event, ResultRecord, RunManifest
+from shared.schema import Event, ResultRecord, RunManifest, RunState
 from shared.tail import read_complete_lines
 from tests.repos import (
     expd,
@@ -55,6 +56,13 @@ fi
 
 SEQUENTIAL = "min_effect = 0.02\nalpha = 0.001\nmax_runs = 12"
 """The default policy with a strict α, so six neutral decisions almost never keep anything."""
+
+
+def restore_pool(results: list[ResultRecord], tmp_path: Path) -> list[float]:
+    """The incumbent pool a resumed daemon continues with: the results replayed."""
+    recorder = Recorder(RunStore(RunPaths(tmp_path), RunState()), base_commit="")
+    recorder.replay(results)
+    return recorder.state.pool
 
 
 def events(paths: RunPaths) -> list[Event]:
@@ -252,26 +260,29 @@ def test_drift_and_the_pool_flow_through_the_loop(
     assert (status["drift"], status["drift_at_experiment"]) == ("incumbent 9% slower", 2)
     assert "drift     drift at #2: incumbent 9% slower" in expd("status", cwd=repo).stdout
     # What a resumed daemon would continue with: the pool the last decision left.
-    assert restore_pool(recs) == recs[3].evidence["pool"] == [1.0]
+    assert restore_pool(recs, tmp_path) == recs[3].evidence["pool"] == [1.0]
 
 
-def test_restore_pool_prefers_the_recorded_pool_and_falls_back_to_samples() -> None:
+def test_restore_pool_prefers_the_recorded_pool_and_falls_back_to_samples(tmp_path: Path) -> None:
     old = [
         ResultRecord(experiment=0, status="baseline", samples=[10.0, 11.0]),
         ResultRecord(experiment=1, status="discard", samples=[9.0]),
         ResultRecord(experiment=2, status="keep", samples=[8.0, 8.5]),
         ResultRecord(experiment=3, status="crash"),
     ]
-    assert restore_pool(old) == [8.0, 8.5]  # results written before the pool was recorded
+    assert restore_pool(old, tmp_path) == [8.0, 8.5]  # results written before the pool was recorded
     new = [
         *old,
         ResultRecord(
-            experiment=4, status="discard", samples=[9.0], evidence={"pool": [8.0, 8.5, 8.2]}
+            experiment=4,
+            status="discard",
+            samples=[9.0],
+            evidence={"policy": "fixed", "pool": [8.0, 8.5, 8.2]},
         ),
         ResultRecord(experiment=5, status="crash", reason="interrupted"),
     ]
-    assert restore_pool(new) == [8.0, 8.5, 8.2]
-    assert restore_pool([]) == []
+    assert restore_pool(new, tmp_path) == [8.0, 8.5, 8.2]
+    assert restore_pool([], tmp_path) == []
 
 
 def test_resume_continues_with_the_recorded_pool(tmp_path: Path) -> None:

@@ -540,7 +540,7 @@ SEQUENTIAL_EVIDENCE = {
     "delta": 0.02,
     "noise": 0.011,
     "scale": "log",
-    "note": None,
+    "note": "",
     "pool": [9.1, 9.0, 9.2, 8.9],
     "drift": "incumbent 3.0% faster in 3 fresh runs",
 }

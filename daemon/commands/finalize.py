@@ -27,7 +27,8 @@ from daemon.ops.git import (
     valid_branch_name,
 )
 from daemon.ops.measure import Measurer
-from daemon.policies.base import Decision, Measure
+from daemon.policies.base import Decision, Side
+from daemon.policies.driver import drive
 from daemon.policies.registry import make_policy
 from shared import codec
 from shared.errors import UserError
@@ -123,23 +124,22 @@ async def _confirm(
         if not sample.ok:
             return Confirmation("measurement_failure", f"base measurement failed: {sample.error}")
         pool.append(sample.metrics[config.metric])
-    session = policy.begin(pool)
     on = "incumbent"
     failure = None
-    while isinstance(step := session.next(), Measure):
-        if failure:
-            session.observe(step.side, None)
-            continue
-        if step.side != on:
-            on = step.side
+
+    async def measure(side: Side) -> dict[str, float] | None:
+        nonlocal on, failure
+        if side != on:
+            on = side
             failure = await switch(final if on == "candidate" else base)
             if failure:
-                session.observe(step.side, None)
-                continue
+                return None
         sample = await measurer.once()
         failure = None if sample.ok else sample.error
-        session.observe(step.side, sample.metrics if sample.ok else None)
-    return _confirmation(step, pool, failure)
+        return sample.metrics if sample.ok else None
+
+    decision = await drive(policy.begin(pool), measure)
+    return _confirmation(decision, pool, failure)
 
 
 def _confirmation(decision: Decision, pool: list[float], failure: str | None) -> Confirmation:
@@ -149,9 +149,7 @@ def _confirmation(decision: Decision, pool: list[float], failure: str | None) ->
     if decision.status == "measurement_failure":
         return Confirmation("measurement_failure", failure or decision.reason, None, base)
     status = "confirmed" if decision.keep else "not_confirmed"
-    evidence = {k: v for k, v in decision.evidence.items() if k != "incumbent_samples"}
-    evidence["base_samples"] = pool
-    return Confirmation(status, decision.reason, decision.metric, base, evidence)
+    return Confirmation(status, decision.reason, decision.metric, base, decision.evidence, pool)
 
 
 def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None = None) -> Outcome:

@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from daemon.policies.base import relative_effect
+from shared import evidence
 from shared.atomic import write_atomic
+from shared.evidence import Evidence
 from shared.schema import ResultRecord, RunManifest, RunState
 
 
@@ -21,7 +25,17 @@ class Confirmation:
     reason: str
     metric: float | None = None
     base_metric: float | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None
+    """The policy's evidence for the final tree against the base (None after a failure)."""
+    base_samples: list[float] = field(default_factory=list)
+
+    def evidence_json(self) -> dict[str, Any]:
+        """The evidence as `expd finalize --json` and summary.md show it: the base's runs are
+        `base_samples` (the policy calls them the incumbent's)."""
+        if self.evidence is None:
+            return {}
+        shown = msgspec.structs.replace(self.evidence, incumbent_samples=msgspec.UNSET)
+        return {**evidence.dump(shown), "base_samples": self.base_samples}
 
 
 @dataclass
@@ -108,8 +122,8 @@ def render(
             else ""
         ),
     ]
-    if c.evidence:
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(c.evidence.items()))
+    if c.evidence is not None:
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(c.evidence_json().items()))
         lines.append(f"- evidence: {shown}")
     lines += ["", "## Kept changes", ""]
     lines += ["| # | gain | metric | description | reason |", "|---|---|---|---|---|"]

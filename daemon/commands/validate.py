@@ -127,7 +127,7 @@ def assess(
             "a real gain from noise — steady the measurement (fewer background jobs, more work "
             "per run, a median inside measure.sh)"
         )
-        return False, reason, noise.to_dict(), suggested
+        return False, reason, msgspec.to_builtins(noise), suggested
     if smallest > decide.min_effect:
         reason = (
             f"usable, but CV {cv:.1%} hides gains below ~{smallest:.1%} within max_runs="
@@ -138,7 +138,7 @@ def assess(
         reason = (
             f"usable: CV {cv:.1%} resolves gains of {decide.min_effect:.1%} within {max_runs} runs"
         )
-    return True, reason, noise.to_dict(), suggested
+    return True, reason, msgspec.to_builtins(noise), suggested
 
 
 def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:

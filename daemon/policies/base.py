@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from shared.evidence import Evidence
 
 Side = Literal["candidate", "incumbent"]
 
@@ -46,7 +48,8 @@ class Decision:
     samples: list[float]
     """The candidate's primary-metric samples."""
     metrics: dict[str, float]
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence
+    """What the decision was based on, as the result line stores it (`shared.evidence`)."""
     pool: list[float] | None = None
     """The incumbent pool for the next decision (None: unchanged, or the candidate's samples
     after a keep)."""

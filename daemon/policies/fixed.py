@@ -15,6 +15,7 @@ from daemon.policies.base import (
     medians,
     relative_effect,
 )
+from shared.evidence import FixedEvidence
 
 
 @dataclass
@@ -51,7 +52,7 @@ class FixedSession:
                 metric=None,
                 samples=self._values(),
                 metrics=medians(self.runs),
-                evidence={"policy": self.policy.name, "runs": len(self.runs)},
+                evidence=FixedEvidence(runs=len(self.runs)),
             )
         if len(self.runs) < self.policy.repeats:
             return Measure("candidate")
@@ -79,18 +80,17 @@ class FixedSession:
         unit = "" if inc == 0 else "%"
         shown = effect if inc == 0 else effect * 100
         threshold = p.min_effect if inc == 0 else p.min_effect * 100
-        evidence = {
-            "policy": p.name,
-            "candidate_median": cand,
-            "incumbent_median": inc,
-            "candidate_samples": values,
-            "incumbent_samples": list(self.incumbent),
-            "effect": effect,
-            "threshold": p.min_effect,
-            "relative": inc != 0,
-            "runs": len(values),
-            "gates": breaches,
-        }
+        evidence = FixedEvidence(
+            candidate_median=cand,
+            incumbent_median=inc,
+            candidate_samples=values,
+            incumbent_samples=list(self.incumbent),
+            effect=effect,
+            threshold=p.min_effect,
+            relative=inc != 0,
+            runs=len(values),
+            gates=breaches,
+        )
         word = "better" if effect > 0 else "worse" if effect < 0 else "unchanged"
         change = f"median {cand:.6g} vs {inc:.6g}: {abs(shown):.2f}{unit} {word}"
         if breaches:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from shared.evidence import BaselineEvidence, NoiseStats
 from shared.schema import ProgramConfig
 
 MAD_TO_SIGMA = 1.4826
@@ -22,29 +22,7 @@ USABLE_CV = 0.15
 DEFAULT_MAX_RUNS = 12
 
 
-@dataclass(frozen=True)
-class Noise:
-    runs: int
-    median: float
-    min: float
-    max: float
-    mad: float
-    cv: float
-    """Plain: standard deviation / |mean|."""
-    robust_cv: float
-    """1.4826 × MAD / |median|: what decisions use (outliers do not inflate it)."""
-    outliers: list[float]
-
-    @property
-    def decision_cv(self) -> float:
-        """The CV to plan with: the robust one, unless the MAD is 0 while runs still differ."""
-        return self.robust_cv if self.robust_cv > 0 else self.cv
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def noise_of(values: list[float]) -> Noise:
+def noise_of(values: list[float]) -> NoiseStats:
     if not values:
         raise ValueError("no samples")
     median = statistics.median(values)
@@ -55,7 +33,7 @@ def noise_of(values: list[float]) -> Noise:
     outliers = [
         v for v in values if mad > 0 and abs(v - median) > OUTLIER_MADS * MAD_TO_SIGMA * mad
     ]
-    return Noise(
+    return NoiseStats(
         runs=len(values),
         median=median,
         min=min(values),
@@ -99,7 +77,7 @@ def hides_gains_note(
 
 def baseline_evidence(
     config: ProgramConfig, policy: str, calibration: dict[str, Any], values: list[float]
-) -> dict[str, object]:
+) -> BaselineEvidence:
     """The baseline's runs are a first calibration: their noise, and whether it hides gains.
 
     A recent `expd validate` (more runs, same program files) is the better estimate when the run
@@ -107,10 +85,10 @@ def baseline_evidence(
     """
     decide = config.decide
     noise = noise_of(values)
-    evidence: dict[str, object] = {"policy": policy, "pool": list(values), "noise": noise.to_dict()}
+    evidence = BaselineEvidence(policy=policy, pool=list(values), noise=noise)
     cv, source = noise.decision_cv, f"{len(values)} baseline runs"
     if calibration and isinstance(calibration.get("noise"), dict):
-        evidence["calibration"] = calibration
+        evidence.calibration = calibration
         cal = calibration["noise"]
         cv = float(cal.get("robust_cv") or cal.get("cv") or 0.0)
         source = f"calibration of {cal.get('runs', '?')} runs"
@@ -119,5 +97,5 @@ def baseline_evidence(
         cv, min_effect=decide.min_effect, max_runs=runs, alpha=decide.alpha, beta=decide.beta
     )
     if note:
-        evidence["note"] = f"{note} [{source}]"
+        evidence.note = f"{note} [{source}]"
     return evidence

@@ -32,6 +32,7 @@ from typing import Any
 
 from daemon.policies.base import ChangeInfo, Decision, Measure, Side, gate_breaches, medians
 from daemon.policies.stats import Estimate, estimate, secondary_changes
+from shared.evidence import Bounds, Interval, RunCounts, SequentialEvidence
 
 DRIFT_Z = 3.5
 """|z| of fresh incumbent runs against the pool that counts as drift (confirmed by 3 runs)."""
@@ -209,30 +210,34 @@ class SequentialSession:
             pool = fresh[-p.pool_size :]
         else:
             pool = (self.pool + fresh)[-p.pool_size :]
-        evidence: dict[str, Any] = {
-            "policy": p.name,
-            "candidate_samples": cand,
-            "incumbent_samples": fresh if drifted else self.pool + fresh,
-            "fresh_incumbent_samples": fresh,
-            "runs": {"candidate": len(cand), "incumbent": len(fresh)},
-            "gates": self._breaches(),
-            "secondary": secondary_changes(self.cand, self.fresh, p.secondary or {}),
-        }
+        tested: dict[str, Any] = {}
         if est is not None and posterior is not None:
             half = est.half_width
-            evidence |= {
+            tested = {
                 "effect": posterior[0],
-                "interval": _finite([posterior[1], posterior[2]]),
+                "interval": Interval(*_finite([posterior[1], posterior[2]])),
                 "measured_effect": est.to_rel(est.d),
-                "measured_interval": _finite([est.to_rel(est.d - half), est.to_rel(est.d + half)]),
+                "measured_interval": Interval(
+                    *_finite([est.to_rel(est.d - half), est.to_rel(est.d + half)])
+                ),
                 "llr": _finite([est.llr])[0],
-                "bounds": list(p.bounds),
+                "bounds": Bounds(*p.bounds),
                 "delta": est.delta,
                 "noise": _finite([est.noise])[0],
                 "relative": est.relative,
                 "scale": "log" if est.log_scale else "raw",
                 "note": est.note,
+                "noise_hides_gains": est.hides_gains,
             }
+        evidence = SequentialEvidence(
+            candidate_samples=cand,
+            incumbent_samples=fresh if drifted else self.pool + fresh,
+            fresh_incumbent_samples=fresh,
+            runs=RunCounts(candidate=len(cand), incumbent=len(fresh)),
+            gates=self._breaches(),
+            secondary=secondary_changes(self.cand, self.fresh, p.secondary or {}),
+            **tested,
+        )
         return Decision(
             keep=keep,
             status=status,

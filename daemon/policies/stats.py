@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from daemon.policies.base import medians, relative_effect
+from shared.evidence import SecondaryChange
 
 NORMAL = statistics.NormalDist()
 SHAMOS = 2**0.5 * NORMAL.inv_cdf(0.75)
@@ -153,10 +154,15 @@ class Estimate:
         return self.to_rel(self.delta_y)
 
     @property
+    def hides_gains(self) -> bool:
+        """The measured noise (not min_effect) set δ: smaller gains cannot be told from noise."""
+        return self.noise_hides and 0 < self.sigma < math.inf
+
+    @property
     def note(self) -> str:
         if self.sigma == 0:
             return "every run measured the same: no noise"
-        if not self.noise_hides or self.sigma == math.inf:
+        if not self.hides_gains:
             return ""
         return f"noise {self.fmt(self.noise)} hides gains below {self.fmt(self.delta)}"
 
@@ -232,12 +238,12 @@ def estimate(
 
 def secondary_changes(
     cand: list[dict[str, float]], fresh: list[dict[str, float]], secondary: dict[str, str]
-) -> dict[str, dict[str, float | str | None]]:
+) -> dict[str, SecondaryChange]:
     """Medians of each secondary metric on both sides and the change (positive = better)."""
     mc, mi = medians(cand), medians(fresh)
-    out: dict[str, dict[str, float | str | None]] = {}
+    out: dict[str, SecondaryChange] = {}
     for name, direction in secondary.items():
         c, i = mc.get(name), mi.get(name)
         change = relative_effect(c, i, direction) if c is not None and i is not None else None
-        out[name] = {"direction": direction, "candidate": c, "incumbent": i, "change": change}
+        out[name] = SecondaryChange(direction=direction, candidate=c, incumbent=i, change=change)
     return out

@@ -16,7 +16,7 @@ from shared import codec
 from shared.atomic import write_atomic
 from shared.locking import try_lock
 from shared.paths import ProgramPaths, RunPaths
-from shared.schema import RunManifest, RunState
+from shared.schema import RunManifest
 
 
 def _innermost(exc: BaseException) -> str:
@@ -48,15 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     heart = Heart(paths)
     heart.beat()
     if not paths.state_json.exists():
-        initial = RunState(
-            run_id=manifest.run_id,
-            program=manifest.program,
-            metric=str(manifest.config.get("metric", "")),
-            direction=str(manifest.config.get("direction", "lower")),
-            max_experiments=manifest.max_experiments,
-            started_at=heart.info.started_at,
-            updated_at=heart.info.started_at,
-        )
+        from daemon.service.recovery import initial_state  # after "alive": not on the fast path
+
+        initial = initial_state(manifest, now=heart.info.started_at)
         write_atomic(paths.state_json, codec.encode(initial))
     log(f"daemon {os.getpid()} started for run {manifest.run_id}")
     try:

@@ -1,6 +1,6 @@
 """The loop's hooks for the agents' memory: what goes into a packet, notes, the end notice.
 
-Kept out of `daemon/loop.py` so the loop only calls three functions; each one is best-effort
+Kept out of `daemon/service/loop.py` so the loop only calls a few functions; each one is best-effort
 (a missing or unreadable file means an empty part, never a failed experiment).
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from daemon.service.context import Extras
+from daemon.service.context import Extras, build_prompt
 from daemon.service.ideas import recent_ideas, record_notes
 from daemon.service.log import log
 from daemon.service.notify import notify, notify_env
 from daemon.service.store import RunStore
-from shared.paths import RunPaths
+from shared.paths import ProgramPaths, RunPaths
 from shared.schema import ProgramConfig, ResultRecord, RunManifest, RunState
 from shared.tail import last_bytes
 
@@ -46,6 +46,31 @@ def packet_extras(
         carry_forward=manifest.carry_forward,
         max_consecutive_discards=config.loop.max_consecutive_discards,
     )
+
+
+def write_prompt(
+    n: int,
+    paths: RunPaths,
+    program: ProgramPaths,
+    manifest: RunManifest,
+    config: ProgramConfig,
+    store: RunStore,
+    results: list[ResultRecord],
+) -> tuple[str, Path]:
+    """Write experiment `n`'s packet as its prompt (the file also marks the experiment begun)."""
+    md = program.md
+    prompt = build_prompt(
+        experiment=n,
+        program_md=md.read_text(errors="replace") if md.exists() else "",
+        state=store.state,
+        results=results,
+        patches={r.experiment: paths.patch(r.experiment) for r in results[-20:]},
+        budget=config.agent.context_chars,
+        extras=packet_extras(paths, manifest, config, store.state),
+    )
+    prompt_file = paths.prompt(n)
+    store.write_file(prompt_file, prompt)
+    return prompt, prompt_file
 
 
 def note_ideas(paths: RunPaths, record: ResultRecord) -> None:

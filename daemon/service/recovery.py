@@ -15,7 +15,8 @@ from pathlib import Path
 
 import msgspec
 
-from daemon.service.store import repair_results
+from daemon.service.recorder import Recorder
+from daemon.service.store import RunStore, repair_results
 from shared import codec
 from shared.errors import ContractError
 from shared.paths import RunPaths
@@ -25,8 +26,8 @@ from shared.tail import read_complete_lines
 
 @dataclass
 class Recovered:
-    state: RunState
-    results: list[ResultRecord]
+    recorder: Recorder
+    """Its store holds the rebuilt state; its results are the recorded ones."""
     interrupted: InFlight | None
     notes: list[str]
 
@@ -51,69 +52,6 @@ def load_results(paths: RunPaths) -> tuple[list[ResultRecord], list[str]]:
         seen.add(record.experiment)
         results.append(record)
     return results, notes
-
-
-def tally(state: RunState, r: ResultRecord, base_commit: str) -> None:
-    """Count one recorded result into the state: the same rule live and when rebuilding."""
-    match r.status:
-        case "baseline":
-            state.baseline = state.best = r.metric
-            state.best_experiment = r.experiment
-            state.incumbent_commit = r.commit or base_commit
-        case "keep":
-            state.keeps += 1
-            state.consecutive_non_keeps = 0
-            state.best, state.best_experiment = r.metric, r.experiment
-            state.incumbent_commit = r.commit or state.incumbent_commit
-        case "discard":
-            state.discards += 1
-            state.consecutive_non_keeps += 1
-        case "crash":
-            state.crashes += 1
-            state.consecutive_non_keeps += 1
-        case "measurement_failure":
-            state.measurement_failures += 1
-            state.consecutive_non_keeps += 1
-    state.experiment = max(state.experiment, r.experiment)
-
-
-def derive(state: RunState, results: list[ResultRecord], manifest: RunManifest) -> None:
-    """Counters, baseline, best and incumbent from the results alone."""
-    state.keeps = state.discards = state.crashes = state.measurement_failures = 0
-    state.consecutive_non_keeps = state.experiment = 0
-    state.incumbent_commit = manifest.base_commit
-    state.baseline = state.best = state.best_experiment = None
-    for r in results:
-        tally(state, r, manifest.base_commit)
-    state.drift, state.drift_at_experiment, state.noise = "", None, ""
-    for r in results:
-        if r.evidence.get("drift"):
-            state.drift, state.drift_at_experiment = str(r.evidence["drift"]), r.experiment
-        if "hides" in str(r.evidence.get("note") or "") and not state.noise:
-            state.noise = str(r.evidence["note"])
-    state.cost_usd = sum(r.cost_usd for r in results)
-    state.tokens = sum(r.tokens for r in results)
-    state.results_count = len(results)
-
-
-def restore_pool(results: list[ResultRecord]) -> list[float]:
-    """The incumbent pool a resumed daemon continues with.
-
-    Each decided result records the pool it left (`evidence["pool"]`); older results, and
-    experiments that were never decided, fall back to the last keep's or baseline's samples.
-    """
-    pool: list[float] = []
-    for r in results:
-        recorded = r.evidence.get("pool")
-        if (
-            isinstance(recorded, list)
-            and recorded
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in recorded)
-        ):
-            pool = [float(v) for v in recorded]
-        elif r.status in ("baseline", "keep"):
-            pool = list(r.samples)
-    return pool
 
 
 def kill_leftovers(run_dir: Path, pgid: int | None, roots: tuple[Path, ...]) -> int:
@@ -174,7 +112,31 @@ def unrecorded_experiment(paths: RunPaths, recorded: set[int]) -> InFlight | Non
     return InFlight(experiment=number, started_at=started)
 
 
+def initial_state(
+    manifest: RunManifest, *, now: float, old: RunState | None = None, resumed: bool = False
+) -> RunState:
+    """The state a daemon starts from, before any result is counted into it.
+
+    The incumbent is the base commit until a result says otherwise. From the manifest, plus what the user changed on an earlier daemon of the run (the experiment
+    limit, guidance, acknowledged requests) and when the run started.
+    """
+    return RunState(
+        run_id=manifest.run_id,
+        program=manifest.program,
+        metric=str(manifest.config.get("metric", "")),
+        direction=str(manifest.config.get("direction", "lower")),
+        max_experiments=old.max_experiments if old else manifest.max_experiments,
+        incumbent_commit=manifest.base_commit,
+        started_at=old.started_at if old and old.started_at else now,
+        updated_at=now,
+        acked=list(old.acked) if old else [],
+        guidance=old.guidance if old else "",
+        resumes=old.resumes + 1 if old and resumed else 0,
+    )
+
+
 def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
+    """The state rebuilt from results.jsonl, and the experiment a dead daemon left unrecorded."""
     notes: list[str] = []
     try:
         old = codec.read_optional(paths.state_json, RunState)
@@ -183,21 +145,10 @@ def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
         notes.append(f"state.json was unreadable and is rebuilt from results.jsonl ({exc})")
     results, more = load_results(paths)
     notes += more
-    now = time.time()
-    state = RunState(
-        run_id=manifest.run_id,
-        program=manifest.program,
-        metric=str(manifest.config.get("metric", "")),
-        direction=str(manifest.config.get("direction", "lower")),
-        max_experiments=old.max_experiments if old else manifest.max_experiments,
-        started_at=old.started_at if old and old.started_at else now,
-        acked=list(old.acked) if old else [],
-        guidance=old.guidance if old else "",
-        resumes=(old.resumes + 1)
-        if old and (old.in_flight or results or old.phase != "starting")
-        else 0,
-    )
-    derive(state, results, manifest)
+    resumed = bool(old and (old.in_flight or results or old.phase != "starting"))
+    state = initial_state(manifest, now=time.time(), old=old, resumed=resumed)
+    recorder = Recorder(RunStore(paths, state), manifest.base_commit)
+    recorder.replay(results)
     interrupted = None
     recorded = {r.experiment for r in results}
     if old and old.in_flight:
@@ -205,4 +156,4 @@ def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
             interrupted = old.in_flight
     else:
         interrupted = unrecorded_experiment(paths, recorded)
-    return Recovered(state=state, results=results, interrupted=interrupted, notes=notes)
+    return Recovered(recorder=recorder, interrupted=interrupted, notes=notes)

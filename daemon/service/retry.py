@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from shared.programs import parse_duration
+from shared.schema import AgentConfig
+
 ERROR_CLASSES = ("auth", "quota", "rate_limit", "transient", "other")
 
 
@@ -38,6 +41,16 @@ class RetryPolicy:
     _rate_waited: float = 0.0
     _rate_streak: int = 0
     _switched: bool = False
+
+    @classmethod
+    def of(cls, agent: AgentConfig) -> RetryPolicy:
+        """The rules a program's `[agent]` table sets."""
+        return cls(
+            fallback_model=agent.fallback_model,
+            max_failures=agent.max_failures,
+            window_s=parse_duration(agent.failure_window),
+            base_wait_s=parse_duration(agent.retry_wait),
+        )
 
     def new_experiment(self) -> None:
         self._rate_waited = 0.0

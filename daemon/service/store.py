@@ -58,8 +58,8 @@ class RunStore:
         append_line(self.paths.events, line, durable=False)
 
     def append_result(self, record: ResultRecord) -> None:
+        """Durably; only `Recorder.record` calls it, and counts the result into the state."""
         append_line(self.paths.results, codec.encode_line(record), durable=True)
-        self.state.results_count += 1
 
     # --- the agent's live stream ------------------------------------------------------------------
 

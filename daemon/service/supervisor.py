@@ -15,10 +15,11 @@ from daemon.agents.base import AgentUnavailable
 from daemon.agents.registry import make_agent
 from daemon.ops.git import Worktree, identity_env
 from daemon.ops.measure import Measurer
+from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
 from daemon.service.log import log
-from daemon.service.loop import Controls, Loop
-from daemon.service.recovery import kill_leftovers, recover, tally
+from daemon.service.loop import Loop
+from daemon.service.recovery import kill_leftovers, recover
 from daemon.service.store import RunStore
 from shared import codec, control
 from shared.errors import ContractError
@@ -37,7 +38,8 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
     program = ProgramPaths(Path(manifest.repo), manifest.program)
     worktree_path = Path(manifest.worktree)
     recovered = recover(paths, manifest)
-    store = RunStore(paths, recovered.state)
+    recorder = recovered.recorder
+    store = recorder.store
     state = store.state
     state.phase = "starting"
     state.termination_reason = None
@@ -89,9 +91,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
                 description="interrupted",
                 reason=f"interrupted: the daemon died during {interrupted.stage or 'the experiment'}",
             )
-            store.append_result(record)
-            recovered.results.append(record)
-            tally(state, record, manifest.base_commit)
+            recorder.record(record)
             await agent.recover(interrupted.experiment)
             await agent.feedback(record)
             store.event("interrupted", record.experiment, stage=interrupted.stage)
@@ -105,12 +105,11 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         manifest=manifest,
         config=config,
         program=program,
-        store=store,
+        recorder=recorder,
         agent=agent,
         worktree=worktree,
         measurer=measurer,
         controls=controls,
-        results=recovered.results,
         env=env,
     )
     async with anyio.create_task_group() as tg:

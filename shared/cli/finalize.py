@@ -45,7 +45,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
                     "reason": c.reason,
                     "metric": c.metric,
                     "base_metric": c.base_metric,
-                    "evidence": c.evidence,
+                    "evidence": c.evidence_json(),
                 },
                 "summary": str(out.summary),
             }

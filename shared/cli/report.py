@@ -12,12 +12,15 @@ import time
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
 
+from msgspec import UnsetType
+
+from shared import evidence
 from shared.cli.follow import decode_results
 from shared.cli.report_svg import Point, chart
 from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
 from shared.errors import ContractError, UserError
+from shared.evidence import Evidence, RunCounts, SequentialEvidence, value_or
 from shared.runs import RunRef, resolve
 from shared.schema import TERMINAL_PHASES, ResultRecord
 from shared.status import StatusReport, build_status, change_pct
@@ -70,7 +73,7 @@ def points(rep: Report) -> list[Point]:
     return out
 
 
-def _effect(value: Any, relative: bool) -> str:
+def _effect(value: float | None, relative: bool) -> str:
     if not isinstance(value, int | float):
         return DASH
     return fmt_pct(value * 100) if relative else f"{value:+.6g}"
@@ -78,20 +81,19 @@ def _effect(value: Any, relative: bool) -> str:
 
 def evidence_cells(rec: ResultRecord) -> tuple[str, str, str]:
     """(interval, effect, runs): effects are positive when better, relative unless stated."""
-    ev = rec.evidence
-    relative = ev.get("relative", True) is not False
-    interval = ev.get("interval")
+    ev = evidence.of(rec)
+    shown = str(len(rec.samples)) if rec.samples else DASH
+    if not isinstance(ev, Evidence):
+        return DASH, DASH, shown
+    relative = ev.relative is not False
     span = DASH
-    if isinstance(interval, list) and len(interval) == 2:
-        span = f"{_effect(interval[0], relative)} … {_effect(interval[1], relative)}"
-    runs = ev.get("runs")
-    if isinstance(runs, dict):
-        shown = f"{runs.get('candidate', '?')} vs {runs.get('incumbent', '?')}"
-    elif isinstance(runs, int):
-        shown = str(runs)
-    else:
-        shown = str(len(rec.samples)) if rec.samples else DASH
-    return span, _effect(ev.get("effect"), relative), shown
+    if isinstance(ev, SequentialEvidence) and not isinstance(ev.interval, UnsetType):
+        span = f"{_effect(ev.interval.low, relative)} … {_effect(ev.interval.high, relative)}"
+    if isinstance(ev.runs, RunCounts):
+        shown = f"{ev.runs.candidate} vs {ev.runs.incumbent}"
+    elif isinstance(ev.runs, int):
+        shown = str(ev.runs)
+    return span, _effect(value_or(ev.effect, None), relative), shown
 
 
 def rows(rep: Report) -> list[list[str]]:

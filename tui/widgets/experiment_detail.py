@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from msgspec import UnsetType
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
+from shared import evidence
 from shared.display import fmt_duration, fmt_num
+from shared.evidence import SecondaryChange, SequentialEvidence, value_or
 from shared.schema import ResultRecord
 
 PATCH_LINES = 3000
@@ -35,97 +38,62 @@ def fmt_value(value: Any) -> str:
 
 SUMMARISED = frozenset(
     {"effect", "interval", "runs", "llr", "bounds", "delta", "noise", "note", "gates"}
-    | {"secondary", "drift", "fresh_incumbent_samples"}
+    | {"secondary", "drift", "fresh_incumbent_samples", "noise_hides_gains"}
 )
 """Evidence keys the sequential summary shows as sentences; the rest are listed as they are."""
 
 
-def _pct(value: Any) -> str:
+def _pct(value: float | None) -> str:
     return f"{value * 100:+.2f}%" if isinstance(value, int | float) else str(value)
 
 
-def _num(value: Any) -> str:
-    if value is None or isinstance(value, int | float):
-        return fmt_num(None if value is None else float(value))
-    return str(value)
+def _num(value: float | None) -> str:
+    return fmt_num(None if value is None else float(value))
 
 
-def _pair(value: Any, fmt: Any) -> str | None:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return f"{fmt(value[0])} … {fmt(value[1])}"
-    return None
+def _noise(value: float | None) -> str:
+    return f"CV {float(value):.1%}" if isinstance(value, int | float) else str(value)
 
 
-def _noise(value: Any) -> str:
-    if isinstance(value, dict):
-        cv = value.get("robust_cv", value.get("cv"))
-        if isinstance(cv, int | float):
-            return f"CV {cv:.1%}" + (f" ({value['runs']} runs)" if "runs" in value else "")
-        return fmt_value(value)
-    if isinstance(value, int | float):
-        return f"CV {float(value):.1%}"
-    return str(value)
-
-
-def _listing(value: Any, empty: str) -> str:
-    if not value:
-        return empty
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {fmt_value(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return "; ".join(str(v) for v in value)
-    return str(value)
-
-
-def _secondary(name: str, item: Any) -> str:
+def _secondary(name: str, item: SecondaryChange) -> str:
     """`size: 120 vs 118 (1.7% worse)` from the policy's per-metric comparison."""
-    if not isinstance(item, dict):
-        return f"{name}: {fmt_value(item)}"
-    text = f"{name}: {_num(item.get('candidate'))} vs {_num(item.get('incumbent'))}"
-    change = item.get("change")
-    if isinstance(change, int | float):
-        text += f" ({abs(change):.1%} {'better' if change >= 0 else 'worse'})"
+    text = f"{name}: {_num(item.candidate)} vs {_num(item.incumbent)}"
+    if isinstance(item.change, int | float):
+        text += f" ({abs(item.change):.1%} {'better' if item.change >= 0 else 'worse'})"
     return text
 
 
-def sequential_summary(evidence: dict[str, Any]) -> list[tuple[str, str]]:
+def sequential_summary(ev: SequentialEvidence) -> list[tuple[str, str]]:
     """The sequential policy's evidence as short labelled lines (readable at 80 columns):
     effect with its interval, runs on each side, the log-likelihood ratio against its bounds."""
-    if "llr" not in evidence and "interval" not in evidence:
+    if isinstance(ev.llr, UnsetType) and isinstance(ev.interval, UnsetType):
         return []
     rows: list[tuple[str, str]] = []
-    if "effect" in evidence:
-        effect = _pct(evidence["effect"])
-        interval = _pair(evidence.get("interval"), _pct)
-        rows.append(("effect", effect + (f"  [{interval}]" if interval else "")))
-    runs = evidence.get("runs")
-    if isinstance(runs, dict):
-        fresh = evidence.get("fresh_incumbent_samples")
-        extra = f" ({len(fresh)} fresh)" if isinstance(fresh, list) else ""
+    interval, bounds = value_or(ev.interval, None), value_or(ev.bounds, None)
+    if not isinstance(ev.effect, UnsetType):
+        span = "" if interval is None else f"  [{_pct(interval.low)} … {_pct(interval.high)}]"
+        rows.append(("effect", _pct(ev.effect) + span))
+    if not isinstance(ev.runs, UnsetType):
+        fresh = ev.fresh_incumbent_samples
+        extra = "" if isinstance(fresh, UnsetType) else f" ({len(fresh)} fresh)"
         rows.append(
-            (
-                "runs",
-                f"{runs.get('candidate', '?')} candidate + {runs.get('incumbent', '?')} "
-                f"incumbent{extra}",
-            )
+            ("runs", f"{ev.runs.candidate} candidate + {ev.runs.incumbent} incumbent{extra}")
         )
-    if "llr" in evidence:
-        bounds = _pair(evidence.get("bounds"), _num)
-        rows.append(("llr", _num(evidence["llr"]) + (f" (bounds {bounds})" if bounds else "")))
-    if isinstance(evidence.get("delta"), int | float):
-        rows.append(("delta", f"{evidence['delta']:.2%} (the gain tested for)"))
-    if "noise" in evidence:
-        rows.append(("noise", _noise(evidence["noise"])))
-    if "gates" in evidence:
-        rows.append(("gates", _listing(evidence["gates"], "all passed")))
-    secondary = evidence.get("secondary")
-    if isinstance(secondary, dict):
-        for name, item in secondary.items():
-            rows.append(("secondary", _secondary(name, item)))
-    if evidence.get("drift"):
-        rows.append(("drift", str(evidence["drift"])))
-    if evidence.get("note"):
-        rows.append(("note", str(evidence["note"])))
+    if not isinstance(ev.llr, UnsetType):
+        span = "" if bounds is None else f" (bounds {_num(bounds.discard)} … {_num(bounds.keep)})"
+        rows.append(("llr", _num(ev.llr) + span))
+    if isinstance(ev.delta, int | float):
+        rows.append(("delta", f"{ev.delta:.2%} (the gain tested for)"))
+    if not isinstance(ev.noise, UnsetType):
+        rows.append(("noise", _noise(ev.noise)))
+    if not isinstance(ev.gates, UnsetType):
+        rows.append(("gates", "; ".join(ev.gates) or "all passed"))
+    for name, item in value_or(ev.secondary, {}).items():
+        rows.append(("secondary", _secondary(name, item)))
+    if ev.drift:
+        rows.append(("drift", ev.drift))
+    if ev.note:
+        rows.append(("note", ev.note))
     return rows
 
 
@@ -157,9 +125,11 @@ def evidence_content(record: ResultRecord) -> Content:
     ]
     for label, value in rows:
         parts += [(f"{label:<9}", "$text-muted"), f"{value}\n"]
-    if record.evidence:
-        summary = sequential_summary(record.evidence)
-        rest = {k: v for k, v in record.evidence.items() if k not in SUMMARISED or not summary}
+    typed = evidence.of(record)
+    stored = record.evidence if typed is None else evidence.dump(typed)  # untyped: as it is
+    if stored:
+        summary = sequential_summary(typed) if isinstance(typed, SequentialEvidence) else []
+        rest = {k: v for k, v in stored.items() if k not in SUMMARISED or not summary}
         if summary:
             parts += ["\n", ("decision", "bold"), "\n"]
             for label, value in summary:

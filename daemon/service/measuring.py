@@ -1,0 +1,90 @@
+"""Measuring in the run's worktree: the build, the baseline's runs, and a policy session's runs.
+
+When the session asks for the incumbent, its commit is checked out detached for the run and the
+worktree goes back to the run's branch before the next candidate run and before the decision is
+recorded, so slow drift of the machine hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from daemon.ops.git import Worktree
+from daemon.ops.measure import Measurer, Sample
+from daemon.policies.base import Decision, Session, Side
+from daemon.policies.driver import drive
+from daemon.service import faults
+from daemon.service.store import RunStore
+
+
+@dataclass
+class Measuring:
+    store: RunStore
+    measurer: Measurer
+    worktree: Worktree
+    branch: str
+    """The run's branch: where the candidate is."""
+    track: Callable[[int], None]
+    """Told each child's process group, so a resumed daemon can kill leftovers."""
+
+    async def build(self) -> str | None:
+        """Run the program's build, if it has one; the error when it failed."""
+        if self.measurer.build_command is None:
+            return None
+        self.store.detail("building")
+        sample = await self.measurer.build(self.track)
+        return None if sample.ok else sample.error
+
+    async def baseline(self, runs: int, samples: list[Sample]) -> str | None:
+        """Build, then measure the base commit `runs` times into `samples`; the first failure."""
+        failure = await self.build()
+        for i in range(runs):
+            if failure:
+                break
+            self.store.detail(f"measuring {i + 1}/{runs}")
+            sample = await self._once(0, "incumbent")
+            faults.point("baseline_measured", 0)
+            if not sample.ok:
+                failure = sample.error
+            samples.append(sample)
+        return failure
+
+    async def decide(self, n: int, session: Session, incumbent: str) -> Decision:
+        """Build the candidate, then measure what `session` asks for until it decides."""
+        failure = await self.build()
+        count = 0
+        on_incumbent = False
+
+        async def measure(side: Side) -> dict[str, float] | None:
+            nonlocal count, on_incumbent, failure
+            if failure:
+                return None
+            want_incumbent = side == "incumbent"
+            if want_incumbent != on_incumbent:
+                await self.worktree.checkout(incumbent if want_incumbent else self.branch)
+                on_incumbent = want_incumbent
+            count += 1
+            if count > 1 or self.measurer.build_command:
+                self.store.detail(f"measuring {side} run {count}")
+            sample = await self._once(n, side)
+            faults.point("measured", n)
+            if not sample.ok:
+                failure = sample.error
+                return None
+            return sample.metrics
+
+        decision = await drive(session, measure)
+        if on_incumbent:
+            await self.worktree.checkout(self.branch)
+        if decision.status == "measurement_failure" and failure:
+            return dataclasses.replace(decision, keep=False, reason=failure, metric=None)
+        return decision
+
+    async def _once(self, n: int, side: Side) -> Sample:
+        sample = await self.measurer.once(self.track)
+        self.store.event(
+            "measurement", n, side=side, ok=sample.ok, metrics=sample.metrics, error=sample.error
+        )
+        return sample

@@ -1,0 +1,177 @@
+"""The agent's turn in one experiment: run it on the prompt, commit what it changed.
+
+A provider failure (auth, quota, rate limit, …) is not the experiment's outcome: it raises
+`ProviderFailed`, and `wait_out` decides with the retry policy whether the same experiment is tried
+again (after a wait, perhaps on the fallback model) or the run ends `agent_unavailable`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
+from daemon.ops.git import Worktree
+from daemon.service import faults
+from daemon.service.controls import Controls
+from daemon.service.retry import GiveUp, RetryPolicy
+from daemon.service.store import RunStore
+from shared.paths import RunPaths
+from shared.schema import ResultRecord, RunState
+
+
+class ProviderFailed(Exception):
+    """The agent's provider failed (auth, quota, rate limit, …): retry the same experiment."""
+
+    def __init__(self, outcome: AgentOutcome) -> None:
+        super().__init__(outcome.error or outcome.error_class)
+        self.outcome = outcome
+
+
+class AgentGaveUp(Exception):
+    """The provider cannot serve this run any more: it ends `agent_unavailable`."""
+
+
+def aborted(state: RunState, n: int, started: float) -> ResultRecord:
+    """Experiment `n` cut short by an abort: a crash, with whatever commit it got to."""
+    return ResultRecord(
+        experiment=n,
+        status="crash",
+        commit=state.in_flight.commit if state.in_flight else None,
+        parent=state.incumbent_commit,
+        started_at=started,
+        finished_at=time.time(),
+        description="aborted",
+        reason="aborted by request",
+    )
+
+
+@dataclass
+class AgentTurn:
+    paths: RunPaths
+    run_id: str
+    store: RunStore
+    agent: Agent
+    worktree: Worktree
+    retry: RetryPolicy
+    controls: Controls
+    timeout: float
+    env: dict[str, str]
+    track: Callable[[int], None]
+    """Told each child's process group, so a resumed daemon can kill leftovers."""
+    unavailable: str | None = None
+    """Set when the agent said it cannot run any more: the run stops after this experiment."""
+
+    async def take(self, n: int, started: float, prompt: str, prompt_file: Path) -> ResultRecord:
+        """Experiment `n`'s record after the agent: a crash, or (status empty) a change to measure.
+
+        The record has the candidate commit, its diff and the agent's time, cost and tokens.
+        """
+        s = self.store.state
+        incumbent = s.incumbent_commit
+        agent_started = time.monotonic()
+        usage = Usage()
+
+        def emit(event: AgentEvent) -> None:
+            self.store.agent_log(n, render(event))
+            self.store.event("agent", n, **msgspec.to_builtins(event))
+            if isinstance(event, Usage):
+                usage.cost_usd += event.cost_usd
+                usage.tokens += event.tokens
+                s.cost_usd += event.cost_usd
+                s.tokens += event.tokens
+
+        task = AgentTask(
+            experiment=n,
+            worktree=self.worktree.path,
+            run_dir=self.paths.dir,
+            prompt=prompt,
+            prompt_file=prompt_file,
+            timeout=self.timeout,
+            env={**self.env, "EXPD_EXPERIMENT": str(n)},
+            on_process_start=self.track,
+        )
+        try:
+            outcome = await self.agent.run(task, emit)
+        finally:
+            self.store.close_agent_log()
+        agent_s = time.monotonic() - agent_started
+        self.store.event(
+            "agent_end",
+            n,
+            error=outcome.error,
+            description=outcome.description,
+            seconds=round(agent_s, 3),
+        )
+        faults.point("agent_end", n)
+        record = ResultRecord(
+            experiment=n,
+            parent=incumbent,
+            started_at=started,
+            agent_s=agent_s,
+            cost_usd=outcome.cost_usd or usage.cost_usd,
+            tokens=outcome.tokens or usage.tokens,
+            session_id=outcome.session_id,
+            description=outcome.description,
+        )
+        if outcome.error_class is not None:
+            raise ProviderFailed(outcome)
+        if outcome.unavailable:
+            self.unavailable = outcome.error or "agent unavailable"
+        captured = await self.worktree.capture(
+            incumbent,
+            message=outcome.description or f"expd experiment {n}",
+            ref=f"refs/expd/{self.run_id}/{n:04d}",
+            want_subject=not outcome.description,
+            after_commit=lambda: faults.point("auto_commit", n),
+        )
+        if captured.commit != incumbent:
+            record.commit = captured.commit
+            if s.in_flight:
+                s.in_flight.commit = captured.commit
+            record.description = record.description or captured.subject
+            record.diff = captured.stat
+            self.store.write_file(self.paths.patch(n), captured.patch)
+        if outcome.error:
+            record.status, record.reason = "crash", outcome.error
+        elif captured.commit == incumbent or not record.diff.files:
+            record.status, record.reason = "crash", "no change produced"
+        return record
+
+    async def wait_out(self, n: int, outcome: AgentOutcome) -> bool:
+        """Handle a provider failure inside the experiment's cancel scope; False if stopped."""
+        s = self.store.state
+        await self.worktree.reset(s.incumbent_commit)
+        verdict = self.retry.decide(
+            outcome.error_class or "other", outcome.error or "", outcome.retry_after, time.time()
+        )
+        self.store.event(
+            "agent_error",
+            n,
+            error_class=outcome.error_class,
+            error=outcome.error,
+            verdict=type(verdict).__name__.lower(),
+        )
+        if isinstance(verdict, GiveUp):
+            s.in_flight = None
+            self.store.phase("idle", "", durable=True)
+            raise AgentGaveUp(verdict.message)
+        self.store.agent_log(n, f"[retry] {verdict.note}")
+        self.store.close_agent_log()
+        if verdict.switch_model:
+            self.agent.switch_model(verdict.switch_model)
+        self.store.detail(verdict.note)
+        deadline = time.monotonic() + verdict.wait_s
+        while time.monotonic() < deadline:
+            if self.controls.stop:
+                s.in_flight = None
+                self.store.phase("idle", "", durable=True)
+                return False
+            await anyio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        self.store.detail(f"agent ({self.agent.kind}) working")
+        return True
