@@ -1,0 +1,323 @@
+"""The user's repository and expd's private git dirs, in-process through libgit2 (pygit2).
+
+In-process, because libgit2 runs no hooks, no fsmonitor and no external filter drivers, never signs,
+and costs no process start-ups (they were most of expd's own time per experiment). Private git dirs,
+because a tree the agent or a measured program can write is never read as a repository: each tree
+expd works in is the work directory of a git dir of expd's own in the run directory (its own config,
+index, HEAD and objects; the user's objects through alternates), and every checkout first removes
+the symlinks and hard links that would make it write outside that tree.
+
+What expd writes into the user's repository: objects, and refs in its own namespace (`refs/expd/…`,
+`refs/heads/expd/…`), plus the review branch `expd finalize` is asked for. Never its index, HEAD,
+config, hooks or worktree list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import CheckoutStrategy, DeltaStatus, RepositoryOpenFlag
+
+from shared.errors import UserError
+from shared.schema import DiffStat
+
+FALLBACK_NAME, FALLBACK_EMAIL = "expd", "expd@localhost"
+OWN_REFS = ("refs/expd/", "refs/heads/expd/")
+"""The only refs of the user's repository a run writes."""
+
+
+class TreeError(Exception):
+    """A tree or repository expd works in is missing, moved or unusable; the message says which."""
+
+
+def open_user_repo(root: Path) -> pygit2.Repository:
+    """The user's repository, opened at exactly `root` (no search upwards, no environment)."""
+    try:
+        return pygit2.Repository(str(root), RepositoryOpenFlag.NO_SEARCH)
+    except pygit2.GitError as exc:
+        raise TreeError(f"{root}: cannot open the repository ({exc})") from None
+
+
+def common_dir(repo: pygit2.Repository) -> Path:
+    """The git dir that holds the objects and shared refs (a linked worktree's main git dir)."""
+    gitdir = Path(repo.path)
+    link = gitdir / "commondir"
+    if link.is_file():
+        return (gitdir / link.read_text().strip()).resolve()
+    return gitdir
+
+
+def _remove(path: Path) -> None:
+    """Remove whatever is at `path` (a directory tree, a file or a symlink; never its target)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def ensure_tree(path: Path) -> None:
+    """Make `path` a real directory where it is: a symlink or file put there is removed, and a path
+    whose parent leads elsewhere (a symlink on the way) is refused, never followed."""
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if os.path.realpath(parent) != os.path.abspath(parent):
+        raise TreeError(f"{parent} leads elsewhere (a symlink on the way): refusing to use it")
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(exist_ok=True)
+
+
+def tree_problem(path: Path) -> str:
+    """Why `path` is not the tree expd made (deleted, replaced, moved), or "" when it is."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return f"the agent's tree {path} was deleted"
+    if not stat.S_ISDIR(mode):
+        return f"the agent's tree {path} was replaced by a {'symlink' if stat.S_ISLNK(mode) else 'file'}"
+    if os.path.realpath(path) != os.path.abspath(path):
+        return f"the agent's tree {path} was moved (a symlink on the way)"
+    return ""
+
+
+def private_repo(gitdir: Path, workdir: Path, user: pygit2.Repository) -> pygit2.Repository:
+    """expd's git dir for `workdir`, created when missing: its own config, index, HEAD and objects,
+    the user's objects through alternates, the user's exclude patterns plus `.expd/`. The work
+    directory is made when missing (libgit2 will not open a git dir whose work tree is gone)."""
+    ensure_tree(workdir)
+    if not (gitdir / "HEAD").is_file():
+        _remove(gitdir)
+        repo = pygit2.init_repository(str(gitdir), bare=True)
+        repo.config["core.bare"] = False
+        repo.config["core.worktree"] = str(workdir)
+        repo.config["gc.auto"] = 0
+        (gitdir / "objects" / "info" / "alternates").write_text(f"{common_dir(user) / 'objects'}\n")
+        (gitdir / "info").mkdir(exist_ok=True)
+        (gitdir / "info" / "exclude").write_text(_user_excludes(user) + "/.expd/\n")
+    # Only this process writes here (the run's daemon, or the CLI before it starts): a lock is stale.
+    with contextlib.suppress(FileNotFoundError):
+        (gitdir / "index.lock").unlink()
+    try:
+        repo = pygit2.Repository(str(gitdir), RepositoryOpenFlag.NO_SEARCH)
+    except pygit2.GitError as exc:
+        raise TreeError(f"{gitdir}: cannot open expd's git dir ({exc})") from None
+    if repo.workdir is None or Path(repo.workdir) != workdir:
+        raise TreeError(f"{gitdir} is not the git dir of {workdir}")
+    return repo
+
+
+def _user_excludes(user: pygit2.Repository) -> str:
+    try:
+        text = (common_dir(user) / "info" / "exclude").read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def defuse(workdir: Path, paths: Iterable[str]) -> None:
+    """Remove what would make a checkout of `paths` write outside `workdir`: a symlink on the way
+    to a path, and a symlink or a hard link at the path itself (libgit2 writes through both)."""
+    root = Path(workdir)
+    for name in paths:
+        parts = name.rstrip("/").split("/")
+        here = root
+        for i, part in enumerate(parts):
+            here = here / part
+            try:
+                info = os.lstat(here)
+            except OSError:
+                break
+            last = i == len(parts) - 1
+            if stat.S_ISLNK(info.st_mode) or (
+                last and info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode)
+            ):
+                here.unlink()
+                break
+            if not stat.S_ISDIR(info.st_mode):
+                break
+
+
+def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool) -> None:
+    """Make `workdir`'s tracked files exactly `commit`'s, with the index and a detached HEAD to
+    match; untracked files are removed when `clean`, ignored ones stay."""
+    ensure_tree(workdir)
+    target = repo[commit].peel(pygit2.Commit)
+    touched = set(repo.status(untracked_files="all"))
+    for delta in repo.index.diff_to_tree(target.tree).deltas:
+        touched.update((delta.old_file.path, delta.new_file.path))
+    defuse(workdir, touched)
+    strategy = CheckoutStrategy.FORCE
+    if clean:
+        strategy |= CheckoutStrategy.REMOVE_UNTRACKED
+    repo.checkout_tree(target.tree, strategy=strategy)
+    repo.set_head(target.id)
+
+
+def write_dotgit(
+    workdir: Path, repo: pygit2.Repository, user: pygit2.Repository, commit: str, branch: str | None
+) -> None:
+    """A fresh `.git` for a tree others use (the agent, a measured program), so git works there and
+    shows it clean at `commit`. expd never reads it; whatever was there before is replaced."""
+    dotgit = workdir / ".git"
+    _remove(dotgit)
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
+        (dotgit / sub).mkdir(parents=True)
+    (dotgit / "objects" / "info" / "alternates").write_text(f"{common_dir(user) / 'objects'}\n")
+    if branch:
+        ref = dotgit / "refs" / "heads" / branch
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(f"{commit}\n")
+        (dotgit / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    else:
+        (dotgit / "HEAD").write_text(f"{commit}\n")
+    (dotgit / "config").write_text(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+        "\tlogallrefupdates = true\n"
+    )
+    shutil.copyfile(Path(repo.path) / "info" / "exclude", dotgit / "info" / "exclude")
+    shutil.copyfile(Path(repo.path) / "index", dotgit / "index")
+
+
+# --- objects and refs in the user's repository ----------------------------------------------------
+
+
+def _copy(src: pygit2.Repository, dst: pygit2.Repository, oid: pygit2.Oid) -> None:
+    kind, data = src.odb.read(oid)
+    dst.odb.write(kind, data)
+
+
+def _copy_tree(
+    src: pygit2.Repository, dst: pygit2.Repository, new: pygit2.Tree, old: pygit2.Tree | None
+) -> None:
+    """Copy the objects of `new` that `old` does not share, children before their tree."""
+    if (old is not None and new.id == old.id) or new.id in dst.odb:
+        return
+    before = {e.name: e for e in old} if old is not None else {}
+    for entry in new:
+        was = before.get(entry.name)
+        if was is not None and was.id == entry.id:
+            continue
+        if entry.type_str == "tree":
+            was_tree = src[was.id] if was is not None and was.type_str == "tree" else None
+            _copy_tree(src, dst, src[entry.id], was_tree)  # type: ignore[arg-type]
+        elif entry.type_str == "blob" and entry.id not in dst.odb:
+            _copy(src, dst, entry.id)
+    _copy(src, dst, new.id)
+
+
+def copy_commits(src: pygit2.Repository, dst: pygit2.Repository, tip: str, stop: str) -> None:
+    """Copy commit `tip` and its first-parent ancestors down to `stop` (with their new trees and
+    blobs) from expd's private store into the user's repository: oldest first, commit last."""
+    chain: list[pygit2.Commit] = []
+    commit = src[tip].peel(pygit2.Commit)
+    while str(commit.id) != stop and commit.id not in dst.odb:
+        chain.append(commit)
+        if not commit.parents:
+            break
+        commit = commit.parents[0]
+    for c in reversed(chain):
+        _copy_tree(src, dst, c.tree, c.parents[0].tree if c.parents else None)
+        _copy(src, dst, c.id)
+
+
+def set_own_ref(user: pygit2.Repository, name: str, commit: str) -> None:
+    """Point one of expd's own refs at `commit`; any other ref of the user's is refused."""
+    if not name.startswith(OWN_REFS):
+        raise ValueError(f"{name} is not one of expd's refs")
+    with contextlib.suppress(FileNotFoundError):
+        (common_dir(user) / f"{name}.lock").unlink()  # only expd writes its refs: a lock is stale
+    user.references.create(name, pygit2.Oid(hex=commit), force=True)
+
+
+def delete_own_ref(user: pygit2.Repository, name: str) -> None:
+    if not name.startswith(OWN_REFS):
+        raise ValueError(f"{name} is not one of expd's refs")
+    with contextlib.suppress(KeyError, pygit2.GitError):
+        user.references.delete(name)
+
+
+def diff_patch(repo: pygit2.Repository, base: str, head: str) -> tuple[str, DiffStat]:
+    """The patch from `base` to `head` and its numbers (what `git diff --numstat -p` reports)."""
+    diff = repo.diff(repo[base].peel(pygit2.Tree), repo[head].peel(pygit2.Tree))
+    files = [
+        d.old_file.path if d.status == DeltaStatus.DELETED else d.new_file.path for d in diff.deltas
+    ]
+    stats = diff.stats
+    patch = diff.patch or ""
+    return patch + ("\n" if patch and not patch.endswith("\n") else ""), DiffStat(
+        files=files, added=stats.insertions, removed=stats.deletions
+    )
+
+
+# --- identity ---------------------------------------------------------------------------------------
+
+
+def _config(user: pygit2.Repository, key: str) -> str:
+    try:
+        return str(user.config[key])
+    except (KeyError, pygit2.GitError):
+        return ""
+
+
+def signature(user: pygit2.Repository, role: str = "COMMITTER") -> pygit2.Signature:
+    """Who commits (`role` AUTHOR or COMMITTER): git's variables, else the user's config, else expd."""
+    name = os.environ.get(f"GIT_{role}_NAME") or _config(user, "user.name") or FALLBACK_NAME
+    email = os.environ.get(f"GIT_{role}_EMAIL") or _config(user, "user.email") or FALLBACK_EMAIL
+    return pygit2.Signature(name, email)
+
+
+def identity_env(root: Path) -> dict[str, str]:
+    """Identity variables for children (the agent's own commits) when the user has none configured."""
+    if _config(open_user_repo(root), "user.email"):
+        return {}
+    fallback = {
+        "GIT_AUTHOR_NAME": FALLBACK_NAME,
+        "GIT_AUTHOR_EMAIL": FALLBACK_EMAIL,
+        "GIT_COMMITTER_NAME": FALLBACK_NAME,
+        "GIT_COMMITTER_EMAIL": FALLBACK_EMAIL,
+    }
+    return {k: v for k, v in fallback.items() if k not in os.environ}
+
+
+# --- questions about the user's repository ------------------------------------------------------------
+
+
+def repo_head(root: Path) -> str:
+    try:
+        return str(open_user_repo(root).head.target)
+    except (pygit2.GitError, TreeError):
+        raise UserError(
+            f"{root}: the repository has no commits yet (commit something first)"
+        ) from None
+
+
+def is_tracked(root: Path, name: str) -> bool:
+    """Whether `name` is committed, so a new tree of the repository will have it."""
+    try:
+        user = open_user_repo(root)
+        user.head.peel(pygit2.Tree)[os.path.normpath(name)]
+    except (KeyError, pygit2.GitError, TreeError):
+        return False
+    return True
+
+
+def valid_branch_name(name: str) -> bool:
+    return not name.startswith("-") and pygit2.reference_is_valid_name(f"refs/heads/{name}")
+
+
+def branch_exists(root: Path, name: str) -> bool:
+    return f"refs/heads/{name}" in open_user_repo(root).references
+
+
+def resolve_commit(root: Path, rev: str) -> str | None:
+    """The commit `rev` names, or None when the repository does not have it."""
+    try:
+        return str(open_user_repo(root).revparse_single(rev).peel(pygit2.Commit).id)
+    except (KeyError, ValueError, pygit2.GitError, TreeError):
+        return None
