@@ -283,6 +283,8 @@ class Loop:
             if s.in_flight:
                 s.in_flight.stage = "recording"
             self.recorder.record(record, point="recorded")
+            if record.status == "keep" and record.commit:
+                await self.worktree.keep(record.commit)
             if record.status != "keep":
                 self.store.phase(
                     "reverting", "back to the last kept commit", experiment=record.experiment

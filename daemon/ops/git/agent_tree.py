@@ -123,6 +123,12 @@ class AgentTree:
         """Put the tree back at `commit` on the run's branch: tracked files restored, untracked
         ones removed (ignored ones stay), `.git` afresh; a deleted tree is made again. Raises
         TreeError when the result is not exactly that."""
+        try:
+            self._reset(commit)
+        except (pygit2.GitError, OSError, KeyError) as exc:
+            raise TreeError(f"cannot reset the agent's tree to {commit[:10]}: {exc}") from None
+
+    def _reset(self, commit: str) -> None:
         ensure_tree(self.path)
         user, repo = self._open()
         try:
@@ -139,8 +145,17 @@ class AgentTree:
             raise TreeError(
                 f"the agent's tree is not clean after a reset to {commit[:10]}: {sorted(left)[:3]}"
             )
-        set_own_ref(user, f"refs/heads/{self.branch}", commit)
+        self._point_branch(user, commit)
         write_dotgit(self.path, repo, user, commit, self.branch)
+
+    def keep_sync(self, commit: str) -> None:
+        """The run's branch in the user's repository follows the incumbent: move it to a keep."""
+        self._point_branch(open_user_repo(self.repo), commit)
+
+    def _point_branch(self, user: pygit2.Repository, commit: str) -> None:
+        ref = user.references.get(f"refs/heads/{self.branch}")
+        if ref is None or str(ref.target) != commit:
+            set_own_ref(user, f"refs/heads/{self.branch}", commit)
 
     def stage_sync(self, incumbent: str, message: Callable[[], str]) -> Candidate | str | None:
         """The agent's change as a candidate in expd's private store, None when the files are the
@@ -177,13 +192,11 @@ class AgentTree:
         return Candidate(str(commit), incumbent, text, changes, repo)
 
     def publish_sync(self, candidate: Candidate, ref: str) -> Capture:
-        """Copy the candidate into the user's repository, pin it under `ref`, put the run's branch
-        and the tree's `.git` on it."""
+        """Copy the candidate into the user's repository, pin it under `ref`, put the tree's `.git`
+        on it (the run's branch moves only when it is kept)."""
         user, repo = self._open()
         copy_commits(repo, user, candidate.commit, candidate.parent)
         set_own_ref(user, ref, candidate.commit)
-        set_own_ref(user, f"refs/heads/{self.branch}", candidate.commit)
-        repo.set_head(pygit2.Oid(hex=candidate.commit))
         write_dotgit(self.path, repo, user, candidate.commit, self.branch)
         patch, stat = diff_patch(user, candidate.parent, candidate.commit)
         subject = (candidate.message.splitlines() or [""])[0]
@@ -239,6 +252,9 @@ class AgentTree:
 
     async def reset(self, commit: str) -> None:
         await anyio.to_thread.run_sync(self.reset_sync, commit)
+
+    async def keep(self, commit: str) -> None:
+        await anyio.to_thread.run_sync(self.keep_sync, commit)
 
 
 def _changes(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> list[Change]:

@@ -65,12 +65,15 @@ def ensure_tree(path: Path) -> None:
     """Make `path` a real directory where it is: a symlink or file put there is removed, and a path
     whose parent leads elsewhere (a symlink on the way) is refused, never followed."""
     parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    if not parent.is_dir():
+        parent.mkdir(parents=True, exist_ok=True)
     if os.path.realpath(parent) != os.path.abspath(parent):
         raise TreeError(f"{parent} leads elsewhere (a symlink on the way): refusing to use it")
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if _is_real_dir(path):
+        return
+    if path.is_symlink() or path.exists():
         path.unlink()
-    path.mkdir(exist_ok=True)
+    path.mkdir()
 
 
 def tree_problem(path: Path) -> str:
@@ -101,8 +104,9 @@ def private_repo(gitdir: Path, workdir: Path, user: pygit2.Repository) -> pygit2
         (gitdir / "info").mkdir(exist_ok=True)
         (gitdir / "info" / "exclude").write_text(_user_excludes(user) + "/.expd/\n")
     # Only this process writes here (the run's daemon, or the CLI before it starts): a lock is stale.
-    with contextlib.suppress(FileNotFoundError):
-        (gitdir / "index.lock").unlink()
+    for lock in ("index.lock", "HEAD.lock", "config.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            (gitdir / lock).unlink()
     try:
         repo = pygit2.Repository(str(gitdir), RepositoryOpenFlag.NO_SEARCH)
     except pygit2.GitError as exc:
@@ -159,29 +163,85 @@ def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool
     repo.set_head(target.id)
 
 
+DOTGIT_CONFIG = (
+    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+    "\tlogallrefupdates = true\n"
+)
+DOTGIT_KEEP = frozenset(
+    {"HEAD", "config", "index", "objects", "refs", "info", "logs", "packed-refs"}
+)
+"""What may stay in a tree's `.git` between rewrites (the agent's own objects and branches do no
+harm); anything else there (hooks, `commondir`, locks, …) is removed."""
+
+
 def write_dotgit(
     workdir: Path, repo: pygit2.Repository, user: pygit2.Repository, commit: str, branch: str | None
 ) -> None:
-    """A fresh `.git` for a tree others use (the agent, a measured program), so git works there and
-    shows it clean at `commit`. expd never reads it; whatever was there before is replaced."""
+    """Give a tree others use (the agent, a measured program) a sane `.git`, so git works there and
+    shows it clean at `commit`: expd's config, HEAD (on `branch`, else detached), the index of
+    expd's git dir, the user's objects through alternates. expd never reads it as a repository.
+
+    Repaired in place when that is safe (creating files is what costs here); rebuilt from nothing
+    when a symlink, hard link or odd file stands where expd writes."""
     dotgit = workdir / ".git"
-    _remove(dotgit)
-    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
-        (dotgit / sub).mkdir(parents=True)
-    (dotgit / "objects" / "info" / "alternates").write_text(f"{common_dir(user) / 'objects'}\n")
+    files = {
+        "HEAD": f"ref: refs/heads/{branch}\n" if branch else f"{commit}\n",
+        "config": DOTGIT_CONFIG,
+        "objects/info/alternates": f"{common_dir(user) / 'objects'}\n",
+        "info/exclude": (Path(repo.path) / "info" / "exclude").read_text(),
+    }
     if branch:
-        ref = dotgit / "refs" / "heads" / branch
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_text(f"{commit}\n")
-        (dotgit / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
-    else:
-        (dotgit / "HEAD").write_text(f"{commit}\n")
-    (dotgit / "config").write_text(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
-        "\tlogallrefupdates = true\n"
-    )
-    shutil.copyfile(Path(repo.path) / "info" / "exclude", dotgit / "info" / "exclude")
-    shutil.copyfile(Path(repo.path) / "index", dotgit / "index")
+        files[f"refs/heads/{branch}"] = f"{commit}\n"
+    index = (Path(repo.path) / "index").read_bytes()
+    if _is_real_dir(dotgit):
+        for entry in os.listdir(dotgit):
+            if entry not in DOTGIT_KEEP:
+                _remove(dotgit / entry)
+        if all(_put(dotgit, name, text.encode()) for name, text in files.items()) and _put(
+            dotgit, "index", index, compare=False
+        ):
+            return
+    _remove(dotgit)
+    for sub in ("objects/pack", "refs/tags"):
+        (dotgit / sub).mkdir(parents=True)
+    for name, text in files.items():
+        _put(dotgit, name, text.encode())
+    _put(dotgit, "index", index, compare=False)
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _put(root: Path, name: str, data: bytes, *, compare: bool = True) -> bool:
+    """Write `data` to `root/name` unless it is there already; False (nothing written) when a
+    symlink, a hard link or a non-directory stands on the way, so nothing is written elsewhere."""
+    here = root
+    parts = name.split("/")
+    for part in parts[:-1]:
+        here = here / part
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            here.mkdir()
+            continue
+        if not stat.S_ISDIR(mode):
+            return False
+    here = here / parts[-1]
+    try:
+        info = os.lstat(here)
+    except FileNotFoundError:
+        here.write_bytes(data)
+        return True
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        return False
+    if compare and info.st_size == len(data) and here.read_bytes() == data:
+        return True
+    here.write_bytes(data)
+    return True
 
 
 # --- objects and refs in the user's repository ----------------------------------------------------
