@@ -257,7 +257,11 @@ class Loop:
         self.store.phase("measuring", first, experiment=n)
         faults.point("measuring", n)
         candidate = record.commit or incumbent
-        await self.measured.checkout(candidate)  # expd's own work: not counted as measuring
+        try:
+            await self.measured.checkout(candidate)  # expd's own work: not counted as measuring
+        except TreeError as exc:
+            record.status, record.reason = "measurement_failure", str(exc)
+            return record
         measure_started = time.monotonic()
         change = ChangeInfo(lines_added=record.diff.added, lines_removed=record.diff.removed)
         session = self.policy.begin(s.pool, change=change)

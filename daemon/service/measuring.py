@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemon.ops.git.eval_tree import EvalTree
+from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.base import Decision, Session, Side
 from daemon.policies.driver import drive
@@ -40,7 +41,10 @@ class Measuring:
 
     async def baseline(self, commit: str, runs: int, samples: list[Sample]) -> str | None:
         """Build, then measure `commit` `runs` times into `samples`; the first failure."""
-        await self.tree.checkout(commit)
+        try:
+            await self.tree.checkout(commit)
+        except TreeError as exc:
+            return str(exc)
         failure = await self.build()
         for i in range(runs):
             if failure:
@@ -67,7 +71,11 @@ class Measuring:
             want_incumbent = side == "incumbent"
             if want_incumbent != on_incumbent:
                 commit = incumbent if want_incumbent else candidate
-                await self.tree.checkout(commit, clean=False)
+                try:
+                    await self.tree.checkout(commit, clean=False)
+                except TreeError as exc:
+                    failure = str(exc)
+                    return None
                 on_incumbent = want_incumbent
             count += 1
             if count > 1 or self.measurer.build_command:

@@ -20,7 +20,13 @@ from pathlib import Path
 import anyio
 import pygit2
 
-from daemon.ops.git.store import checkout, open_user_repo, private_repo, write_dotgit
+from daemon.ops.git.store import (
+    TreeError,
+    checkout,
+    open_user_repo,
+    private_repo,
+    write_dotgit,
+)
 
 
 @dataclass
@@ -39,9 +45,12 @@ class EvalTree:
     def checkout_sync(self, commit: str, *, clean: bool = True) -> None:
         """Tracked files exactly `commit`'s (a deleted or replaced tree is made again); untracked
         files removed when `clean`; a fresh `.git` detached at `commit` for programs that ask git."""
-        user, repo = self.open()
-        checkout(repo, self.path, commit, clean=clean)
-        write_dotgit(self.path, repo, user, commit, None)
+        try:
+            user, repo = self.open()
+            checkout(repo, self.path, commit, clean=clean)
+            write_dotgit(self.path, repo, user, commit, None)
+        except (pygit2.GitError, OSError, KeyError) as exc:
+            raise TreeError(f"cannot check {commit[:10]} out for measuring: {exc}") from None
 
     async def checkout(self, commit: str, *, clean: bool = True) -> None:
         await anyio.to_thread.run_sync(functools.partial(self.checkout_sync, commit, clean=clean))

@@ -152,7 +152,12 @@ def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool
     match; untracked files are removed when `clean`, ignored ones stay."""
     ensure_tree(workdir)
     target = repo[commit].peel(pygit2.Commit)
-    touched = set(repo.status(untracked_files="all"))
+    status = repo.status(untracked_files="all")
+    if clean:
+        for name in status:
+            if name.endswith("/"):  # a nested repository: libgit2 leaves those alone
+                _remove(workdir / name.rstrip("/"))
+    touched = set(status)
     for delta in repo.index.diff_to_tree(target.tree).deltas:
         touched.update((delta.old_file.path, delta.new_file.path))
     defuse(workdir, touched)
