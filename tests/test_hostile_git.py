@@ -177,3 +177,25 @@ def test_measurement_runs_in_expd_tree(tmp_path: Path) -> None:
     agent_tree = manifest(paths).worktree
     assert len(where) == 1 and agent_tree not in where
     assert "/.expd/eval/" in where.pop()
+
+
+def test_the_users_own_hooks_and_signing_settings_are_not_expds(tmp_path: Path) -> None:
+    """The user's repository asks for signed commits and has hooks of every kind: expd's commits
+    and refs are its own business (no signing, no hook runs), and nothing is an internal error."""
+    mark = tmp_path / "user-hook-ran"
+    repo = user_repo(tmp_path / "repo", "true")
+    git(repo, "config", "commit.gpgsign", "true")
+    git(repo, "config", "gpg.program", "false")
+    git(repo, "config", "core.fsmonitor", f"touch {mark}; false")
+    hooks = repo / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for hook in HOOKS:
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+        (hooks / hook).chmod(0o755)
+    before = snapshot(repo)
+    paths = start(repo, env={"TARGET": "1"})
+    final = wait_finished(paths, timeout=90)
+    assert final.termination_reason == "max_experiments", final.message
+    assert statuses(paths) == ["baseline", "keep", "discard", "discard"]
+    assert_untouched(repo, before)
+    assert not mark.exists()
