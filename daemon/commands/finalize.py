@@ -17,8 +17,13 @@ import msgspec
 from daemon.commands.finalize_summary import Confirmation, Outcome, write_summary
 from daemon.commands.validate import sigterm_interrupts
 from daemon.ops.git.eval_tree import EvalTree, scratch_tree
+from daemon.ops.git.lookup import (
+    branch_exists,
+    identity_env,
+    resolve_commit,
+    valid_branch_name,
+)
 from daemon.ops.git.replay import Conflict, create_branch, replay
-from daemon.ops.git.store import branch_exists, identity_env, resolve_commit, valid_branch_name
 from daemon.ops.measure import Measurer
 from daemon.policies.base import Decision, Side
 from daemon.policies.driver import drive

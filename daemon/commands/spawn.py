@@ -20,8 +20,8 @@ from pathlib import Path
 import daemon
 from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
+from daemon.ops.git.lookup import is_tracked, repo_head
 from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
-from daemon.ops.git.store import is_tracked, repo_head
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError

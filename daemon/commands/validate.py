@@ -23,7 +23,7 @@ import anyio
 import msgspec
 
 from daemon.ops.git.eval_tree import scratch_tree
-from daemon.ops.git.store import repo_head
+from daemon.ops.git.lookup import repo_head
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.noise import (
     DEFAULT_MAX_RUNS,

@@ -13,8 +13,9 @@ import watchfiles
 
 from daemon.agents.base import AgentUnavailable
 from daemon.agents.registry import make_agent
+from daemon.ops.git.lookup import identity_env
 from daemon.ops.git.run_trees import run_trees
-from daemon.ops.git.store import TreeError, identity_env
+from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart

@@ -20,6 +20,7 @@ import anyio
 import pygit2
 from pygit2.enums import DeltaStatus, FileStatus, RepositoryOpenFlag
 
+from daemon.ops.git.lookup import signature
 from daemon.ops.git.store import (
     TreeError,
     checkout,
@@ -29,7 +30,6 @@ from daemon.ops.git.store import (
     open_user_repo,
     private_repo,
     set_own_ref,
-    signature,
     tree_problem,
     write_dotgit,
 )

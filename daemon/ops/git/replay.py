@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pygit2
 
 from daemon.ops.git.eval_tree import EvalTree
-from daemon.ops.git.store import copy_commits, signature
+from daemon.ops.git.lookup import signature
+from daemon.ops.git.store import copy_commits
 
 
 @dataclass
