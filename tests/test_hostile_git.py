@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import (
+    USER_EDIT,
     assert_agent_tree_sane,
     assert_no_worse_kept,
     assert_untouched,
@@ -71,6 +72,10 @@ SCENARIOS = {
     "points its .git at the user's git dir with a symlink": 'rm -rf .git && ln -s "$R/.git" .git',
     "adds alternates and a commondir": (
         'echo "$R/.git/objects" >> .git/objects/info/alternates && echo "$R/.git" > .git/commondir'
+    ),
+    "leaves a read-only directory in discarded experiments": (
+        'if [ "$EXPD_EXPERIMENT" -ge 2 ]; then mkdir -p ro/deep && echo x > ro/deep/f && '
+        "chmod 555 ro/deep ro; fi"
     ),
     "leaves untracked files in discarded experiments": (
         'if [ "$EXPD_EXPERIMENT" -ge 2 ]; then echo junk > junk.txt && mkdir -p d/e && echo x > d/e/f; fi'
@@ -199,3 +204,23 @@ def test_the_users_own_hooks_and_signing_settings_are_not_expds(tmp_path: Path) 
     assert statuses(paths) == ["baseline", "keep", "discard", "discard"]
     assert_untouched(repo, before)
     assert not mark.exists()
+
+
+def test_a_fifo_in_the_agents_git_does_not_stall_the_capture(tmp_path: Path) -> None:
+    """No description printed, so expd looks for the agent's own commit message: a FIFO where its
+    HEAD should be is no message, not a hang."""
+    hostile = "rm -f .git/HEAD && mkfifo .git/HEAD"
+    repo = user_repo(tmp_path / "repo", hostile)
+    agent = (repo / "agent.sh").read_text().replace('echo "EXPD-DESCRIPTION', "# echo")
+    (repo / "agent.sh").write_text(agent)
+    git(repo, "commit", "-qm", "no description", "--", "agent.sh")
+    (repo / "f.py").write_text(USER_EDIT)
+    before = snapshot(repo)
+    paths = start(repo, env={"TARGET": "1"})
+    final = wait_finished(paths, timeout=90)
+    assert final.termination_reason == "max_experiments", final.message
+    recs = results(paths)
+    assert [r.status for r in recs] == ["baseline", "keep", "discard", "discard"]
+    assert recs[1].description == "expd experiment 1"
+    assert_untouched(repo, before)
+    assert_agent_tree_sane(paths)

@@ -11,14 +11,17 @@ at the commit the files are at, with a clean index.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import stat
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pygit2
-from pygit2.enums import DeltaStatus, FileStatus, RepositoryOpenFlag
+from pygit2.enums import DeltaStatus, FileStatus
 
 from daemon.ops.git.lookup import signature
 from daemon.ops.git.store import (
@@ -35,6 +38,7 @@ from daemon.ops.git.store import (
 )
 from shared.schema import DiffStat
 
+HEX = frozenset("0123456789abcdef")
 _ADD = FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
 
 
@@ -87,20 +91,41 @@ Check = Callable[[Candidate], str]
 
 
 def agent_subject(tree: Path, incumbent: str) -> str:
-    """The subject of the agent's own last commit, read without trusting its `.git`: only a real
-    directory, opened bare where it is (no search, no work tree, no redirection); any doubt is ""."""
+    """The subject of the agent's own last commit, read without trusting its `.git` and without
+    libgit2: HEAD and a loose ref, then the loose commit object, each a small regular file opened
+    without following a final symlink or blocking on a FIFO; any doubt (a pack, an odd file) is ""."""
     dotgit = tree / ".git"
     try:
-        if dotgit.is_symlink() or not dotgit.is_dir() or (dotgit / "commondir").exists():
+        if not stat.S_ISDIR(os.lstat(dotgit).st_mode):
             return ""
-        flags = RepositoryOpenFlag.NO_SEARCH | RepositoryOpenFlag.BARE
-        head = pygit2.Repository(str(dotgit), flags).head.peel(pygit2.Commit)
-        if str(head.id) == incumbent:
+        head = _small(dotgit / "HEAD").decode().strip()
+        if head.startswith("ref: "):
+            name = head[5:].strip()
+            if not name.startswith("refs/") or ".." in name.split("/"):
+                return ""
+            head = _small(dotgit / name).decode().strip()
+        if len(head) != 40 or head == incumbent or not all(c in HEX for c in head):
             return ""
-        lines = head.message.strip().splitlines()
-        return lines[0].strip()[:200] if lines else ""
-    except (pygit2.GitError, KeyError, ValueError, OSError, UnicodeError):
+        data = _small(dotgit / "objects" / head[:2] / head[2:])
+        raw = zlib.decompressobj().decompress(data, 1 << 16)
+    except (OSError, ValueError, zlib.error):
         return ""
+    header, _, body = raw.partition(b"\0")
+    if not header.startswith(b"commit "):
+        return ""
+    lines = body.partition(b"\n\n")[2].decode(errors="replace").strip().splitlines()
+    return lines[0].strip()[:200] if lines else ""
+
+
+def _small(path: Path, limit: int = 1 << 20) -> bytes:
+    """A regular file's first `limit` bytes; OSError for anything else."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -284,7 +309,11 @@ def _inside_repository(tree: Path, path: str) -> bool:
 
 
 def _empty(path: Path) -> None:
-    """Remove everything in `path` but its `.git` (rewritten after the checkout anyway)."""
+    """Remove everything in `path` but its `.git` (rewritten after the checkout anyway), even
+    what the agent made read-only."""
+    for root, dirs, _ in os.walk(path):
+        dirs[:] = [d for d in dirs if d != ".git" or root != str(path)]
+        os.chmod(root, 0o700)
     for entry in path.iterdir():
         if entry.name == ".git":
             continue
