@@ -204,6 +204,11 @@ def find_repo_root(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         git = candidate / ".git"
+        if (
+            candidate.parent.name in ("worktrees", "eval")
+            and candidate.parent.parent.name == ".expd"
+        ):
+            continue  # a run's tree (its own repository): the user's repository is further up
         if git.is_dir():
             return candidate
         if git.is_file():

@@ -224,3 +224,16 @@ def test_a_fifo_in_the_agents_git_does_not_stall_the_capture(tmp_path: Path) -> 
     assert recs[1].description == "expd experiment 1"
     assert_untouched(repo, before)
     assert_agent_tree_sane(paths)
+
+
+def test_expd_inside_a_runs_tree_finds_the_users_repository(tmp_path: Path) -> None:
+    """The agent's tree is a repository of its own, yet `expd` run inside it (or in the measurement
+    tree) still means the user's repository, as it did when the tree was a worktree."""
+    from shared.paths import find_repo_root
+
+    repo = user_repo(tmp_path / "repo", "true")
+    paths = start(repo, env={"TARGET": "1"})
+    wait_finished(paths, timeout=90)
+    tree = Path(manifest(paths).worktree)
+    assert find_repo_root(tree) == repo.resolve()
+    assert find_repo_root(repo / ".expd" / "eval" / tree.name) == repo.resolve()
