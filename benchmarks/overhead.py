@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +39,8 @@ def percentile(values: list[float], q: float) -> float:
 
 SEGMENTS = {
     ("agent_start", "agent_end"): "agent process",
-    ("agent_end", "phase:measuring"): "commit, pin, diff, patch",
-    ("phase:measuring", "decision"): "measurement process + decision",
+    ("agent_end", "phase:measuring"): "capture: commit, pin, diff, patch",
+    ("phase:measuring", "decision"): "checkout, measurement process, decision",
     ("decision", "phase:reverting"): "record result",
     ("decision", "phase:idle"): "record result",
     ("phase:reverting", "phase:idle"): "revert and verify",
@@ -118,7 +117,6 @@ def main() -> None:
             "status_exit": status.returncode,
         }
         print(json.dumps(summary, indent=2))
-        subprocess.run(["git", "worktree", "prune"], cwd=repo, check=False)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ PROGRAM_FILES = ("program.toml", "program.md", "measure.sh", "build.sh")
 
 
 def check_program_name(name: str) -> str:
-    if not PROGRAM_NAME.match(name) or name.endswith((".", ".lock")):
+    # Also a valid git branch name component (the run's branch is expd/<name>/<stamp>).
+    if not PROGRAM_NAME.match(name) or name.endswith((".", ".lock")) or ".." in name:
         raise UserError(
-            f"invalid program name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)"
+            f"invalid program name {name!r}: use letters, digits, '-', '_' or '.' (at most 64, "
+            "no '..', not ending in '.' or '.lock')"
         )
     return name
 
@@ -92,6 +94,16 @@ class RunPaths:
     @property
     def prompts_dir(self) -> Path:
         return self.dir / "prompts"
+
+    @property
+    def agent_git(self) -> Path:
+        """expd's own git dir for the agent's tree (the agent's `.git` is never read)."""
+        return self.dir / "git" / "agent"
+
+    @property
+    def eval_git(self) -> Path:
+        """expd's own git dir for the measurement tree."""
+        return self.dir / "git" / "eval"
 
     @property
     def tune_db(self) -> Path:
@@ -169,8 +181,17 @@ class RepoPaths:
     def program(self, name: str) -> ProgramPaths:
         return ProgramPaths(self.root, name)
 
+    @property
+    def eval_dir(self) -> Path:
+        return self.expd / "eval"
+
     def worktree(self, program: str, stamp: str) -> Path:
+        """The agent's tree of a run."""
         return self.worktrees_dir / f"{program}-{stamp}"
+
+    def eval_tree(self, program: str, stamp: str) -> Path:
+        """Where a run's measurements happen, checked out by expd at the commit measured."""
+        return self.eval_dir / f"{program}-{stamp}"
 
     def program_names(self) -> list[str]:
         if not self.programs_dir.is_dir():
@@ -183,6 +204,11 @@ def find_repo_root(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         git = candidate / ".git"
+        if (
+            candidate.parent.name in ("worktrees", "eval")
+            and candidate.parent.parent.name == ".expd"
+        ):
+            continue  # a run's tree (its own repository): the user's repository is further up
         if git.is_dir():
             return candidate
         if git.is_file():

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared import codec
+from shared.errors import ContractError
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import ResultRecord, RunState
 from shared.tail import read_complete_lines
@@ -146,7 +147,7 @@ def wait_for(
     while time.monotonic() < deadline:
         try:
             value = predicate()
-        except (OSError, ValueError):
+        except (OSError, ValueError, ContractError):  # e.g. state.json not written yet
             value = None
         if value:
             return value

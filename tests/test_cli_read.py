@@ -517,6 +517,9 @@ def test_init_errors(repo: Path, tmp_path: Path, capsys: Capsys,
     assert code == 1 and "invalid choice" in err
     code, _, err = run_cli(capsys, "init", "bad name", "--metric", "m", "--direction", "lower")
     assert code == 1 and "invalid program name" in err
+    for name in ("a..b", "x.lock", "x."):  # git cannot use them in the run's branch name
+        code, _, err = run_cli(capsys, "init", name, "--metric", "m", "--direction", "lower")
+        assert code == 1 and "invalid program name" in err, name
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "init", "x", "--metric", "m", "--direction", "lower")
     assert code == 1 and "not inside a git repository" in err

@@ -330,7 +330,8 @@ def test_racing_starts_one_wins(tmp_path: Path, gate: Gate) -> None:
     assert len(run_dirs) == 1, run_dirs
     assert len(list(RepoPaths(repo).worktrees_dir.iterdir())) == 1
     assert len(git(repo, "branch", "--list", "expd/*").splitlines()) == 1
-    assert len(git(repo, "worktree", "list").splitlines()) == 2
+    # The agent's tree is a standalone repository: no worktree is added to the user's.
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
     gate.open()
     assert wait_finished(RunPaths(run_dirs[0])).termination_reason == "max_experiments"
 

@@ -133,3 +133,31 @@ def test_running_run_is_refused(tmp_path: Path) -> None:
     finally:
         expd("abort", run, "--wait", cwd=repo)
         wait_finished(paths)
+
+
+def test_a_gain_the_remeasurement_contradicts_creates_no_branch_unless_forced(
+    tmp_path: Path,
+) -> None:
+    """The machine (here: $FLIP) changed since the run: the final tree measures worse than the
+    base, so no review branch is made; `--force` makes it anyway and says what was measured."""
+    measure = FILES_MEASURE.replace(
+        'echo "{', 'if [ -n "$FLIP" ]; then good=$(( -good )); fi\necho "{'
+    )
+    repo = make_repo(tmp_path / "repo", agent_sh=FILES_AGENT, measure_sh=measure, max_experiments=3)
+    paths, run = finished_run(repo)
+    assert [r.status for r in results(paths)] == ["baseline", "keep", "keep", "discard"]
+    before, trees = checkout_state(repo), worktrees(repo)
+    branch = f"expd/p/{paths.dir.name}-final"
+
+    proc = expd("finalize", run, cwd=repo, env={"FLIP": "1"}, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "does not confirm" in proc.stderr and "--force" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert git(repo, "branch", "--list", branch) == ""
+    assert checkout_state(repo) == before and worktrees(repo) == trees
+
+    proc = expd("finalize", run, "--force", "--json", cwd=repo, env={"FLIP": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["confirmation"]["status"] == "not_confirmed" and out["branch"] == branch
+    assert git(repo, "rev-parse", branch) == out["commit"]

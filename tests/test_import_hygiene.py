@@ -19,6 +19,7 @@ FORBIDDEN = (
     "textual",
     "rich",
     "git",
+    "pygit2",
     "watchfiles",
     "anyio",
     "optuna",
@@ -107,11 +108,11 @@ def test_importing_the_cli_alone_is_light(live_run: FakeRun) -> None:
 
 
 def test_the_tui_never_imports_the_daemon() -> None:
-    """`tui` shows run files; it never drives the loop (no `daemon`, no GitPython)."""
+    """`tui` shows run files; it never drives the loop (no `daemon`, no git library)."""
     code = (
         "import json, pkgutil, importlib, sys, tui\n"
         "for m in pkgutil.walk_packages(tui.__path__, 'tui.'): importlib.import_module(m.name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('daemon', 'git'))))"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('daemon', 'git', 'pygit2'))))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

@@ -43,7 +43,7 @@ from daemon.agents.tune_params import (
     read_files,
     render,
 )
-from daemon.ops.git import GitError, commit_files
+from daemon.ops.git.cli import GitError, commit_files
 from shared.paths import RunPaths
 from shared.schema import ProgramConfig, ResultRecord, RunManifest
 from shared.tail import read_complete_lines

@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from daemon.ops.git import init_repo
+from daemon.ops.git.cli import init_repo
 from shared.errors import UserError
 from shared.paths import RepoPaths
 from shared.programs import exclude_expd

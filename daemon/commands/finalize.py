@@ -1,8 +1,9 @@
 """`expd finalize`: replay a finished run's kept experiments onto its base as one review branch.
 
-The replay happens in a temporary detached worktree, so the user's checkout is never touched; the
-branch is created (`git branch NAME SHA`) only once every kept change applied cleanly and the final
-tree was re-measured against the base with the run's own decision policy.
+The replay happens in memory and the re-measurement in a temporary tree, so the user's checkout is
+never touched; the branch is created only once every kept change applied cleanly and the final tree
+was re-measured against the base with the run's own decision policy and confirmed the gain (or the
+user insists with `--force`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,14 @@ import msgspec
 
 from daemon.commands.finalize_summary import Confirmation, Outcome, write_summary
 from daemon.commands.validate import sigterm_interrupts
-from daemon.ops.git import (
+from daemon.ops.git.eval_tree import EvalTree, scratch_tree
+from daemon.ops.git.lookup import (
     branch_exists,
-    checkout_detached,
-    cherry_pick,
-    create_branch,
-    detached_worktree,
-    head_commit,
     identity_env,
     resolve_commit,
     valid_branch_name,
 )
+from daemon.ops.git.replay import Conflict, create_branch, replay
 from daemon.ops.measure import Measurer
 from daemon.policies.base import Decision, Side
 from daemon.policies.driver import drive
@@ -75,7 +73,7 @@ def _chosen(ref: RunRef, kept: list[ResultRecord], exclude: list[int]) -> list[R
 
 
 def _check_branch(repo: Path, name: str) -> None:
-    if not valid_branch_name(repo, name):
+    if not valid_branch_name(name):
         raise UserError(f"invalid branch name {name!r}")
     if branch_exists(repo, name):
         raise UserError(f"branch {name} already exists (delete it or pass --branch NAME)")
@@ -89,30 +87,28 @@ def _commit_of(repo: Path, manifest: RunManifest, record: ResultRecord) -> str:
     raise UserError(f"the commit of experiment {record.experiment} is missing from the repository")
 
 
-def _replay(wt: Path, env: dict[str, str], chosen: list[ResultRecord], commits: list[str]) -> str:
-    applied: list[int] = []
-    for record, commit in zip(chosen, commits, strict=True):
-        files = cherry_pick(wt, env, commit)
-        if files is not None:
-            onto = ", ".join(map(str, applied)) or "none"
-            raise UserError(
-                f"experiment {record.experiment} ({record.description or 'no description'}) "
-                f"conflicts in {', '.join(files) or 'the worktree'} when replayed onto the base "
-                f"with experiments {onto}: no branch created "
-                f"(exclude it too with --exclude, or keep the one it depends on)"
-            )
-        applied.append(record.experiment)
-    return head_commit(wt)
+def _replay(tree: EvalTree, base: str, chosen: list[ResultRecord], commits: list[str]) -> str:
+    try:
+        return replay(tree, base, commits)
+    except Conflict as exc:
+        record = chosen[exc.index]
+        onto = ", ".join(str(r.experiment) for r in chosen[: exc.index]) or "none"
+        raise UserError(
+            f"experiment {record.experiment} ({record.description or 'no description'}) "
+            f"conflicts in {', '.join(exc.files) or 'the worktree'} when replayed onto the base "
+            f"with experiments {onto}: no branch created "
+            f"(exclude it too with --exclude, or keep the one it depends on)"
+        ) from None
 
 
 async def _confirm(
-    measurer: Measurer, wt: Path, base: str, final: str, config: ProgramConfig
+    measurer: Measurer, tree: EvalTree, base: str, final: str, config: ProgramConfig
 ) -> Confirmation:
     """Measure the base as the pool, then let the policy judge the final tree against it."""
     policy = make_policy(config)
 
     async def switch(commit: str) -> str | None:
-        await anyio.to_thread.run_sync(checkout_detached, wt, commit)
+        await tree.checkout(commit)
         built = await measurer.build()
         return None if built.ok else f"build failed: {built.error}"
 
@@ -152,8 +148,11 @@ def _confirmation(decision: Decision, pool: list[float], failure: str | None) ->
     return Confirmation(status, decision.reason, decision.metric, base, decision.evidence, pool)
 
 
-def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None = None) -> Outcome:
-    """Replay, re-measure, create the branch, write summary.md; raises UserError when it can't."""
+def finalize(
+    ref: RunRef, branch: str | None = None, exclude: list[int] | None = None, force: bool = False
+) -> Outcome:
+    """Replay, re-measure, create the branch, write summary.md; raises UserError when it can't,
+    or when the re-measurement does not confirm the gain (unless `force`)."""
     manifest, state, records = _load(ref)
     _refuse_live(ref, state)
     kept = [r for r in records if r.status == "keep" and r.experiment > 0]
@@ -166,8 +165,9 @@ def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None =
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(repo, manifest.program)
     env = identity_env(repo)
-    with sigterm_interrupts(), detached_worktree(repo, manifest.base_commit) as wt:
-        final = _replay(wt, env, chosen, commits)
+    with sigterm_interrupts(), scratch_tree(repo, manifest.base_commit) as tree:
+        wt = tree.path
+        final = _replay(tree, manifest.base_commit, chosen, commits)
         measure_env = {
             **os.environ,
             **env,
@@ -177,9 +177,15 @@ def finalize(ref: RunRef, branch: str | None = None, exclude: list[int] | None =
             "EXPD_PROGRAM_DIR": str(program.dir),
         }
         measurer = Measurer(config=config, program=program, worktree=wt, env=measure_env)
-        confirmation = anyio.run(_confirm, measurer, wt, manifest.base_commit, final, config)
+        confirmation = anyio.run(_confirm, measurer, tree, manifest.base_commit, final, config)
+        if confirmation.status != "confirmed" and not force:
+            said = confirmation.status.replace("_", " ")
+            raise UserError(
+                f"the re-measurement of the final tree does not confirm the gain ({said}: "
+                f"{confirmation.reason}): no branch created (--force creates it anyway)"
+            )
         _check_branch(repo, name)
-        create_branch(repo, name, final)
+        create_branch(tree, name, final, manifest.base_commit)
     outcome = Outcome(
         run_id=ref.run_id,
         branch=name,

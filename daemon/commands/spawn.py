@@ -20,13 +20,8 @@ from pathlib import Path
 import daemon
 from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
-from daemon.ops.git import (
-    add_worktree,
-    is_tracked,
-    remove_worktree,
-    repo_head,
-    restore_worktree,
-)
+from daemon.ops.git.lookup import is_tracked, repo_head
+from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
@@ -163,14 +158,15 @@ def start_run(
             calibration=recent_calibration(prog),
             carry_forward="" if fresh else carry_forward(prog),
         )
-        exclude_expd(repo.root)  # runs and worktrees must never show up in the user's checkout
+        exclude_expd(repo.root)  # runs and trees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
+        agent_tree, eval_tree = run_trees(paths, manifest)
         try:
-            add_worktree(repo.root, worktree, branch, base)
+            create_trees(agent_tree, eval_tree, base)
             write_atomic(paths.run_json, codec.encode(manifest))
             pid = _spawn(paths)
         except BaseException:
-            remove_worktree(repo.root, worktree, branch)
+            remove_trees(agent_tree, eval_tree)
             shutil.rmtree(paths.dir, ignore_errors=True)
             raise
         runs.register(paths, repo.root, rid)
@@ -203,9 +199,7 @@ def resume_run(run_dir: Path) -> Started:
             raise UserError(
                 f"program {manifest.program!r} already has an active run: {_active_run(prog)}"
             )
-        worktree = Path(manifest.worktree)
-        if not worktree.exists():
-            restore_worktree(repo, worktree, manifest.branch)
+        # The trees (and expd's git dirs for them) are repaired by the daemon as it starts.
         if not paths.results.exists() or b'"baseline"' not in paths.results.read_bytes()[:4096]:
             # No baseline yet: whatever the program files are now is what this run measures.
             manifest.program_files = file_digests(prog)

@@ -1,8 +1,8 @@
 """`expd validate`: how noisy is the measurement, and what settings can it support?
 
-It measures the committed HEAD in a throw-away detached worktree (the user's checkout is never
-touched): one build, one warm-up run that is not counted, then N runs. The result is stored in
-`calibration.json` beside the program, where `expd start` picks it up while it is recent and the
+It measures the committed HEAD in a throw-away tree checked out by expd (the user's checkout and
+repository are never touched): one build, one warm-up run that is not counted, then N runs. The
+result is stored in `calibration.json` beside the program, where `expd start` picks it up while it is recent and the
 program files are unchanged, so the run's baseline and first decisions start from a real noise
 estimate instead of a handful of runs.
 """
@@ -22,7 +22,8 @@ from typing import Any
 import anyio
 import msgspec
 
-from daemon.ops.git import detached_worktree, repo_head
+from daemon.ops.git.eval_tree import scratch_tree
+from daemon.ops.git.lookup import repo_head
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.noise import (
     DEFAULT_MAX_RUNS,
@@ -151,7 +152,8 @@ def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:
     digests = file_digests(program)
     commit = repo_head(repo.root)
     started = time.time()
-    with sigterm_interrupts(), detached_worktree(repo.root, commit) as worktree:
+    with sigterm_interrupts(), scratch_tree(repo.root, commit) as tree:
+        worktree = tree.path
         env = {
             **os.environ,
             "EXPD_WORKTREE": str(worktree),

@@ -15,7 +15,9 @@ from pathlib import Path
 import anyio
 
 from daemon.agents.base import Agent, AgentOutcome, Usage
-from daemon.ops.git import Worktree
+from daemon.ops.git.agent_tree import AgentTree
+from daemon.ops.git.eval_tree import EvalTree
+from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.base import ChangeInfo, Policy, medians
 from daemon.policies.noise import baseline_evidence
@@ -53,7 +55,8 @@ class Loop:
     program: ProgramPaths
     recorder: Recorder
     agent: Agent
-    worktree: Worktree
+    worktree: AgentTree
+    measured: EvalTree
     measurer: Measurer
     controls: Controls
     env: dict[str, str]
@@ -75,9 +78,7 @@ class Loop:
             env=self.env,
             track=self._track,
         )
-        self.measuring = Measuring(
-            self.store, self.measurer, self.worktree, self.manifest.branch, self._track
-        )
+        self.measuring = Measuring(self.store, self.measurer, self.measured, self._track)
 
     @property
     def store(self) -> RunStore:
@@ -152,7 +153,9 @@ class Loop:
         failure: str | None = None
         with anyio.CancelScope() as scope:
             self.controls.scope = scope
-            failure = await self.measuring.baseline(self.policy.baseline_runs(), samples)
+            failure = await self.measuring.baseline(
+                s.incumbent_commit, self.policy.baseline_runs(), samples
+            )
         self.controls.scope = None
         if scope.cancelled_caught:
             self.finish("aborted", "aborted during the baseline")
@@ -253,10 +256,16 @@ class Loop:
         first = "building" if self.measurer.build_command else "measuring candidate run 1"
         self.store.phase("measuring", first, experiment=n)
         faults.point("measuring", n)
+        candidate = record.commit or incumbent
+        try:
+            await self.measured.checkout(candidate)  # expd's own work: not counted as measuring
+        except TreeError as exc:
+            record.status, record.reason = "measurement_failure", str(exc)
+            return record
         measure_started = time.monotonic()
         change = ChangeInfo(lines_added=record.diff.added, lines_removed=record.diff.removed)
         session = self.policy.begin(s.pool, change=change)
-        decision = await self.measuring.decide(n, session, incumbent)
+        decision = await self.measuring.decide(n, session, incumbent, candidate)
         record.measure_s = time.monotonic() - measure_started
         self.store.event(
             "decision", n, status=decision.status, reason=decision.reason, metric=decision.metric
@@ -278,12 +287,17 @@ class Loop:
             if s.in_flight:
                 s.in_flight.stage = "recording"
             self.recorder.record(record, point="recorded")
+            if record.status == "keep" and record.commit:
+                await self.worktree.keep(record.commit)
             if record.status != "keep":
                 self.store.phase(
                     "reverting", "back to the last kept commit", experiment=record.experiment
                 )
                 faults.point("reverting", record.experiment)
-                await self.worktree.reset(s.incumbent_commit)
+                try:
+                    await self.worktree.reset(s.incumbent_commit)
+                except TreeError as exc:
+                    raise RunFailed(f"cannot restore the agent's tree: {exc}") from None
                 faults.point("reverted", record.experiment)
             s.in_flight = None
             self.store.phase("idle", "", durable=True)

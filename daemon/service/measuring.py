@@ -1,8 +1,11 @@
-"""Measuring in the run's worktree: the build, the baseline's runs, and a policy session's runs.
+"""Measuring in the run's measurement tree: the build, the baseline's runs, and a policy session's
+runs.
 
-When the session asks for the incumbent, its commit is checked out detached for the run and the
-worktree goes back to the run's branch before the next candidate run and before the decision is
-recorded, so slow drift of the machine hits both sides alike.
+The tree is expd's, checked out at exactly the commit measured (the agent's tree never is). A
+series starts clean (untracked files removed, ignored ones such as the build's caches kept), then
+the build runs. When the session asks for the incumbent, its commit's files replace the candidate's
+for the run (the build's output stays, as within one series), and the candidate's come back before
+the next candidate run, so slow drift of the machine hits both sides alike.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daemon.ops.git import Worktree
+from daemon.ops.git.eval_tree import EvalTree
+from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.base import Decision, Session, Side
 from daemon.policies.driver import drive
@@ -23,9 +27,7 @@ from daemon.service.store import RunStore
 class Measuring:
     store: RunStore
     measurer: Measurer
-    worktree: Worktree
-    branch: str
-    """The run's branch: where the candidate is."""
+    tree: EvalTree
     track: Callable[[int], None]
     """Told each child's process group, so a resumed daemon can kill leftovers."""
 
@@ -37,8 +39,12 @@ class Measuring:
         sample = await self.measurer.build(self.track)
         return None if sample.ok else sample.error
 
-    async def baseline(self, runs: int, samples: list[Sample]) -> str | None:
-        """Build, then measure the base commit `runs` times into `samples`; the first failure."""
+    async def baseline(self, commit: str, runs: int, samples: list[Sample]) -> str | None:
+        """Build, then measure `commit` `runs` times into `samples`; the first failure."""
+        try:
+            await self.tree.checkout(commit)
+        except TreeError as exc:
+            return str(exc)
         failure = await self.build()
         for i in range(runs):
             if failure:
@@ -51,8 +57,9 @@ class Measuring:
             samples.append(sample)
         return failure
 
-    async def decide(self, n: int, session: Session, incumbent: str) -> Decision:
-        """Build the candidate, then measure what `session` asks for until it decides."""
+    async def decide(self, n: int, session: Session, incumbent: str, candidate: str) -> Decision:
+        """Build the candidate (already checked out, clean), then measure what `session` asks for
+        until it decides."""
         failure = await self.build()
         count = 0
         on_incumbent = False
@@ -63,7 +70,12 @@ class Measuring:
                 return None
             want_incumbent = side == "incumbent"
             if want_incumbent != on_incumbent:
-                await self.worktree.checkout(incumbent if want_incumbent else self.branch)
+                commit = incumbent if want_incumbent else candidate
+                try:
+                    await self.tree.checkout(commit, clean=False)
+                except TreeError as exc:
+                    failure = str(exc)
+                    return None
                 on_incumbent = want_incumbent
             count += 1
             if count > 1 or self.measurer.build_command:
@@ -76,8 +88,6 @@ class Measuring:
             return sample.metrics
 
         decision = await drive(session, measure)
-        if on_incumbent:
-            await self.worktree.checkout(self.branch)
         if decision.status == "measurement_failure" and failure:
             return dataclasses.replace(decision, keep=False, reason=failure, metric=None)
         return decision

@@ -13,7 +13,9 @@ import watchfiles
 
 from daemon.agents.base import AgentUnavailable
 from daemon.agents.registry import make_agent
-from daemon.ops.git import Worktree, identity_env
+from daemon.ops.git.lookup import identity_env
+from daemon.ops.git.run_trees import run_trees
+from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
@@ -36,7 +38,8 @@ def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
 async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(Path(manifest.repo), manifest.program)
-    worktree_path = Path(manifest.worktree)
+    worktree, measured = run_trees(paths, manifest)
+    worktree_path = worktree.path
     recovered = recover(paths, manifest)
     recorder = recovered.recorder
     store = recorder.store
@@ -55,16 +58,17 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         "EXPD_WORKTREE": str(worktree_path),
         "EXPD_RUN_ID": manifest.run_id,
     }
-    worktree = Worktree(path=worktree_path, branch=manifest.branch, env=env)
     child_env = {**os.environ, **env}
     child_env.pop("EXPD_FAULT", None)
-    # Only the measurement is told where the evaluator lives; the agent is not.
+    # Only the measurement is told where the evaluator lives; the agent is not. It runs in the
+    # measurement tree, never in the agent's.
     measure_env = {
         **child_env,
+        "EXPD_WORKTREE": str(measured.path),
         "EXPD_PROGRAM_DIR": str(program.dir),
         "EXPD_DIAGNOSTICS_FILE": str(paths.diagnostics),
     }
-    measurer = Measurer(config=config, program=program, worktree=worktree_path, env=measure_env)
+    measurer = Measurer(config=config, program=program, worktree=measured.path, env=measure_env)
     try:
         agent = make_agent(
             config, kind=manifest.agent_kind, model=manifest.agent_model, run_dir=paths.dir
@@ -77,7 +81,8 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
 
     interrupted = recovered.interrupted
     if interrupted is not None:
-        killed = kill_leftovers(paths.dir, interrupted.pgid, (worktree_path, paths.dir))
+        roots = (worktree_path, measured.path, paths.dir)
+        killed = kill_leftovers(paths.dir, interrupted.pgid, roots)
         if killed:
             log(f"killed {killed} leftover process(es) of the previous daemon")
         if interrupted.experiment > 0:
@@ -97,7 +102,14 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
             store.event("interrupted", record.experiment, stage=interrupted.stage)
         else:
             store.event("interrupted", 0, stage="baseline")
-    await worktree.reset(state.incumbent_commit)
+    try:
+        await worktree.reset(state.incumbent_commit)
+    except TreeError as exc:
+        state.termination_reason = "error"
+        state.message = f"cannot restore the agent's tree: {exc}"
+        store.phase("crashed", "", durable=True)
+        store.event("end", None, reason="error", message=state.message)
+        return 1
     store.save()
 
     loop = Loop(
@@ -108,6 +120,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         recorder=recorder,
         agent=agent,
         worktree=worktree,
+        measured=measured,
         measurer=measurer,
         controls=controls,
         env=env,

@@ -16,7 +16,8 @@ import anyio
 import msgspec
 
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
-from daemon.ops.git import Worktree
+from daemon.ops.git.agent_tree import AgentTree
+from daemon.ops.git.store import TreeError
 from daemon.service import faults
 from daemon.service.controls import Controls
 from daemon.service.retry import GiveUp, RetryPolicy
@@ -57,7 +58,7 @@ class AgentTurn:
     run_id: str
     store: RunStore
     agent: Agent
-    worktree: Worktree
+    worktree: AgentTree
     retry: RetryPolicy
     controls: Controls
     timeout: float
@@ -125,11 +126,14 @@ class AgentTurn:
             self.unavailable = outcome.error or "agent unavailable"
         captured = await self.worktree.capture(
             incumbent,
-            message=outcome.description or f"expd experiment {n}",
+            description=outcome.description,
+            fallback=f"expd experiment {n}",
             ref=f"refs/expd/{self.run_id}/{n:04d}",
-            want_subject=not outcome.description,
             after_commit=lambda: faults.point("auto_commit", n),
         )
+        if captured.problem:
+            record.status, record.reason = "crash", outcome.error or captured.problem
+            return record
         if captured.commit != incumbent:
             record.commit = captured.commit
             if s.in_flight:
@@ -146,7 +150,10 @@ class AgentTurn:
     async def wait_out(self, n: int, outcome: AgentOutcome) -> bool:
         """Handle a provider failure inside the experiment's cancel scope; False if stopped."""
         s = self.store.state
-        await self.worktree.reset(s.incumbent_commit)
+        try:
+            await self.worktree.reset(s.incumbent_commit)
+        except TreeError as exc:
+            raise AgentGaveUp(f"cannot restore the agent's tree: {exc}") from None
         verdict = self.retry.decide(
             outcome.error_class or "other", outcome.error or "", outcome.retry_after, time.time()
         )

@@ -29,7 +29,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         finalize,  # git and the measurement stack: only this command
     )
 
-    out = finalize(ref, branch=args.branch, exclude=excluded)
+    out = finalize(ref, branch=args.branch, exclude=excluded, force=args.force)
     c = out.confirmation
     if args.json:
         emit_json(

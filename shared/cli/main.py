@@ -133,6 +133,11 @@ def _finalize_args(p: Parser) -> None:
     _run(p)
     p.add_argument("--branch", metavar="NAME", help="default: expd/PROGRAM/STAMP-final")
     p.add_argument("--exclude", metavar="N,M", help="kept experiments to leave out")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="create the branch even when the re-measurement does not confirm the gain",
+    )
     _json(p)
 
 
