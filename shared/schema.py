@@ -272,6 +272,9 @@ class ControlRequest(_Lenient):
     value: Any = None
     created_at: float = 0.0
     source: str = ""
+    seal: str = ""
+    """HMAC of the request with the run's key (shared/control.py): the daemon ignores requests
+    expd's own writer did not seal, in runs that have a key."""
 
 
 class ControlFile(_Lenient):

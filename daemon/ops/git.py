@@ -51,6 +51,8 @@ class Capture:
     patch: str = ""
     stat: DiffStat = field(default_factory=DiffStat)
     subject: str = ""
+    refused: str = ""
+    """Why `vet` refused the change (then nothing is pinned and the patch is not kept)."""
 
 
 @dataclass
@@ -157,12 +159,16 @@ class Worktree:
         ref: str,
         want_subject: bool,
         after_commit: Callable[[], None] = lambda: None,
+        vet: Callable[[str], str | None] = lambda text: None,
     ) -> Capture:
         """Turn what the agent left into one pinned commit on the run's branch, with its patch.
 
-        One worker-thread hop for the whole sequence: this is the per-experiment hot path.
+        `vet` sees the patch and the agent's own commit messages before anything is pinned; a
+        reason it returns refuses the change. One worker-thread hop for the whole sequence: this
+        is the per-experiment hot path.
         """
         oid, branch, uncommitted = self.snapshot_sync()
+        agent_commits = oid != incumbent
         if uncommitted:
             oid = self.commit_all_sync(message)
             after_commit()
@@ -171,8 +177,11 @@ class Worktree:
             self.reset_sync(oid)
         if oid == incumbent:
             return Capture(commit=oid)
-        self.pin_sync(ref, oid)
         patch, stat = self.diff_sync(incumbent, oid)
+        messages = self._git().log("--format=%B", f"{incumbent}..{oid}") if agent_commits else ""
+        if refused := vet(patch + "\n" + messages):
+            return Capture(commit=oid, refused=refused)
+        self.pin_sync(ref, oid)
         subject = self.subject_sync(oid) if want_subject else ""
         return Capture(commit=oid, patch=patch, stat=stat, subject=subject)
 
@@ -186,6 +195,7 @@ class Worktree:
         ref: str,
         want_subject: bool,
         after_commit: Callable[[], None] = lambda: None,
+        vet: Callable[[str], str | None] = lambda text: None,
     ) -> Capture:
         return await anyio.to_thread.run_sync(
             functools.partial(
@@ -195,6 +205,7 @@ class Worktree:
                 ref=ref,
                 want_subject=want_subject,
                 after_commit=after_commit,
+                vet=vet,
             )
         )
 

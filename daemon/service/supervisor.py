@@ -17,11 +17,11 @@ from daemon.ops.git import Worktree, identity_env
 from daemon.ops.measure import Measurer
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
-from daemon.service.log import log
+from daemon.service.log import log, redactor
 from daemon.service.loop import Loop
 from daemon.service.recovery import kill_leftovers, recover
 from daemon.service.store import RunStore
-from shared import codec, control
+from shared import codec, control, seal
 from shared.errors import ContractError
 from shared.paths import ProgramPaths, RunPaths
 from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
@@ -29,15 +29,17 @@ from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManife
 CONTROL_POLL_S = 1.0
 
 
-def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
-    return anyio.run(_supervise, paths, manifest, heart)
+def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart, key: bytes | None) -> int:
+    return anyio.run(_supervise, paths, manifest, heart, key)
 
 
-async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
+async def _supervise(
+    paths: RunPaths, manifest: RunManifest, heart: Heart, key: bytes | None
+) -> int:
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(Path(manifest.repo), manifest.program)
     worktree_path = Path(manifest.worktree)
-    recovered = recover(paths, manifest)
+    recovered = recover(paths, manifest, key, redactor())
     recorder = recovered.recorder
     store = recorder.store
     state = store.state
@@ -155,9 +157,27 @@ def handle_pending(paths: RunPaths, store: RunStore, controls: Controls) -> None
     if not requests:
         return
     for request in requests:
-        apply(request, store, controls)
+        if control.verified(store.key, request):
+            apply(request, store, controls)
+        else:
+            refuse(request, store)
         store.ack(request.id)
     store.save()
+
+
+def refuse(request: ControlRequest, store: RunStore) -> None:
+    """A request expd's own writer did not seal (someone wrote control.json by hand): ignored."""
+    outcome = "ignored: not written by expd (no valid seal)"
+    store.state.message = f"ignored a control request ({request.action}) not written by expd"
+    store.event(
+        "control",
+        None,
+        id=request.id,
+        action=request.action,
+        key=request.key,
+        value=request.value,
+        outcome=outcome,
+    )
 
 
 def apply(request: ControlRequest, store: RunStore, controls: Controls) -> None:
@@ -212,16 +232,19 @@ async def _signals(store: RunStore, controls: Controls) -> None:
             store.save()
 
 
-def mark_crashed(paths: RunPaths, manifest: RunManifest, message: str) -> None:
-    """Record an internal error so `expd status` shows why the daemon stopped."""
+def mark_crashed(
+    paths: RunPaths, manifest: RunManifest, message: str, *, internal: bool = True
+) -> None:
+    """Record why the daemon stopped (an internal error by default) for `expd status`."""
     try:
         state = codec.read_optional(paths.state_json, RunState) or RunState(run_id=manifest.run_id)
     except ContractError:
         state = RunState(run_id=manifest.run_id, program=manifest.program)
     state.phase = "crashed"
     state.termination_reason = "error"
-    state.message = f"internal error: {message}"
+    state.message = f"internal error: {message}" if internal else message
     state.updated_at = time.time()
     from shared.atomic import write_atomic
 
-    write_atomic(paths.state_json, codec.encode(state))
+    data = seal.seal(seal.load_key(paths), redactor().data(codec.encode(state)))
+    write_atomic(paths.state_json, data)

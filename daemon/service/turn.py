@@ -37,6 +37,14 @@ class AgentGaveUp(Exception):
     """The provider cannot serve this run any more: it ends `agent_unavailable`."""
 
 
+MAX_DESCRIPTION = 1000
+"""An agent's description longer than this (characters) is cut: it becomes a commit message."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
 def aborted(state: RunState, n: int, started: float) -> ResultRecord:
     """Experiment `n` cut short by an abort: a crash, with whatever commit it got to."""
     return ResultRecord(
@@ -79,7 +87,7 @@ class AgentTurn:
 
         def emit(event: AgentEvent) -> None:
             self.store.agent_log(n, render(event))
-            self.store.event("agent", n, **msgspec.to_builtins(event))
+            self.store.agent_event(n, msgspec.to_builtins(event))
             if isinstance(event, Usage):
                 usage.cost_usd += event.cost_usd
                 usage.tokens += event.tokens
@@ -100,6 +108,7 @@ class AgentTurn:
             outcome = await self.agent.run(task, emit)
         finally:
             self.store.close_agent_log()
+        outcome.description = self.store.redact(_short(outcome.description))
         agent_s = time.monotonic() - agent_started
         self.store.event(
             "agent_end",
@@ -129,7 +138,11 @@ class AgentTurn:
             ref=f"refs/expd/{self.run_id}/{n:04d}",
             want_subject=not outcome.description,
             after_commit=lambda: faults.point("auto_commit", n),
+            vet=self.leak,
         )
+        if captured.refused:
+            record.status, record.reason = "crash", captured.refused
+            return record  # not recorded, not pinned: the loop reverts it
         if captured.commit != incumbent:
             record.commit = captured.commit
             if s.in_flight:
@@ -142,6 +155,14 @@ class AgentTurn:
         elif captured.commit == incumbent or not record.diff.files:
             record.status, record.reason = "crash", "no change produced"
         return record
+
+    def leak(self, text: str) -> str | None:
+        """Why a change whose patch (or message) holds a secret value is refused, else None."""
+        names = self.store.redactor.found(text)
+        if not names:
+            return None
+        shown = ", ".join(f"${name}" for name in names)
+        return f"the change contains the value of {shown}: refused, not committed"
 
     async def wait_out(self, n: int, outcome: AgentOutcome) -> bool:
         """Handle a provider failure inside the experiment's cancel scope; False if stopped."""
