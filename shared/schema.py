@@ -50,6 +50,9 @@ class MeasureConfig(_Typed):
     timeout: str | float = "60s"
     build: str | None = None
     build_timeout: str | float = "10m"
+    protect: list[str] = []
+    """Globs (from the repository root, `**` spans directories) of paths a candidate must not
+    touch: one that adds, changes, deletes or renames them is discarded unmeasured."""
 
 
 class DecideConfig(_Typed):

@@ -22,6 +22,7 @@ import anyio
 import git
 
 from shared.errors import UserError
+from shared.protect import PathChange
 from shared.schema import DiffStat
 
 FALLBACK_IDENTITY = {
@@ -283,6 +284,27 @@ def is_tracked(repo: Path, name: str) -> bool:
     except git.GitCommandError:
         return False
     return True
+
+
+# --- what a change touches: protected paths ----------------------------------------------------
+
+
+def changed_paths(repo: Path, base: str, head: str) -> list[PathChange]:
+    """Every path that differs between two commits, renames as a deletion plus an addition."""
+    out = git.Git(repo).diff("--raw", "-z", "--no-renames", "--no-ext-diff", base, head)
+    fields = out.split("\0")
+    changes = []
+    for meta, path in zip(fields[::2], fields[1::2], strict=False):
+        parts = meta.lstrip(":").split()
+        if len(parts) == 5:
+            changes.append(PathChange(path, parts[4][:1], old_mode=parts[0], new_mode=parts[1]))
+    return changes
+
+
+def tracked_files(repo: Path, commit: str) -> list[str]:
+    """The files committed at `commit`, relative to the repository root."""
+    out = git.Git(repo).ls_tree("-r", "-z", "--name-only", commit)
+    return [name for name in out.split("\0") if name]
 
 
 # --- finalize: replay kept commits onto the base -------------------------------------------------
