@@ -8,6 +8,7 @@ this writer is acknowledged and ignored.
 from __future__ import annotations
 
 import hmac
+import os
 import time
 import uuid
 from typing import Any
@@ -19,6 +20,7 @@ from shared.atomic import write_atomic
 from shared.errors import ContractError
 from shared.locking import lock_blocking, unlock
 from shared.paths import RunPaths
+from shared.redact import Redactor, known_names
 from shared.schema import ControlFile, ControlRequest, RunState
 
 ACTIONS = ("stop", "abort", "set")
@@ -32,6 +34,8 @@ def send(
     """Add a request to `control.json` (read-modify-write under a lock) and return its id."""
     if action not in ACTIONS:
         raise ValueError(f"unknown control action {action!r}")
+    if isinstance(value, str):  # guidance: no secret value is written into the run directory
+        value = Redactor.from_env(os.environ, known_names()).text(value)
     request = signed(
         seal.load_key(paths),
         ControlRequest(

@@ -126,7 +126,7 @@ class RunStore:
             data = f"[expd] agent output truncated: this log keeps {AGENT_LOG_CAP >> 20} MiB\n"
             data = data.encode()
         self._agent_log.write(data)
-        self._log_bytes += len(data)
+        self._log_bytes = AGENT_LOG_CAP if self._log_dropped else self._log_bytes + len(data)
 
     def close_agent_log(self) -> None:
         if self._agent_log is not None:
