@@ -160,7 +160,7 @@ class Worktree:
         ref: str,
         want_subject: bool,
         after_commit: Callable[[], None] = lambda: None,
-        vet: Callable[[str], str | None] = lambda text: None,
+        vet: Callable[[str, str], str | None] = lambda patch, messages: None,
     ) -> Capture:
         """Turn what the agent left into one pinned commit on the run's branch, with its patch.
 
@@ -180,7 +180,7 @@ class Worktree:
             return Capture(commit=oid)
         patch, stat = self.diff_sync(incumbent, oid)
         messages = self._git().log("--format=%B", f"{incumbent}..{oid}") if agent_commits else ""
-        if refused := vet(patch + "\n" + messages):
+        if refused := vet(patch, messages):
             return Capture(commit=oid, refused=refused)
         self.pin_sync(ref, oid)
         subject = self.subject_sync(oid) if want_subject else ""
@@ -196,7 +196,7 @@ class Worktree:
         ref: str,
         want_subject: bool,
         after_commit: Callable[[], None] = lambda: None,
-        vet: Callable[[str], str | None] = lambda text: None,
+        vet: Callable[[str, str], str | None] = lambda patch, messages: None,
     ) -> Capture:
         return await anyio.to_thread.run_sync(
             functools.partial(

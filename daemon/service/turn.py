@@ -156,9 +156,11 @@ class AgentTurn:
             record.status, record.reason = "crash", "no change produced"
         return record
 
-    def leak(self, text: str) -> str | None:
-        """Why a change whose patch (or message) holds a secret value is refused, else None."""
-        names = self.store.redactor.found(text)
+    def leak(self, patch: str, messages: str = "") -> str | None:
+        """Why a change that adds a secret value (in its patch's new lines or in the agent's own
+        commit messages) is refused, else None. Context and removed lines are what was there."""
+        added = [line for line in patch.splitlines() if line.startswith("+")]
+        names = self.store.redactor.found("\n".join([*added, messages]))
         if not names:
             return None
         shown = ", ".join(f"${name}" for name in names)
