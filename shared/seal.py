@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from shared.atomic import open_own
 from shared.paths import RunPaths
 
 KEY_BYTES = 32
@@ -33,7 +34,7 @@ def key_path(paths: RunPaths) -> Path:
 def create_key(paths: RunPaths) -> bytes:
     """A fresh key, created readable by the user only; refuses to replace an existing one."""
     key = os.urandom(KEY_BYTES)
-    fd = os.open(key_path(paths), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(key_path(paths), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, key.hex().encode() + b"\n")
         os.fsync(fd)
@@ -42,11 +43,28 @@ def create_key(paths: RunPaths) -> bytes:
     return key
 
 
+def restore_key(paths: RunPaths, key: bytes) -> bool:
+    """Put the live daemon's key back if it was deleted or replaced (expd's writers sign with the
+    file); True if it had to."""
+    if load_key(paths) == key:
+        return False
+    tmp = key_path(paths).with_name(f".run.key.{os.getpid()}.tmp")
+    fd = open_own(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, key.hex().encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, key_path(paths))
+    return True
+
+
 def load_key(paths: RunPaths) -> bytes | None:
     """The run's key, or None when it has none (a run from before seals, or the key is gone)."""
     try:
         text = key_path(paths).read_text().strip()
-    except (FileNotFoundError, NotADirectoryError):
+    except (OSError, UnicodeError):
         return None
     try:
         key = bytes.fromhex(text)

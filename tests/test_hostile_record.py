@@ -167,6 +167,46 @@ def test_a_signed_request_still_works(tmp_path: Path) -> None:
     assert final.max_experiments == 1 and len(results(paths)) == 2
 
 
+DELETE_KEY = """
+if [ "$EXPD_EXPERIMENT" = 1 ]; then
+  rm -f "$EXPD_RUN_DIR/run.key"
+  touch "$MARK/deleted"
+  for _ in $(seq 400); do [ -e "$MARK/go" ] && break; sleep 0.05; done
+fi
+"""
+
+
+def test_a_deleted_key_is_put_back_while_the_daemon_lives(tmp_path: Path) -> None:
+    """Without the key expd's writer could not sign: the live daemon writes it again."""
+    repo = make_repo(tmp_path / "repo", agent_sh=agent(DELETE_KEY))
+    mark = tmp_path / "mark"
+    mark.mkdir()
+    paths = start(repo, env={"MARK": str(mark)})
+    key = (paths.dir / "run.key").read_bytes()
+    wait_for(lambda: (mark / "deleted").exists(), 30, "the agent to delete the key")
+    wait_for(lambda: (paths.dir / "run.key").exists(), 10, "the daemon to restore the key")
+    assert (paths.dir / "run.key").read_bytes() == key
+    proc = expd("set", run_id(paths), "max-experiments", "1", "--wait", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    (mark / "go").touch()
+    final = finished(paths)
+    assert final.max_experiments == 1 and len(results(paths)) == 2
+    assert any(e.kind == "key_restored" for e in events(paths))
+
+
+def test_a_run_whose_key_is_gone_ends_clearly_on_resume(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    paths = start(repo, env={"EXPD_FAULT": "agent_end@1"})
+    wait_for(lambda: not held(paths), 30, "the daemon to die at the fault")
+    (paths.dir / "run.key").unlink()
+    # The daemon starts, then ends the run at once (`resume` may see it alive, or already gone).
+    expd("resume", run_id(paths), cwd=repo)
+    final = finished(paths)
+    assert final.phase == "crashed" and final.termination_reason == "error"
+    assert "run.key is missing" in final.message and "internal error" not in final.message
+    assert [r.status for r in results(paths)] == ["baseline"]  # nothing recorded on top
+
+
 UNLINK_LOCKS = """
 if [ "$EXPD_EXPERIMENT" = 1 ]; then
   rm -f "$EXPD_RUN_DIR/daemon.lock" "$EXPD_RUN_DIR/../../active.lock"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared import codec, seal
-from shared.atomic import append_line, write_atomic
+from shared.atomic import append_line, open_own, write_atomic
 from shared.paths import RunPaths
 from shared.redact import NONE, Redactor
 from shared.schema import Event, ResultRecord, RunState
@@ -113,7 +113,8 @@ class RunStore:
         if self._agent_log_n != experiment:
             self.close_agent_log()
             path = self.paths.agent_log(experiment)
-            self._agent_log = open(path, "ab", buffering=0)  # noqa: SIM115
+            fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            self._agent_log = open(fd, "ab", buffering=0)  # noqa: SIM115
             self._agent_log_n = experiment
             self._log_bytes = path.stat().st_size
         assert self._agent_log is not None

@@ -115,7 +115,7 @@ async def _supervise(
         env=env,
     )
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_heartbeat, heart)
+        tg.start_soon(_heartbeat, heart, store)
         tg.start_soon(_control_listener, paths, store, controls)
         tg.start_soon(_signals, store, controls)
         try:
@@ -127,10 +127,13 @@ async def _supervise(
     return 0
 
 
-async def _heartbeat(heart: Heart) -> None:
+async def _heartbeat(heart: Heart, store: RunStore) -> None:
+    """Beat, and keep the run's key in place: expd's control writer signs with the file."""
     while True:
         await anyio.sleep(heart.info.heartbeat_interval)
         heart.beat()
+        if store.key is not None and seal.restore_key(store.paths, store.key):
+            store.event("key_restored", None)
 
 
 async def _control_listener(paths: RunPaths, store: RunStore, controls: Controls) -> None:
