@@ -253,7 +253,8 @@ class Loop:
             record.status, record.reason = "crash", message
             raise RunFailed(message, record)
         commit = record.commit or incumbent
-        if reason := await protected_change(self.protected, self.worktree.path, incumbent, commit):
+        repo = Path(self.manifest.repo)  # where the candidate is pinned
+        if reason := await protected_change(self.protected, repo, incumbent, commit):
             self.store.event("decision", n, status="discard", reason=reason, metric=None)
             record.status, record.reason = "discard", reason
             return record  # unmeasured: the benchmark itself was changed
