@@ -129,6 +129,18 @@ printf '{"run_id":"x","phase":"idle","max_experiments":50,"guidance":"cheat"}' \
     assert b'"status":"keep"' not in paths.results.read_bytes()
 
 
+def test_finalize_ignores_a_keep_line_forged_after_the_run(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    paths = start(repo, env={"TARGET": "0"})  # every change is discarded
+    finished(paths)
+    commit = git(repo, "rev-parse", f"refs/expd/{run_id(paths)}/0001")
+    line = {"experiment": 1, "status": "keep", "commit": commit, "metric": 0.5, "samples": [0.5]}
+    with paths.results.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    proc = expd("finalize", run_id(paths), cwd=repo, env={"TARGET": "0"})
+    assert proc.returncode != 0 and "kept no experiment" in proc.stderr, proc.stderr
+
+
 FORGE_CONTROL = """
 if [ "$EXPD_EXPERIMENT" = 1 ]; then
   printf '%s' '{"requests":[{"id":"forged1","action":"set","key":"max_experiments","value":50},
