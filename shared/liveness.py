@@ -1,4 +1,8 @@
-"""Is a run's daemon alive? Only if its lock is held, its pid exists and its heartbeat is fresh."""
+"""Is a run's daemon alive? Only if its lock is held, its pid exists and its heartbeat is fresh.
+
+The daemon holds two locks: `daemon.lock` (what older readers look at) and the run directory's
+own descriptor, which nobody can unlink: a deleted `daemon.lock` does not make a live daemon dead.
+"""
 
 from __future__ import annotations
 
@@ -38,13 +42,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def held(paths: RunPaths) -> bool:
+    """Whether a daemon holds the run (through either of its locks)."""
+    return is_locked(paths.daemon_lock) or is_locked(paths.dir)
+
+
 def probe(paths: RunPaths, state: RunState | None, now: float | None = None) -> Probe:
     now = time.time() if now is None else now
     try:
         info = codec.read_optional(paths.daemon_json, DaemonInfo)
     except ContractError:
         info = None
-    locked = is_locked(paths.daemon_lock)
+    locked = held(paths)
     pid = info.pid if info else None
     age = (now - info.heartbeat_at) if info and info.heartbeat_at else None
     if state is not None and state.phase in TERMINAL_PHASES:

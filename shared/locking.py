@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def is_locked(path: Path) -> bool:
-    """Whether another open file description holds an exclusive lock on `path`."""
+    """Whether another open file description holds an exclusive lock on `path` (file or directory)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -27,6 +27,18 @@ def is_locked(path: Path) -> bool:
 def try_lock(path: Path) -> int | None:
     """Take an exclusive lock without waiting; the fd to keep open, or None if another holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def try_lock_dir(path: Path) -> int | None:
+    """Lock a directory through its own descriptor: unlike a lock file, nobody can unlink it away
+    while the holder lives (a new directory of the same name is a different one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

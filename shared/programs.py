@@ -12,6 +12,7 @@ import msgspec
 
 from shared.errors import UserError
 from shared.paths import PROGRAM_FILES, ProgramPaths, RepoPaths, check_program_name
+from shared.protect import check_pattern
 from shared.schema import AGENT_KINDS, ProgramConfig
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -115,6 +116,9 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
         fail("[agent] kind 'command' needs [agent] command")
     if config.agent.kind == "tune" and not config.tune.params:
         fail("[agent] kind 'tune' needs at least one [tune.params.NAME] table")
+    for pattern in config.measure.protect:
+        if problem := check_pattern(pattern):
+            fail(f"[measure] protect: {problem}")
     for name, gate in config.gates.items():
         if gate.min is None and gate.max is None:
             fail(f"[gates] {name} needs min or max")
@@ -225,6 +229,9 @@ def scaffold(
         "",
         "[measure]",
         'timeout = "60s"',
+        "# What the agent must not change (globs from the repository root; ** spans directories):",
+        "# a candidate touching one is discarded unmeasured.",
+        '# protect = ["bench.py", "tests/**"]',
         "",
         "# sequential: measure candidate and incumbent (interleaved) until the evidence is clear",
         "[decide]",

@@ -50,6 +50,9 @@ class MeasureConfig(_Typed):
     timeout: str | float = "60s"
     build: str | None = None
     build_timeout: str | float = "10m"
+    protect: list[str] = []
+    """Globs (from the repository root, `**` spans directories) of paths a candidate must not
+    touch: one that adds, changes, deletes or renames them is discarded unmeasured."""
 
 
 class DecideConfig(_Typed):
@@ -272,6 +275,9 @@ class ControlRequest(_Lenient):
     value: Any = None
     created_at: float = 0.0
     source: str = ""
+    seal: str = ""
+    """HMAC of the request with the run's key (shared/control.py): the daemon ignores requests
+    expd's own writer did not seal, in runs that have a key."""
 
 
 class ControlFile(_Lenient):

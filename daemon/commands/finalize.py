@@ -28,7 +28,7 @@ from daemon.ops.measure import Measurer
 from daemon.policies.base import Decision, Side
 from daemon.policies.driver import drive
 from daemon.policies.registry import make_policy
-from shared import codec
+from shared import codec, seal
 from shared.errors import UserError
 from shared.liveness import probe
 from shared.paths import ProgramPaths
@@ -40,9 +40,11 @@ from shared.tail import read_complete_lines
 def _load(ref: RunRef) -> tuple[RunManifest, RunState | None, list[ResultRecord]]:
     manifest = codec.read(ref.paths.run_json, RunManifest)
     state = codec.read_optional(ref.paths.state_json, RunState)
+    key = seal.load_key(ref.paths)  # only lines the daemon sealed, in a run that has a key
     records = [
         codec.decode(line, ResultRecord, source="results")
         for line in read_complete_lines(ref.paths.results)
+        if key is None or seal.unseal(key, line) is not None
     ]
     return manifest, state, records
 

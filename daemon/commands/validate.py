@@ -23,7 +23,7 @@ import anyio
 import msgspec
 
 from daemon.ops.git.eval_tree import scratch_tree
-from daemon.ops.git.lookup import repo_head
+from daemon.ops.git.lookup import repo_head, tracked_files
 from daemon.ops.measure import Measurer, Sample
 from daemon.policies.noise import (
     DEFAULT_MAX_RUNS,
@@ -36,6 +36,7 @@ from shared.atomic import write_atomic
 from shared.errors import UserError
 from shared.paths import ProgramPaths, RepoPaths, check_program_name, find_repo_root
 from shared.programs import file_digests, load_program
+from shared.protect import Protected, unprotected_mentions
 from shared.schema import ProgramConfig
 
 CALIBRATION_FILE = "calibration.json"
@@ -140,6 +141,25 @@ def assess(
             f"usable: CV {cv:.1%} resolves gains of {decide.min_effect:.1%} within {max_runs} runs"
         )
     return True, reason, msgspec.to_builtins(noise), suggested
+
+
+def unprotected(repo_root: Path, name: str) -> list[str]:
+    """Warnings: tracked files the measure or build command names that `[measure] protect` does
+    not cover — the agent could change what measures it."""
+    repo = RepoPaths(find_repo_root(repo_root))
+    program = repo.program(check_program_name(name))
+    config = load_program(program)
+    texts = [config.measure.command or "", config.measure.build or ""]
+    for script in (program.measure_sh, program.build_sh):
+        if script.exists():
+            texts.append(script.read_text(errors="replace"))
+    tracked = tracked_files(repo.root, repo_head(repo.root))
+    names = unprotected_mentions(texts, tracked, Protected(config.measure.protect))
+    return [
+        f"the measurement names {n}, which is tracked and not protected: the agent may change "
+        "it (add it to [measure] protect if it is part of the benchmark)"
+        for n in names
+    ]
 
 
 def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:

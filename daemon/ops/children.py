@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ LineHandler = Callable[[str, str], Awaitable[None] | None]
 """Called with (stream name, line without newline) for each line of stdout/stderr."""
 
 KILL_GRACE_S = 1.0
+MAX_LINE = 1 << 20
+"""A line longer than this (characters) is delivered cut, with `LINE_CUT`; its rest is skipped."""
+LINE_CUT = " …[line cut by expd]"
+MAX_TAIL_LINE = 2000
+"""Each kept stderr line, at most (the last 20 are kept for error messages)."""
 
 
 @dataclass
@@ -26,6 +32,25 @@ class ProcessResult:
     duration: float
     stdout: str
     stderr_tail: str
+
+
+class BoundedTail:
+    """The last lines of a stream that fit in `limit` characters: a measurement prints its metrics
+    last, so a chatty one must not push them out (nor grow the daemon's memory)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines: deque[str] = deque()
+        self.size = 0
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.size += len(line) + 1
+        while self.size > self.limit and len(self.lines) > 1:
+            self.size -= len(self.lines.popleft()) + 1
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
@@ -61,32 +86,36 @@ async def run(
 ) -> ProcessResult:
     """Run a shell command with a timeout; cancellation kills its process group before returning."""
     started = time.monotonic()
-    stdout_parts: list[str] = []
-    stdout_size = 0
-    stderr_tail: list[str] = []
+    stdout_tail = BoundedTail(max_stdout)
+    stderr_tail: deque[str] = deque(maxlen=20)
     timed_out = False
 
     async def pump(stream: anyio.abc.ByteReceiveStream | None, name: str) -> None:
-        nonlocal stdout_size
         if stream is None:
             return
         buffer = ""
+        dropping = False  # inside an over-long line: its rest is skipped up to the newline
         async for chunk in TextReceiveStream(stream, errors="replace"):
             buffer += chunk
             *lines, buffer = buffer.split("\n")
             for line in lines:
+                if dropping:
+                    dropping = False
+                    continue
                 await _deliver(name, line)
-        if buffer:
+            if len(buffer) > MAX_LINE and not dropping:
+                await _deliver(name, buffer[:MAX_LINE] + LINE_CUT)
+                dropping = True
+            if dropping:
+                buffer = ""
+        if buffer and not dropping:
             await _deliver(name, buffer)
 
     async def _deliver(name: str, line: str) -> None:
-        nonlocal stdout_size
-        if name == "stdout" and keep_stdout and stdout_size < max_stdout:
-            stdout_parts.append(line)
-            stdout_size += len(line) + 1
+        if name == "stdout" and keep_stdout:
+            stdout_tail.add(line)
         elif name == "stderr":
-            stderr_tail.append(line)
-            del stderr_tail[:-20]
+            stderr_tail.append(line[:MAX_TAIL_LINE])
         if on_line is not None:
             result = on_line(name, line)
             if result is not None:
@@ -133,6 +162,6 @@ async def run(
         returncode=None if timed_out else process.returncode,
         timed_out=timed_out,
         duration=time.monotonic() - started,
-        stdout="\n".join(stdout_parts),
+        stdout=stdout_tail.text(),
         stderr_tail="\n".join(stderr_tail),
     )

@@ -19,8 +19,19 @@ from shared.schema import ProgramConfig
 _METRIC_LINE = re.compile(r"^\s*METRIC\s+([A-Za-z_][\w.-]*)\s*=\s*(\S+)\s*$")
 
 
+def _number(value: int | float) -> float:
+    """A JSON number as a float; an integer too large for one is infinite, not an error."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def parse_metrics(stdout: str) -> dict[str, float]:
-    """Numeric metrics from the last JSON-object line, else from `METRIC name=value` lines."""
+    """Numeric metrics from the last JSON-object line, else from `METRIC name=value` lines.
+
+    Values may be non-finite (`nan`, `inf`, `1e999`, a 400-digit integer): the caller decides.
+    """
     for line in reversed(stdout.splitlines()):
         line = line.strip()
         if not (line.startswith("{") and line.endswith("}")):
@@ -35,7 +46,7 @@ def parse_metrics(stdout: str) -> dict[str, float]:
                 if isinstance(value, bool):
                     continue
                 if isinstance(value, int | float):
-                    out[str(key)] = float(value)
+                    out[str(key)] = _number(value)
             return out
     out = {}
     for line in stdout.splitlines():
@@ -114,22 +125,24 @@ class Measurer:
                 error=f"measurement exited with code {result.returncode}: {_last(result.stderr_tail)}",
                 duration=duration,
             )
-        metrics = parse_metrics(result.stdout)
+        parsed = parse_metrics(result.stdout)
+        # Non-finite values never reach a record (JSON has no spelling for them).
+        metrics = {k: v for k, v in parsed.items() if math.isfinite(v)}
         name = self.config.metric
+        if name in parsed and name not in metrics:
+            return Sample(
+                ok=False,
+                metrics=metrics,
+                error=f"metric {name!r} is {parsed[name]}: not a finite number",
+                duration=duration,
+            )
         if name not in metrics:
-            found = ", ".join(sorted(metrics)) or "no metrics"
+            found = ", ".join(sorted(parsed)) or "no metrics"
             tail = _last(result.stdout) or "(empty output)"
             return Sample(
                 ok=False,
                 metrics=metrics,
                 error=f"metric {name!r} missing from the output (found {found}; last line: {tail})",
-                duration=duration,
-            )
-        if not math.isfinite(metrics[name]):
-            return Sample(
-                ok=False,
-                metrics=metrics,
-                error=f"metric {name!r} is {metrics[name]}",
                 duration=duration,
             )
         return Sample(ok=True, metrics=metrics, duration=duration)

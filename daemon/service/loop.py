@@ -24,6 +24,7 @@ from daemon.policies.noise import baseline_evidence
 from daemon.policies.registry import make_policy
 from daemon.service import faults
 from daemon.service.controls import Controls
+from daemon.service.guards import protected_change
 from daemon.service.measuring import Measuring
 from daemon.service.packet import note_ideas, notify_end, write_prompt
 from daemon.service.recorder import Recorder, decided_evidence
@@ -33,6 +34,7 @@ from daemon.service.turn import AgentGaveUp, AgentTurn, ProviderFailed, aborted
 from shared import evidence
 from shared.paths import ProgramPaths, RunPaths
 from shared.programs import changed_files, parse_duration
+from shared.protect import Protected
 from shared.schema import InFlight, ProgramConfig, ResultRecord, RunManifest, RunState
 
 
@@ -63,9 +65,11 @@ class Loop:
     policy: Policy = field(init=False)
     turn: AgentTurn = field(init=False)
     measuring: Measuring = field(init=False)
+    protected: Protected = field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = make_policy(self.config)
+        self.protected = Protected(self.config.measure.protect)
         self.turn = AgentTurn(
             paths=self.paths,
             run_id=self.manifest.run_id,
@@ -251,6 +255,12 @@ class Loop:
             )
             record.status, record.reason = "crash", message
             raise RunFailed(message, record)
+        commit = record.commit or incumbent
+        repo = Path(self.manifest.repo)  # where the candidate is pinned
+        if reason := await protected_change(self.protected, repo, incumbent, commit):
+            self.store.event("decision", n, status="discard", reason=reason, metric=None)
+            record.status, record.reason = "discard", reason
+            return record  # unmeasured: the benchmark itself was changed
         if s.in_flight:
             s.in_flight.stage = "measuring"
         first = "building" if self.measurer.build_command else "measuring candidate run 1"

@@ -7,22 +7,44 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from daemon.service.heartbeat import Heart
-from daemon.service.log import log
-from shared import codec
+from daemon.service.log import install, log
+from shared import codec, seal
 from shared.atomic import write_atomic
-from shared.locking import try_lock
+from shared.locking import try_lock, try_lock_dir
 from shared.paths import ProgramPaths, RunPaths
+from shared.redact import Redactor, known_names
 from shared.schema import RunManifest
+
+LOCK_RETRY_S = 0.2
 
 
 def _innermost(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
+
+
+def _take(lock: Callable[[Path], int | None], path: Path) -> int | None:
+    """The lock's fd (held until the process exits), retried briefly: a reader probing it
+    (`expd status`) holds it for a moment."""
+    deadline = time.monotonic() + LOCK_RETRY_S
+    while (fd := lock(path)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return fd
+
+
+def run_redactor(manifest: RunManifest) -> Redactor:
+    """The secrets of this run: the daemon's environment and `[agent] env`."""
+    agent = manifest.config.get("agent") or {}
+    extra = agent.get("env") or {}
+    env = {**os.environ, **{str(k): str(v) for k, v in extra.items()}}
+    return Redactor.from_env(env, known_names(agent.get("api_key_env")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,27 +58,36 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log(f"cannot read the run manifest: {exc}")
         return 1
-    run_lock = try_lock(paths.daemon_lock)
-    if run_lock is None:
+    install(run_redactor(manifest))
+    # The directories' own locks first: a lock file can be unlinked, a directory's fd cannot.
+    if _take(try_lock_dir, paths.dir) is None or _take(try_lock, paths.daemon_lock) is None:
         log("another daemon already owns this run; exiting")
         return 1
     program = ProgramPaths(Path(manifest.repo), manifest.program)
-    program_lock = try_lock(program.active_lock)
-    if program_lock is None:
+    if _take(try_lock_dir, program.dir) is None or _take(try_lock, program.active_lock) is None:
         log(f"another run of program {manifest.program!r} is active; exiting")
         return 1
     heart = Heart(paths)
     heart.beat()
-    if not paths.state_json.exists():
-        from daemon.service.recovery import initial_state  # after "alive": not on the fast path
+    # After "alive": not on the fast path.
+    from daemon.service.recovery import KeyLost, initial_state, open_key
 
+    try:
+        key = open_key(paths)
+    except KeyLost as exc:
+        log(str(exc))
+        from daemon.service.supervisor import mark_crashed
+
+        mark_crashed(paths, manifest, str(exc), internal=False)
+        return 1
+    if not paths.state_json.exists():
         initial = initial_state(manifest, now=heart.info.started_at)
-        write_atomic(paths.state_json, codec.encode(initial))
+        write_atomic(paths.state_json, seal.seal(key, codec.encode(initial)))
     log(f"daemon {os.getpid()} started for run {manifest.run_id}")
     try:
         from daemon.service.supervisor import supervise
 
-        return supervise(paths, manifest, heart)
+        return supervise(paths, manifest, heart, key)
     except Exception as exc:
         log("internal error:\n" + traceback.format_exc())
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from daemon.service.context import Extras, build_prompt
 from daemon.service.ideas import recent_ideas, record_notes
-from daemon.service.log import log
+from daemon.service.log import log, redactor
 from daemon.service.notify import notify, notify_env
 from daemon.service.store import RunStore
 from shared.paths import ProgramPaths, RunPaths
@@ -57,7 +57,10 @@ def write_prompt(
     store: RunStore,
     results: list[ResultRecord],
 ) -> tuple[str, Path]:
-    """Write experiment `n`'s packet as its prompt (the file also marks the experiment begun)."""
+    """Write experiment `n`'s packet as its prompt (the file also marks the experiment begun).
+
+    Redacted like every file: a secret in guidance, program.md or an earlier result stays out.
+    """
     md = program.md
     prompt = build_prompt(
         experiment=n,
@@ -68,6 +71,7 @@ def write_prompt(
         budget=config.agent.context_chars,
         extras=packet_extras(paths, manifest, config, store.state),
     )
+    prompt = store.redact(prompt)
     prompt_file = paths.prompt(n)
     store.write_file(prompt_file, prompt)
     return prompt, prompt_file
@@ -83,7 +87,7 @@ def note_ideas(paths: RunPaths, record: ResultRecord) -> None:
             paths.agent_log(record.experiment),
             record.experiment,
             record.status,
-            record.description,
+            redactor().text(record.description),  # the notes come from the redacted log
         )
 
 

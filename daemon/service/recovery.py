@@ -3,6 +3,9 @@
 Half-finished work is normalised, never silently resumed: an experiment that was in flight when the
 previous daemon died is recorded once as `crash` ("interrupted"), its leftover processes are killed,
 and the worktree goes back to the last kept commit.
+
+Only what the daemon wrote is trusted: with the run's key, a results line or a state.json whose
+seal does not verify is dropped with a note (results.jsonl is rewritten without such lines).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import msgspec
 
 from daemon.service.recorder import Recorder
 from daemon.service.store import RunStore, repair_results
-from shared import codec
+from shared import codec, seal
+from shared.atomic import write_atomic
 from shared.errors import ContractError
 from shared.paths import RunPaths
+from shared.redact import NONE, Redactor
 from shared.schema import InFlight, ResultRecord, RunManifest, RunState
 from shared.tail import read_complete_lines
 
@@ -32,7 +37,32 @@ class Recovered:
     notes: list[str]
 
 
-def load_results(paths: RunPaths) -> tuple[list[ResultRecord], list[str]]:
+class KeyLost(Exception):
+    """The run's results are sealed but its key is gone: nothing in them can be trusted."""
+
+
+def open_key(paths: RunPaths) -> bytes | None:
+    """The run's key; a run that has recorded nothing yet gets one, a run from before seals none.
+
+    Raises `KeyLost` when sealed results exist without a (readable) key.
+    """
+    key = seal.load_key(paths)
+    if key is not None:
+        return key
+    lines = read_complete_lines(paths.results)
+    if any(seal.is_sealed(line) for line in lines):
+        raise KeyLost(
+            f"{seal.key_path(paths).name} is missing or unreadable, so the results of this run "
+            "cannot be verified; start a new run"
+        )
+    if lines:
+        return None  # recorded before seals: loads, and goes on, as before
+    seal.key_path(paths).unlink(missing_ok=True)  # unreadable and nothing sealed with it
+    return seal.create_key(paths)
+
+
+def load_results(paths: RunPaths, key: bytes | None = None) -> tuple[list[ResultRecord], list[str]]:
+    """The recorded results; with `key`, lines whose seal does not verify are dropped for good."""
     notes = []
     cut = repair_results(paths.results)
     if cut:
@@ -40,7 +70,16 @@ def load_results(paths: RunPaths) -> tuple[list[ResultRecord], list[str]]:
     decoder = msgspec.json.Decoder(ResultRecord)
     results: list[ResultRecord] = []
     seen: set[int] = set()
-    for line in read_complete_lines(paths.results):
+    lines = read_complete_lines(paths.results)
+    trusted = [line for line in lines if key is None or seal.unseal(key, line) is not None]
+    if len(trusted) < len(lines):
+        dropped = len(lines) - len(trusted)
+        notes.append(
+            f"dropped {dropped} results line(s) expd did not write (no valid seal); "
+            "they are not trusted"
+        )
+        write_atomic(paths.results, b"".join(line + b"\n" for line in trusted))
+    for line in trusted:
         try:
             record = decoder.decode(line)
         except msgspec.DecodeError as exc:
@@ -135,19 +174,32 @@ def initial_state(
     )
 
 
-def recover(paths: RunPaths, manifest: RunManifest) -> Recovered:
+def read_state(paths: RunPaths, key: bytes | None) -> RunState | None:
+    """The previous daemon's state.json; raises ContractError if unreadable or not sealed by it."""
+    if key is None or not paths.state_json.exists():
+        return codec.read_optional(paths.state_json, RunState)
+    data = paths.state_json.read_bytes()
+    if seal.unseal(key, data) is None:
+        raise ContractError("state.json: not written by expd (no valid seal)")
+    return codec.decode(data, RunState, source=paths.state_json)
+
+
+def recover(
+    paths: RunPaths, manifest: RunManifest, key: bytes | None = None, redactor: Redactor = NONE
+) -> Recovered:
     """The state rebuilt from results.jsonl, and the experiment a dead daemon left unrecorded."""
     notes: list[str] = []
     try:
-        old = codec.read_optional(paths.state_json, RunState)
+        old = read_state(paths, key)
     except ContractError as exc:
         old = None
         notes.append(f"state.json was unreadable and is rebuilt from results.jsonl ({exc})")
-    results, more = load_results(paths)
+    results, more = load_results(paths, key)
     notes += more
     resumed = bool(old and (old.in_flight or results or old.phase != "starting"))
     state = initial_state(manifest, now=time.time(), old=old, resumed=resumed)
-    recorder = Recorder(RunStore(paths, state), manifest.base_commit)
+    store = RunStore(paths, state, key=key, redactor=redactor)
+    recorder = Recorder(store, manifest.base_commit)
     recorder.replay(results)
     interrupted = None
     recorded = {r.experiment for r in results}

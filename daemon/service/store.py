@@ -1,4 +1,11 @@
-"""The daemon's writes to the run directory: state, results, events. One writer per file."""
+"""The daemon's writes to the run directory: state, results, events. One writer per file.
+
+Every write passes the run's `Redactor` (no secret value reaches a file). Results lines and
+state.json carry the run's seal (shared/seal.py), and results.jsonl is checked against what this
+daemon wrote before each append: whatever someone else changed in it is put back, with an event.
+The agent's stream is bounded per experiment: its log at `AGENT_LOG_CAP` bytes, its events at
+`AGENT_EVENTS_CAP` lines and `AGENT_EVENT_BYTES` bytes, each with a visible marker.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +14,45 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from shared import codec
-from shared.atomic import append_line, write_atomic
+from shared import codec, seal
+from shared.atomic import append_line, open_own, write_atomic
 from shared.paths import RunPaths
+from shared.redact import NONE, Redactor
 from shared.schema import Event, ResultRecord, RunState
 
 MAX_ACKED = 64
+AGENT_LOG_CAP = 8 << 20
+AGENT_EVENTS_CAP = 2000
+AGENT_EVENT_BYTES = 4 << 20
 
 
 class RunStore:
     """Holds the live `RunState` and persists every change atomically."""
 
-    def __init__(self, paths: RunPaths, state: RunState) -> None:
+    def __init__(
+        self,
+        paths: RunPaths,
+        state: RunState,
+        *,
+        key: bytes | None = None,
+        redactor: Redactor = NONE,
+    ) -> None:
         self.paths = paths
         self.state = state
+        self.key = key
+        self.redactor = redactor
         self._agent_log: BinaryIO | None = None
         self._agent_log_n: int | None = None
+        self._log_bytes = 0
+        self._log_dropped = 0
+        self._stream = _Stream()
+        self._results = _read(paths.results)
+        """results.jsonl as this daemon knows it: what it read at start plus what it appended."""
         for directory in (paths.agent_dir, paths.patches_dir, paths.prompts_dir):
             directory.mkdir(exist_ok=True)
+
+    def redact(self, text: str) -> str:
+        return self.redactor.text(text)
 
     def save(self, *, durable: bool = False) -> None:
         """Replace state.json atomically; `durable` adds the fsyncs that survive a power cut.
@@ -33,7 +61,8 @@ class RunStore:
         close an experiment are fsynced: results.jsonl is the durable record, state.json a cache.
         """
         self.state.updated_at = time.time()
-        write_atomic(self.paths.state_json, codec.encode(self.state), durable=durable)
+        data = seal.seal(self.key, self.redactor.data(codec.encode(self.state)))
+        write_atomic(self.paths.state_json, data, durable=durable)
 
     def phase(
         self, phase: str, detail: str = "", *, experiment: int | None = None, durable: bool = False
@@ -54,31 +83,103 @@ class RunStore:
 
     def event(self, kind: str, experiment: int | None = None, /, **data: Any) -> None:
         """Append to the transcript; flushed, not fsynced (results and state are the record)."""
-        line = codec.encode_line(Event(t=time.time(), kind=kind, experiment=experiment, data=data))
+        self._append_event(Event(t=time.time(), kind=kind, experiment=experiment, data=data))
+
+    def _append_event(self, event: Event) -> int:
+        line = self.redactor.data(codec.encode_line(event))
         append_line(self.paths.events, line, durable=False)
+        return len(line)
 
     def append_result(self, record: ResultRecord) -> None:
         """Durably; only `Recorder.record` calls it, and counts the result into the state."""
-        append_line(self.paths.results, codec.encode_line(record), durable=True)
+        self.restore_results()
+        line = seal.seal(self.key, self.redactor.data(codec.encode(record))) + b"\n"
+        append_line(self.paths.results, line, durable=True)
+        self._results += line
+
+    def restore_results(self) -> bool:
+        """Put results.jsonl back to what this daemon wrote if anyone else changed it; True if so."""
+        if _read(self.paths.results) == self._results:
+            return False
+        write_atomic(self.paths.results, bytes(self._results))
+        self.state.message = "results.jsonl was changed outside expd: restored what expd wrote"
+        self.event("record_restored", None, file=self.paths.results.name)
+        return True
 
     # --- the agent's live stream ------------------------------------------------------------------
 
     def agent_log(self, experiment: int, text: str) -> None:
+        """One line of the agent's log; past `AGENT_LOG_CAP` bytes only a marker, once."""
         if self._agent_log_n != experiment:
             self.close_agent_log()
-            self._agent_log = open(self.paths.agent_log(experiment), "ab", buffering=0)  # noqa: SIM115
+            path = self.paths.agent_log(experiment)
+            fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            self._agent_log = open(fd, "ab", buffering=0)  # noqa: SIM115
             self._agent_log_n = experiment
+            self._log_bytes = path.stat().st_size
         assert self._agent_log is not None
-        self._agent_log.write(text.encode(errors="replace") + b"\n")
+        data = self.redactor.data(text.encode(errors="replace") + b"\n")
+        if self._log_bytes >= AGENT_LOG_CAP:
+            self._log_dropped += len(data)
+            return
+        if self._log_bytes + len(data) > AGENT_LOG_CAP:
+            self._log_dropped += len(data)
+            data = f"[expd] agent output truncated: this log keeps {AGENT_LOG_CAP >> 20} MiB\n"
+            data = data.encode()
+        self._agent_log.write(data)
+        self._log_bytes = AGENT_LOG_CAP if self._log_dropped else self._log_bytes + len(data)
 
     def close_agent_log(self) -> None:
         if self._agent_log is not None:
+            if dropped := self._log_dropped:
+                self._agent_log.write(
+                    f"[expd] {dropped} bytes of agent output not logged\n".encode()
+                )
+                self._log_dropped = 0
             self._agent_log.close()
         self._agent_log = None
         self._agent_log_n = None
 
+    def agent_event(self, experiment: int, data: dict[str, Any]) -> None:
+        """One of the agent's events; past the caps only a marker event, once per experiment."""
+        stream = self._stream
+        if stream.experiment != experiment:
+            self._stream = stream = _Stream(experiment=experiment)
+        if stream.events >= AGENT_EVENTS_CAP or stream.bytes >= AGENT_EVENT_BYTES:
+            if not stream.marked:
+                stream.marked = True
+                self.event(
+                    "agent_truncated",
+                    experiment,
+                    events=stream.events,
+                    bytes=stream.bytes,
+                    detail="the agent's further events are in its log only (up to its cap)",
+                )
+            return
+        stream.events += 1
+        stream.bytes += self._append_event(
+            Event(t=time.time(), kind="agent", experiment=experiment, data=data)
+        )
+
     def write_file(self, path: Path, text: str) -> None:
-        write_atomic(path, text.encode(errors="replace"), durable=False)
+        write_atomic(path, self.redactor.data(text.encode(errors="replace")), durable=False)
+
+
+class _Stream:
+    """What the current experiment's agent has written so far (for the caps)."""
+
+    def __init__(self, experiment: int | None = None) -> None:
+        self.experiment = experiment
+        self.events = 0
+        self.bytes = 0
+        self.marked = False
+
+
+def _read(path: Path) -> bytearray:
+    try:
+        return bytearray(path.read_bytes())
+    except FileNotFoundError:
+        return bytearray()
 
 
 def repair_results(path: Path) -> int:

@@ -19,11 +19,11 @@ from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
-from daemon.service.log import log
+from daemon.service.log import log, redactor
 from daemon.service.loop import Loop
 from daemon.service.recovery import kill_leftovers, recover
 from daemon.service.store import RunStore
-from shared import codec, control
+from shared import codec, control, seal
 from shared.errors import ContractError
 from shared.paths import ProgramPaths, RunPaths
 from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
@@ -31,16 +31,18 @@ from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManife
 CONTROL_POLL_S = 1.0
 
 
-def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
-    return anyio.run(_supervise, paths, manifest, heart)
+def supervise(paths: RunPaths, manifest: RunManifest, heart: Heart, key: bytes | None) -> int:
+    return anyio.run(_supervise, paths, manifest, heart, key)
 
 
-async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> int:
+async def _supervise(
+    paths: RunPaths, manifest: RunManifest, heart: Heart, key: bytes | None
+) -> int:
     config = msgspec.convert(manifest.config, ProgramConfig)
     program = ProgramPaths(Path(manifest.repo), manifest.program)
     worktree, measured = run_trees(paths, manifest)
     worktree_path = worktree.path
-    recovered = recover(paths, manifest)
+    recovered = recover(paths, manifest, key, redactor())
     recorder = recovered.recorder
     store = recorder.store
     state = store.state
@@ -126,7 +128,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         env=env,
     )
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_heartbeat, heart)
+        tg.start_soon(_heartbeat, heart, store)
         tg.start_soon(_control_listener, paths, store, controls)
         tg.start_soon(_signals, store, controls)
         try:
@@ -138,10 +140,13 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
     return 0
 
 
-async def _heartbeat(heart: Heart) -> None:
+async def _heartbeat(heart: Heart, store: RunStore) -> None:
+    """Beat, and keep the run's key in place: expd's control writer signs with the file."""
     while True:
         await anyio.sleep(heart.info.heartbeat_interval)
         heart.beat()
+        if store.key is not None and seal.restore_key(store.paths, store.key):
+            store.event("key_restored", None)
 
 
 async def _control_listener(paths: RunPaths, store: RunStore, controls: Controls) -> None:
@@ -168,9 +173,27 @@ def handle_pending(paths: RunPaths, store: RunStore, controls: Controls) -> None
     if not requests:
         return
     for request in requests:
-        apply(request, store, controls)
+        if control.verified(store.key, request):
+            apply(request, store, controls)
+        else:
+            refuse(request, store)
         store.ack(request.id)
     store.save()
+
+
+def refuse(request: ControlRequest, store: RunStore) -> None:
+    """A request expd's own writer did not seal (someone wrote control.json by hand): ignored."""
+    outcome = "ignored: not written by expd (no valid seal)"
+    store.state.message = f"ignored a control request ({request.action}) not written by expd"
+    store.event(
+        "control",
+        None,
+        id=request.id,
+        action=request.action,
+        key=request.key,
+        value=request.value,
+        outcome=outcome,
+    )
 
 
 def apply(request: ControlRequest, store: RunStore, controls: Controls) -> None:
@@ -225,16 +248,19 @@ async def _signals(store: RunStore, controls: Controls) -> None:
             store.save()
 
 
-def mark_crashed(paths: RunPaths, manifest: RunManifest, message: str) -> None:
-    """Record an internal error so `expd status` shows why the daemon stopped."""
+def mark_crashed(
+    paths: RunPaths, manifest: RunManifest, message: str, *, internal: bool = True
+) -> None:
+    """Record why the daemon stopped (an internal error by default) for `expd status`."""
     try:
         state = codec.read_optional(paths.state_json, RunState) or RunState(run_id=manifest.run_id)
     except ContractError:
         state = RunState(run_id=manifest.run_id, program=manifest.program)
     state.phase = "crashed"
     state.termination_reason = "error"
-    state.message = f"internal error: {message}"
+    state.message = f"internal error: {message}" if internal else message
     state.updated_at = time.time()
     from shared.atomic import write_atomic
 
-    write_atomic(paths.state_json, codec.encode(state))
+    data = seal.seal(seal.load_key(paths), redactor().data(codec.encode(state)))
+    write_atomic(paths.state_json, data)

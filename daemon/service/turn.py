@@ -20,6 +20,7 @@ from daemon.ops.git.agent_tree import AgentTree
 from daemon.ops.git.store import TreeError
 from daemon.service import faults
 from daemon.service.controls import Controls
+from daemon.service.guards import added_secret
 from daemon.service.retry import GiveUp, RetryPolicy
 from daemon.service.store import RunStore
 from shared.paths import RunPaths
@@ -36,6 +37,14 @@ class ProviderFailed(Exception):
 
 class AgentGaveUp(Exception):
     """The provider cannot serve this run any more: it ends `agent_unavailable`."""
+
+
+MAX_DESCRIPTION = 1000
+"""An agent's description longer than this (characters) is cut: it becomes a commit message."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
 def aborted(state: RunState, n: int, started: float) -> ResultRecord:
@@ -80,7 +89,7 @@ class AgentTurn:
 
         def emit(event: AgentEvent) -> None:
             self.store.agent_log(n, render(event))
-            self.store.event("agent", n, **msgspec.to_builtins(event))
+            self.store.agent_event(n, msgspec.to_builtins(event))
             if isinstance(event, Usage):
                 usage.cost_usd += event.cost_usd
                 usage.tokens += event.tokens
@@ -101,6 +110,7 @@ class AgentTurn:
             outcome = await self.agent.run(task, emit)
         finally:
             self.store.close_agent_log()
+        outcome.description = self.store.redact(_short(outcome.description))
         agent_s = time.monotonic() - agent_started
         self.store.event(
             "agent_end",
@@ -130,7 +140,11 @@ class AgentTurn:
             fallback=f"expd experiment {n}",
             ref=f"refs/expd/{self.run_id}/{n:04d}",
             after_commit=lambda: faults.point("auto_commit", n),
+            check=lambda candidate: added_secret(self.store.redactor, candidate),
         )
+        if captured.refused:
+            record.status, record.reason = "crash", captured.refused
+            return record  # neither recorded nor pinned: the loop reverts it
         if captured.problem:
             record.status, record.reason = "crash", outcome.error or captured.problem
             return record

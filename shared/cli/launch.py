@@ -16,7 +16,7 @@ from typing import Any
 from shared import runs
 from shared.cli import render
 from shared.cli.follow import follow_progress
-from shared.cli.read import emit_json
+from shared.cli.read import emit_json, warn
 from shared.errors import ContractError, UserError
 from shared.paths import RepoPaths, RunPaths, check_program_name, find_repo_root
 from shared.programs import load_program, scaffold
@@ -64,7 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_program_name(args.name)
     load_program(RepoPaths(root).program(args.name))  # a clear error before the daemon import
 
-    from daemon.commands.validate import validate
+    from daemon.commands.validate import unprotected, validate
 
     if not args.json:
         print(f"measuring {args.name} at HEAD: build, 1 warm-up, {args.runs} runs…", flush=True)
@@ -78,6 +78,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"expd: error: {result['reason']}", file=sys.stderr)
             return 1
         raise UserError(result["reason"])
+    for warning in unprotected(root, args.name):
+        warn(warning)
     return 0
 
 

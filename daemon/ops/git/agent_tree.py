@@ -66,13 +66,28 @@ class Candidate:
     def paths(self) -> list[str]:
         return [c.path for c in self.changes]
 
-    def read(self, path: str) -> bytes | None:
-        """The candidate's content of `path` (a symlink's target), None when it deletes it."""
+    def read(self, path: str, *, before: bool = False) -> bytes | None:
+        """The candidate's content of `path` (a symlink's target), None when it deletes it; with
+        `before`, the incumbent's (None when the change adds it)."""
         try:
-            entry = self.repo[self.commit].peel(pygit2.Tree)[path]
+            entry = self.repo[self.parent if before else self.commit].peel(pygit2.Tree)[path]
         except KeyError:
             return None
         return self.repo[entry.id].read_raw()
+
+    def forget(self) -> None:
+        """Take a refused candidate back out of expd's private store: the index at the incumbent
+        again, and the loose objects it wrote there (its commit, new trees and blobs) removed, so
+        what it held is kept nowhere. The user's objects (reached through alternates) are not
+        touched: a refused candidate never got there."""
+        parent = self.repo[self.parent].peel(pygit2.Commit)
+        self.repo.index.read_tree(parent.tree)
+        self.repo.index.write()
+        objects = Path(self.repo.path) / "objects"
+        tree = self.repo[self.commit].peel(pygit2.Tree)
+        for oid in [self.commit, *_new_objects(self.repo, tree, parent.tree)]:
+            name = str(oid)
+            (objects / name[:2] / name[2:]).unlink(missing_ok=True)
 
 
 @dataclass
@@ -84,6 +99,9 @@ class Capture:
     subject: str = ""
     problem: str = ""
     """Why nothing could be captured (the tree was deleted, a nested repository, …): a crash."""
+    refused: str = ""
+    """Why the check refused the change (e.g. a secret it adds): a crash; nothing was written
+    into the user's repository and the candidate was taken out of expd's private store."""
 
 
 Check = Callable[[Candidate], str]
@@ -248,7 +266,8 @@ class AgentTree:
             return Capture(commit=incumbent)
         after_commit()
         if check is not None and (refused := check(staged)):
-            return Capture(problem=refused)
+            staged.forget()
+            return Capture(refused=refused)
         return self.publish_sync(staged, ref)
 
     # --- async wrappers for the loop (one worker-thread hop each) ------------------------------
@@ -294,6 +313,26 @@ def _changes(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> lis
         path = delta.old_file.path if deleted else delta.new_file.path
         status = names.get(delta.status, "modified")
         out.append(Change(path, status, 0 if deleted else delta.new_file.mode))
+    return out
+
+
+def _new_objects(
+    repo: pygit2.Repository, new: pygit2.Tree, old: pygit2.Tree | None
+) -> list[pygit2.Oid]:
+    """The trees and blobs of `new` that `old` does not share (what staging `new` wrote)."""
+    if old is not None and new.id == old.id:
+        return []
+    before = {e.name: e for e in old} if old is not None else {}
+    out = [new.id]
+    for entry in new:
+        was = before.get(entry.name)
+        if was is not None and was.id == entry.id:
+            continue
+        if entry.type_str == "tree":
+            was_tree = repo[was.id] if was is not None and was.type_str == "tree" else None
+            out += _new_objects(repo, repo[entry.id], was_tree)  # type: ignore[arg-type]
+        elif entry.type_str == "blob":
+            out.append(entry.id)
     return out
 
 

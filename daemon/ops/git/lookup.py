@@ -1,5 +1,6 @@
 """Questions about the user's repository and who commits, answered in-process (no git processes):
-its HEAD, whether a file is committed, branch names, commits, and the identity of expd's commits."""
+its HEAD, whether a file is committed, which files a commit has and which paths two commits differ
+in, branch names, commits, and the identity of expd's commits."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 from pathlib import Path
 
 import pygit2
+from pygit2.enums import DeltaStatus, DiffOption
 
 from daemon.ops.git.store import TreeError, open_user_repo
 from shared.errors import UserError
+from shared.protect import PathChange
 
 FALLBACK_NAME, FALLBACK_EMAIL = "expd", "expd@localhost"
 
@@ -61,6 +64,51 @@ def is_tracked(root: Path, name: str) -> bool:
     except (KeyError, pygit2.GitError, TreeError):
         return False
     return True
+
+
+def tracked_files(root: Path, commit: str) -> list[str]:
+    """The files committed at `commit` (symlinks and submodules included), relative to the root."""
+    out: list[str] = []
+    stack = [("", open_user_repo(root)[commit].peel(pygit2.Tree))]
+    while stack:
+        prefix, tree = stack.pop()
+        for entry in tree:
+            name = f"{prefix}{entry.name}"
+            if entry.type_str == "tree":
+                stack.append((f"{name}/", tree[entry.name]))  # type: ignore[arg-type]
+            else:
+                out.append(name)
+    return sorted(out)
+
+
+LETTERS = {
+    DeltaStatus.ADDED: "A",
+    DeltaStatus.DELETED: "D",
+    DeltaStatus.TYPECHANGE: "T",
+}
+
+
+def changed_paths(root: Path, base: str, head: str) -> list[PathChange]:
+    """Every path that differs between two commits: no rename detection (a rename is a deletion
+    plus an addition), a file that became a symlink a type change, each with both modes."""
+    user = open_user_repo(root)
+    diff = user.diff(
+        user[base].peel(pygit2.Tree),
+        user[head].peel(pygit2.Tree),
+        flags=DiffOption.INCLUDE_TYPECHANGE,
+    )
+    changes = []
+    for delta in diff.deltas:
+        deleted = delta.status == DeltaStatus.DELETED
+        changes.append(
+            PathChange(
+                delta.old_file.path if deleted else delta.new_file.path,
+                LETTERS.get(delta.status, "M"),
+                old_mode=f"{delta.old_file.mode:06o}",
+                new_mode=f"{delta.new_file.mode:06o}",
+            )
+        )
+    return changes
 
 
 def valid_branch_name(name: str) -> bool:
