@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from shared.liveness import held
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import TERMINAL_PHASES, Event, RunManifest, RunState
 from shared.tail import read_complete_lines
+from tests.hostile import assert_agent_tree_sane, snapshot
 from tests.repos import AGENT_SH, expd, git, make_repo, results, start, state, wait_for
 
 BUMP = """n=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)
@@ -320,6 +322,57 @@ def test_secrets_never_reach_a_file_or_a_reachable_object(tmp_path: Path) -> Non
             ["git", "grep", "-q", SECRET, ref], cwd=repo, capture_output=True, check=False
         )
         assert grep.returncode == 1, ref
+    # Not even unreachable: the refused change wrote no object into the user's repository, and
+    # expd's private stores kept none of it.
+    for gitdir in (repo / ".git", paths.agent_git, paths.eval_git):
+        assert _objects_holding(gitdir, needle) == [], gitdir
+
+
+def _objects_holding(gitdir: Path, needle: bytes) -> list[str]:
+    """The loose objects of `gitdir` whose content holds `needle`."""
+    found = []
+    for path in (gitdir / "objects").glob("??/*"):
+        if needle in zlib.decompress(path.read_bytes()):
+            found.append(path.parent.name + path.name)
+    return found
+
+
+KNOWN = """
+case "$EXPD_EXPERIMENT" in
+  1) echo "y = 1" >> settings.py && git mv settings.py conf.py ;;
+  2) echo tuned > notes.txt && git add -A && git commit -qm "tuned with $EXPD_TEST_API_KEY" ;;
+  3) echo "token = '$EXPD_TEST_API_KEY'" > added.py ;;
+esac
+"""
+
+
+def test_only_a_secret_the_change_adds_refuses_it(tmp_path: Path) -> None:
+    """The user committed the key themselves: a change that edits or moves that file is measured
+    as usual. One that puts the key into its own commit message or a new file is refused, and
+    neither the user's repository nor expd's private store keeps anything of it."""
+    repo = make_repo(tmp_path / "repo", agent_sh=agent(KNOWN))
+    (repo / "settings.py").write_text(f"key = '{SECRET}'\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "settings")
+    before = snapshot(repo)
+    paths = start(repo, env={SECRET_NAME: SECRET})
+    final = finished(paths)
+    assert snapshot(repo) == before
+    assert_agent_tree_sane(paths)
+    assert final.termination_reason == "max_experiments"
+    got = results(paths)
+    assert [r.status for r in got] == ["baseline", "keep", "crash", "crash"], got
+    assert "conf.py" in got[1].diff.files and "settings.py" in got[1].diff.files
+    for record in got[2:]:
+        assert f"${SECRET_NAME}" in record.reason and "refused" in record.reason, record.reason
+        assert record.commit is None and not paths.patch(record.experiment).exists()
+    rid = run_id(paths)
+    refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/expd").split()
+    assert refs == [f"refs/expd/{rid}/0001"]
+    assert SECRET not in git(repo, "log", "--format=%B", "--all")
+    for gitdir in (repo / ".git", paths.agent_git, paths.eval_git):
+        for refused in (f"token = '{SECRET}'", f"tuned with {SECRET}"):
+            assert _objects_holding(gitdir, refused.encode()) == [], (gitdir, refused)
 
 
 # --------------------------------------------------------------------------- bounded output
@@ -375,8 +428,11 @@ def test_a_change_to_a_protected_path_is_discarded_unmeasured(tmp_path: Path) ->
     (repo / "tests" / "t.txt").write_text("a test\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "a benchmark and a test")
+    before = snapshot(repo)
     paths = start(repo)
     final = finished(paths)
+    assert snapshot(repo) == before
+    assert_agent_tree_sane(paths)
     assert final.termination_reason == "max_experiments"
     got = results(paths)
     assert [r.status for r in got] == [

@@ -137,6 +137,16 @@ def test_redactor_finds_values_as_json_writes_them() -> None:
 # --------------------------------------------------------------------------- protected paths
 
 
+def test_redactor_tells_a_secret_a_change_adds_from_one_it_keeps_or_moves() -> None:
+    r = Redactor({"A_KEY": "sk-aaaaaaaaaaaa", "B_TOKEN": "tok-bbbbbbbbbbbb"})
+    had = b"key = 'sk-aaaaaaaaaaaa'\n"
+    assert r.added(had, had + b"more = 1\n") == []
+    assert r.added(had, b"other = 2\n" + had) == []  # moved, not added
+    assert r.added(had, had + had) == ["A_KEY"]  # one more copy
+    assert r.added(b"", b'{"t": "tok-bbbbbbbbbbbb"}') == ["B_TOKEN"]
+    assert r.added(had, b"") == []
+
+
 def test_protect_globs() -> None:
     p = Protected(["bench.py", "tests/**", "data/", "src/*.c", "**/conf.toml", "./x/[ab].txt"])
     covered = ["bench.py", "tests", "tests/a/b.py", "data/x/y", "src/a.c", "conf.toml"]
