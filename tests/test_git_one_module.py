@@ -65,7 +65,7 @@ def _runs_git(node: ast.AST) -> bool:
 
 
 def git_uses(source: str) -> list[int]:
-    """Lines that import GitPython or build a git command line."""
+    """Lines that import a git library or build a git command line."""
     nodes = ast.walk(ast.parse(source))
     return sorted({n.lineno for n in nodes if isinstance(n, ast.stmt | ast.expr) and _runs_git(n)})
 

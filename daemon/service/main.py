@@ -1,6 +1,6 @@
 """The daemon process: take the locks, report alive, then run the loop in an anyio task group.
 
-Everything before "alive" is kept cheap (no GitPython, no Optuna) so `expd start` returns fast.
+Everything before "alive" is kept cheap (no pygit2, no Optuna) so `expd start` returns fast.
 """
 
 from __future__ import annotations

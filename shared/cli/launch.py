@@ -1,7 +1,7 @@
 """Commands that create or launch runs: init, start, resume, demo.
 
 `daemon` is imported inside the handlers, so the read commands never pay for it (or for what it
-imports: anyio, GitPython, Optuna).
+imports: anyio, pygit2, Optuna).
 """
 
 from __future__ import annotations
