@@ -27,6 +27,7 @@ from daemon.ops.git import (
     repo_head,
     restore_worktree,
 )
+from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
@@ -56,6 +57,9 @@ class Started:
     worktree: Path
     branch: str
     run_dir: Path
+    sandbox: str = "none"
+    """The backend confining the agent (bwrap, landlock or none) and why, for people."""
+    sandbox_detail: str = ""
 
 
 def check_agent(config: ProgramConfig, repo: Path) -> None:
@@ -94,6 +98,14 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
         )
 
 
+def check_sandbox(mode: str) -> Choice:
+    """The sandbox `[agent] sandbox` resolves to here; a clear error when it cannot run."""
+    try:
+        return resolve(mode)
+    except SandboxUnavailable as exc:
+        raise UserError(str(exc)) from None
+
+
 def _new_stamp(program: ProgramPaths) -> str:
     base = time.strftime("%Y%m%d-%H%M%S")
     stamp, n = base, 1
@@ -130,6 +142,7 @@ def start_run(
     if max_experiments is not None and max_experiments < 0:
         raise UserError("--max-experiments must be ≥ 0")
     check_agent(config, repo.root)
+    sandbox = check_sandbox(config.agent.sandbox)
     base = repo_head(repo.root)
     lock = lock_blocking(prog.start_lock)
     try:
@@ -162,6 +175,7 @@ def start_run(
             agent_model=config.agent.model,
             calibration=recent_calibration(prog),
             carry_forward="" if fresh else carry_forward(prog),
+            sandbox=sandbox.backend,
         )
         exclude_expd(repo.root)  # runs and worktrees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
@@ -176,7 +190,7 @@ def start_run(
         runs.register(paths, repo.root, rid)
     finally:
         unlock(lock)
-    return Started(run_id=rid, pid=pid, worktree=worktree, branch=branch, run_dir=paths.dir)
+    return Started(rid, pid, worktree, branch, paths.dir, sandbox.backend, sandbox.detail)
 
 
 def resume_run(run_dir: Path) -> Started:
@@ -197,6 +211,8 @@ def resume_run(run_dir: Path) -> Started:
     repo = Path(manifest.repo)
     prog = ProgramPaths(repo, manifest.program)
     load_program(prog)
+    agent = manifest.config.get("agent")
+    sandbox = check_sandbox(str((agent if isinstance(agent, dict) else {}).get("sandbox", "auto")))
     lock = lock_blocking(prog.start_lock)
     try:
         if is_locked(prog.active_lock):
@@ -219,6 +235,8 @@ def resume_run(run_dir: Path) -> Started:
         worktree=Path(manifest.worktree),
         branch=manifest.branch,
         run_dir=paths.dir,
+        sandbox=sandbox.backend,
+        sandbox_detail=sandbox.detail,
     )
 
 

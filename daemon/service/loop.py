@@ -14,6 +14,7 @@ import msgspec
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
 from daemon.ops.git import Worktree
 from daemon.ops.measure import Measurer, Sample
+from daemon.ops.sandbox import UNCONFINED, Sandbox
 from daemon.policies.base import ChangeInfo, Decision, Measure, Policy, medians
 from daemon.policies.noise import baseline_evidence
 from daemon.policies.registry import make_policy
@@ -84,6 +85,7 @@ class Loop:
     incumbent_samples: list[float] = field(default_factory=list)
     """The incumbent pool: its recent primary-metric samples, as the last decision left it."""
     agent_unavailable: str | None = None
+    sandbox: Sandbox = UNCONFINED
 
     def __post_init__(self) -> None:
         self.policy = make_policy(self.config)
@@ -375,6 +377,7 @@ class Loop:
             timeout=parse_duration(self.config.agent.timeout),
             env={**self.env, "EXPD_EXPERIMENT": str(n)},
             on_process_start=self._track,
+            sandbox=self.sandbox,
         )
         try:
             outcome = await self.agent.run(task, emit)

@@ -10,6 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from daemon.ops.reaper import harden_daemon
 from daemon.service.heartbeat import Heart
 from daemon.service.log import log
 from shared import codec
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if program_lock is None:
         log(f"another run of program {manifest.program!r} is active; exiting")
         return 1
+    harden_daemon()  # orphans of its children come back to it; its environment stays its own
     heart = Heart(paths)
     heart.beat()
     if not paths.state_json.exists():

@@ -13,8 +13,10 @@ import watchfiles
 
 from daemon.agents.base import AgentUnavailable
 from daemon.agents.registry import make_agent
+from daemon.ops.confine import for_run
 from daemon.ops.git import Worktree, identity_env
 from daemon.ops.measure import Measurer
+from daemon.ops.sandbox import SandboxUnavailable
 from daemon.service.heartbeat import Heart
 from daemon.service.log import log
 from daemon.service.loop import Controls, Loop
@@ -72,6 +74,16 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         state.message = str(exc)
         store.phase("complete")
         return 1
+    try:
+        private = (program.dir, paths.dir)
+        sandbox = for_run(
+            config.agent.sandbox, repo=program.repo, tree=worktree_path, private=private
+        )
+    except SandboxUnavailable as exc:
+        state.termination_reason, state.message = "error", str(exc)
+        store.phase("complete")
+        return 1
+    state.sandbox = sandbox.backend
 
     interrupted = recovered.interrupted
     if interrupted is not None:
@@ -112,6 +124,7 @@ async def _supervise(paths: RunPaths, manifest: RunManifest, heart: Heart) -> in
         controls=controls,
         results=recovered.results,
         env=env,
+        sandbox=sandbox,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_heartbeat, heart)
