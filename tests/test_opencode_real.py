@@ -19,7 +19,7 @@ from daemon.agents.base import AgentEvent, AgentTask, Final, ToolResult, ToolUse
 from daemon.agents.opencode import OpenCodeAgent
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import AgentConfig, Price, ProgramConfig
-from tests.agent_clis import require_cli
+from tests.agent_clis import backend, require_cli, sandbox_around
 from tests.fakes.chat_server import Call, ChatServer, Reply
 from tests.repos import (
     expd,
@@ -87,6 +87,7 @@ def agent(server: ChatServer) -> OpenCodeAgent:
 
 
 def task(root: Path, wt: Path, timeout: float, **env: str) -> AgentTask:
+    """The task as the daemon gives it: confined by the sandbox this machine has."""
     return AgentTask(
         experiment=1,
         worktree=wt,
@@ -95,6 +96,7 @@ def task(root: Path, wt: Path, timeout: float, **env: str) -> AgentTask:
         prompt_file=root / "prompt.md",
         timeout=timeout,
         env={"FAKE_KEY": KEY, **env},
+        sandbox=sandbox_around(wt, root / "run"),
     )
 
 
@@ -197,6 +199,7 @@ def test_a_run_through_the_daemon_keeps_discards_and_adds_up(tmp_path: Path) -> 
     assert [r.cost_usd for r in records[1:]] == pytest.approx([per_experiment] * 2)
     assert [r.tokens for r in records[1:]] == [360, 360]
     assert status["termination_reason"] == "max_experiments"
+    assert status["sandbox"] == backend()
     assert status["cost_usd"] == pytest.approx(sum(r.cost_usd for r in records))
     assert status["tokens"] == sum(r.tokens for r in records)
     assert len(server.requests) == 6

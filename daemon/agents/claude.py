@@ -83,9 +83,10 @@ class ClaudeAgent(StatelessAgent):
             env["ANTHROPIC_API_KEY"] = env[self.config.api_key_env]
         if self.config.max_tokens:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(self.config.max_tokens)
-        if task.sandbox.confined:
+        env.update(self.config.env)
+        if task.sandbox.confined and "CLAUDE_CONFIG_DIR" not in self.config.env:
             env["CLAUDE_CONFIG_DIR"] = str(claude_home(task.run_dir, env))
-        return {**env, **self.config.env}
+        return env
 
     async def run(self, task: AgentTask, emit: Emit) -> AgentOutcome:
         env = self.environment(task)

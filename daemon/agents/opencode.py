@@ -74,7 +74,7 @@ class OpenCodeAgent(StatelessAgent):
             env.update(isolated_env(self.config, self.model or "", task.run_dir / "opencode"))
         else:
             if task.sandbox.confined:
-                env.update(xdg_env(opencode_home(task.run_dir, env)))
+                env.update(xdg_env(opencode_home(task.run_dir, {**env, **self.config.env})))
             if self.config.max_turns and "OPENCODE_CONFIG_CONTENT" not in env:
                 steps = {"agent": {"build": {"steps": self.config.max_turns}}}
                 env["OPENCODE_CONFIG_CONTENT"] = json.dumps(steps)
