@@ -118,7 +118,7 @@ def _mounts(c: Confinement, tmp: Path) -> list[str]:
         binds.setdefault(Path(path), "--ro-bind")
     hidden = [Path(h) for h in c.hidden if Path(h) not in binds]
     ops: list[tuple[Path, str]] = [(p, f) for p, f in binds.items() if p.exists()]
-    hidden = [h for h in hidden if h.is_dir() and not _under_tmp(h)]
+    hidden = [h for h in hidden if h.is_dir()]
     ops += [(h, "--tmpfs") for h in hidden if not _covered(h, hidden, binds)]
     out = ["--bind", str(tmp), "/tmp"]
     for path, flag in sorted(ops, key=lambda item: _depth(item[0])):
@@ -127,11 +127,6 @@ def _mounts(c: Confinement, tmp: Path) -> list[str]:
         if flag == "--tmpfs":
             out += ["--remount-ro", str(path)]  # after the binds inside it exist
     return out
-
-
-def _under_tmp(path: Path) -> bool:
-    """Under /tmp: already out of sight, as the agent's /tmp is its own empty directory."""
-    return path.is_relative_to("/tmp")
 
 
 def _covered(path: Path, hidden: list[Path], binds: Mapping[Path, str]) -> bool:
