@@ -81,7 +81,6 @@ def metric_line(s: StatusReport) -> str:
     return text
 
 
-CONFINED = frozenset({"bwrap", "landlock"})
 SANDBOX_WORDS = {
     "bwrap": "bwrap — the agent writes only its tree and sees neither your repository, the "
     "program, the run nor other processes",

@@ -37,6 +37,8 @@ TERMINATION_REASONS = (
 )
 AGENT_KINDS = ("command", "tune", "claude", "codex", "opencode", "openai")
 SANDBOXES = ("auto", "bwrap", "landlock", "none")
+CONFINED = frozenset({"bwrap", "landlock"})
+"""The sandboxes that confine the agent (`none` does not)."""
 
 
 # --------------------------------------------------------------------------- program.toml

@@ -11,11 +11,10 @@ import time
 import msgspec
 
 from shared import codec
-from shared.display import CONFINED
 from shared.errors import ContractError
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
-from shared.schema import RunManifest, RunState
+from shared.schema import CONFINED, RunManifest, RunState
 
 EXIT_RUNNING = 0
 EXIT_NOT_RUNNING = 3

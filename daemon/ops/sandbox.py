@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from daemon.ops import landlock_exec
+from shared.schema import SANDBOXES as MODES
 
-MODES = ("auto", "bwrap", "landlock", "none")
 BWRAP_PATHS = ("/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap")
 BWRAP_BASE = ("--new-session", "--die-with-parent", "--unshare-pid", "--unshare-ipc")
 BWRAP_VIEW = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
