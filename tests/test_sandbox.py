@@ -264,3 +264,19 @@ def test_bwrap_mounts_hide_the_repository_and_bind_the_tree_back(tmp_path: Path)
     assert flat.index(f"--tmpfs {repo} ") < flat.index(f"--bind {tree} {tree}")
     assert f"--ro-bind {objects / 'objects'}" in flat and f"--tmpfs {tmp_path / 'state'}" in flat
     assert flat.endswith(f"--remount-ro {tmp_path / 'state'} --chdir {tree} -- true")
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "landlock"])
+async def test_a_confined_agent_that_times_out_is_ended_whole(tmp_path: Path, backend: str) -> None:
+    if not available(backend):
+        pytest.skip(f"{backend} is not available here: {sandbox.probe(backend).detail}")
+    mark = uuid.uuid4().hex[:12]
+    confined = sandbox.make(
+        sandbox.Choice(backend, "", sandbox.probe(backend).argv), sandbox.Confinement(tree=tmp_path)
+    )
+    command = f"exec -a hostile-timeout-{mark} sleep 300"
+    result = await children.run(
+        command, cwd=tmp_path, env=dict(os.environ), timeout=1, sandbox=confined
+    )
+    assert result.timed_out
+    wait_for(lambda: survivors(mark) == [], 5, "the timed-out agent to be killed")
