@@ -20,7 +20,7 @@ import pytest
 from daemon.ops import children, landlock_exec, sandbox
 from shared import codec
 from shared.paths import RepoPaths, RunPaths
-from shared.schema import DaemonInfo
+from shared.schema import DaemonInfo, RunState
 from tests.repos import (
     AGENT_SH,
     expd,
@@ -153,7 +153,11 @@ def test_status_and_report_say_which_sandbox_confines_the_agent(tmp_path: Path) 
     """Confined: status names the backend; unconfined: status, --json and the report say so."""
     confined = sandbox.resolve("auto").backend
     repo = make_repo(tmp_path / "confined", max_experiments=1)
-    paths = start(repo)
+    proc = expd("start", "p", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    started = json.loads(proc.stdout)
+    assert started["sandbox"] == confined
+    paths = RepoPaths(repo).program("p").run(started["run_id"].split("/", 1)[1])
     wait_finished(paths)
     shown = json.loads(expd("status", "--json", cwd=repo).stdout)
     assert shown["sandbox"] == confined and shown["confined"] is (confined != "none")
@@ -280,3 +284,13 @@ async def test_a_confined_agent_that_times_out_is_ended_whole(tmp_path: Path, ba
     )
     assert result.timed_out
     wait_for(lambda: survivors(mark) == [], 5, "the timed-out agent to be killed")
+
+
+def test_the_dashboard_says_unconfined_in_its_phase_bar() -> None:
+    from tui.widgets.phase_bar import PhaseView, phase_line
+
+    def line(backend: str) -> str:
+        return phase_line(PhaseView(state=RunState(phase="idle", sandbox=backend)), 0.0).plain
+
+    assert "UNCONFINED" in line("none")
+    assert "UNCONFINED" not in line("bwrap") and "UNCONFINED" not in line("")
