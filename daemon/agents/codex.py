@@ -112,6 +112,7 @@ class CodexAgent(StatelessAgent):
             return outcome
 
         stream = CodexStream(task.worktree, out)
+        home = [Path(env["CODEX_HOME"])] if "CODEX_HOME" in env else []
         inner = not (self._sandbox_in_args() or task.sandbox.confined)
         prompt = task.prompt + (SANDBOX_NOTE if inner else "")
         result = await process.run(
@@ -125,7 +126,7 @@ class CodexAgent(StatelessAgent):
             ),
             on_start=task.on_process_start,
             keep_stdout=False,
-            sandbox=task.sandbox.allowing(Path(env.get("CODEX_HOME") or task.worktree)),
+            sandbox=task.sandbox.allowing(*home),
         )
         self._account(stream, outcome, out)
         outcome.session_id = stream.session_id
