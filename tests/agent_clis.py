@@ -6,8 +6,8 @@ never disturbs another. Installs happen once, under a file lock (parallel test p
 the first); without npm, or when the install fails, `cli_path` returns None and the tests skip.
 
 The CLIs run confined, as the daemon runs them: `sandbox_around` is the sandbox the daemon would
-use on this machine (bwrap, else Landlock, else none) around a test's tree, and `confined` turns
-an argv and its environment into the confined ones.
+use on this machine (bwrap, else Landlock, else none; or the backend named) around a test's tree,
+and `confined` turns an argv and its environment into the confined ones.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.ops.sandbox import Confinement, Sandbox, make, resolve
+from daemon.ops.sandbox import Confinement, Sandbox, SandboxUnavailable, make, resolve
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,14 @@ def backend() -> str:
     return resolve("auto").backend
 
 
-def sandbox_around(tree: Path, *hidden: Path) -> Sandbox:
-    """The sandbox the daemon would confine an agent with here, writing only `tree`."""
-    return make(resolve("auto"), Confinement(tree=tree, hidden=hidden))
+def sandbox_around(tree: Path, *hidden: Path, mode: str = "auto") -> Sandbox:
+    """The sandbox `[agent] sandbox = mode` gives an agent here, writing only `tree` (a backend
+    this machine lacks skips the test)."""
+    try:
+        choice = resolve(mode)
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    return make(choice, Confinement(tree=tree, hidden=hidden))
 
 
 @contextmanager

@@ -148,7 +148,7 @@ def worktree(root: Path) -> Path:
     return wt
 
 
-def task_for(root: Path, wt: Path, timeout: float = 60.0) -> AgentTask:
+def task_for(root: Path, wt: Path, timeout: float = 60.0, mode: str = "auto") -> AgentTask:
     """The task as the daemon gives it: confined by the sandbox this machine has."""
     return AgentTask(
         experiment=1,
@@ -158,7 +158,7 @@ def task_for(root: Path, wt: Path, timeout: float = 60.0) -> AgentTask:
         prompt_file=root / "prompt.md",
         timeout=timeout,
         env={"FAKE_KEY": KEY},
-        sandbox=sandbox_around(wt, root / "run"),
+        sandbox=sandbox_around(wt, root / "run", mode=mode),
     )
 
 
@@ -217,7 +217,8 @@ def test_scenario_matches_its_sample(codex: Path, tmp_path: Path, scenario: Scen
     assert shape(lines) == shape(sample.read_text().splitlines()), text
 
 
-async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "landlock"])
+async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path, mode: str) -> None:
     """CodexAgent.run end to end: the freeform apply_patch tool edits f.py; priced by override."""
     wt = worktree(tmp_path)
     (wt / "f.py").write_text("x = 1\n")
@@ -229,7 +230,7 @@ async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path) -
         )
         events: list[AgentEvent] = []
         pgids: list[int] = []
-        task = task_for(tmp_path, wt)
+        task = task_for(tmp_path, wt, mode=mode)
         task.on_process_start = pgids.append
         outcome = await agent.run(task, events.append)
     assert outcome.error is None, outcome.error

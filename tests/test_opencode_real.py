@@ -86,7 +86,7 @@ def agent(server: ChatServer) -> OpenCodeAgent:
     return OpenCodeAgent(ProgramConfig(metric="score", direction="lower", agent=config))
 
 
-def task(root: Path, wt: Path, timeout: float, **env: str) -> AgentTask:
+def task(root: Path, wt: Path, timeout: float, mode: str = "auto", **env: str) -> AgentTask:
     """The task as the daemon gives it: confined by the sandbox this machine has."""
     return AgentTask(
         experiment=1,
@@ -96,17 +96,18 @@ def task(root: Path, wt: Path, timeout: float, **env: str) -> AgentTask:
         prompt_file=root / "prompt.md",
         timeout=timeout,
         env={"FAKE_KEY": KEY, **env},
-        sandbox=sandbox_around(wt, root / "run"),
+        sandbox=sandbox_around(wt, root / "run", mode=mode),
     )
 
 
-async def test_the_real_cli_edits_a_file_through_its_own_tools(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "landlock"])
+async def test_the_real_cli_edits_a_file_through_its_own_tools(tmp_path: Path, mode: str) -> None:
     wt = worktree(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
     events: list[AgentEvent] = []
     with ChatServer(model) as server:
-        job = task(tmp_path, wt, 90, HOME=str(home))
+        job = task(tmp_path, wt, 90, mode, HOME=str(home))
         outcome = await agent(server).run(job, events.append)
     assert outcome.error is None, [str(e) for e in events]
     assert (wt / "f.py").read_text() == "x = 2\n"
