@@ -220,7 +220,7 @@ def waiting_run(tmp_path: Path, backend: str) -> tuple[Path, RunPaths, str]:
     repo = make_repo(tmp_path / "repo", max_experiments=3, agent_sh=WAITING, sandbox=backend)
     paths = start(repo, env={"HOSTILE_MARK": mark})
     wait_for(lambda: "READY" in paths.agent_log(1).read_text(), 15, "the agent to say it is ready")
-    assert len(survivors(mark)) == 2
+    wait_for(lambda: len(survivors(mark)) == 2, 5, "the agent and its detached sleeper")
     return repo, paths, mark
 
 
@@ -294,3 +294,25 @@ def test_the_dashboard_says_unconfined_in_its_phase_bar() -> None:
 
     assert "UNCONFINED" in line("none")
     assert "UNCONFINED" not in line("bwrap") and "UNCONFINED" not in line("")
+
+
+def test_a_daemons_socket_is_out_of_reach_under_bwrap(tmp_path: Path) -> None:
+    """A read-only file system still lets a process connect to a socket: /dev/null covers it."""
+    import socket
+    import subprocess
+
+    if not available("bwrap"):
+        pytest.skip(f"bwrap is not available here: {sandbox.probe('bwrap').detail}")
+    path = tmp_path / "service.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    box = sandbox.make(sandbox.resolve("bwrap"), sandbox.Confinement(tree=tree, hidden=(path,)))
+    probe = f"import socket; socket.socket(socket.AF_UNIX).connect({str(path)!r})"
+    argv = box.wrap(["python3", "-c", probe], cwd=tree, tmp=tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    server.close()
+    assert done.returncode != 0 and "ConnectionRefusedError" in done.stderr, done.stderr

@@ -116,13 +116,19 @@ def _mounts(c: Confinement, tmp: Path) -> list[str]:
     binds = {Path(p): "--bind" for p in (c.tree, *c.writable)}
     for path in c.readonly:
         binds.setdefault(Path(path), "--ro-bind")
-    hidden = [Path(h) for h in c.hidden if Path(h) not in binds]
+    hidden = [Path(h) for h in c.hidden if Path(h) not in binds and Path(h).exists()]
     ops: list[tuple[Path, str]] = [(p, f) for p, f in binds.items() if p.exists()]
-    hidden = [h for h in hidden if h.is_dir()]
-    ops += [(h, "--tmpfs") for h in hidden if not _covered(h, hidden, binds)]
+    hidden = [h for h in hidden if not _covered(h, hidden, binds)]
+    # A folder is covered by an empty tmpfs; a file (a daemon's socket) by /dev/null.
+    ops += [(h, "--tmpfs" if h.is_dir() else "--null") for h in hidden]
     out = ["--bind", str(tmp), "/tmp"]
     for path, flag in sorted(ops, key=lambda item: _depth(item[0])):
-        out += [flag, str(path)] if flag == "--tmpfs" else [flag, str(path), str(path)]
+        if flag == "--tmpfs":
+            out += [flag, str(path)]
+        elif flag == "--null":
+            out += ["--ro-bind", "/dev/null", str(path)]
+        else:
+            out += [flag, str(path), str(path)]
     for path, flag in ops:
         if flag == "--tmpfs":
             out += ["--remount-ro", str(path)]  # after the binds inside it exist
