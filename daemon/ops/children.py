@@ -79,14 +79,13 @@ async def run(
     stdout_parts: list[str] = []
     stdout_size = 0
     stderr_tail: list[str] = []
-    pumping = [0]
+    pumping = [2]  # stdout and stderr: `drained` once both reached their end
     drained = anyio.Event()
 
     async def pump(stream: anyio.abc.ByteReceiveStream | None, name: str) -> None:
-        if stream is None:
-            return
-        pumping[0] += 1
         try:
+            if stream is None:
+                return
             buffer = ""
             async for chunk in TextReceiveStream(stream, errors="replace"):
                 buffer += chunk
