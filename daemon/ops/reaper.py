@@ -110,7 +110,7 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
         left = 0
         for pid in descendants(me):
             fields = _stat(pid)
-            if pid == exclude or fields is None or int(fields[19]) < since:
+            if pid == exclude or fields is None or len(fields) < 20 or int(fields[19]) < since:
                 continue
             if fields[0] in "ZX":
                 if fields[1] == str(me):  # an orphan adopted by us: its status is ours to take
