@@ -52,6 +52,9 @@ done
 try see-daemon "test -n '$daemon'"
 try read-daemon-environ "test -n '$daemon' && grep -qa EXPD_DAEMON_LOG /proc/$daemon/environ"
 try signal-daemon "test -n '$daemon' && kill -0 $daemon"
+if [ "$HOSTILE_BACKEND" = bwrap ]; then  # unmounting is tried only where a mount hides things
+  try unmount-hidden "umount -l /tmp; umount -l '$HOSTILE_REPO'; cat '$HOSTILE_REPO/agent.sh'"
+fi
 ( setsid bash -c "exec -a hostile-sleeper-$HOSTILE_MARK sleep 300" </dev/null >/dev/null 2>&1 & )
 bash -c "exec -a hostile-holder-$HOSTILE_MARK sleep 300" &
 sleep 0.3
@@ -112,6 +115,7 @@ def hostile_run(tmp_path: Path, backend: str) -> tuple[RunPaths, dict[str, str],
     mark = uuid.uuid4().hex[:12]
     repo = make_repo(tmp_path / "repo", max_experiments=1, agent_sh=HOSTILE, sandbox=backend)
     env = {"HOSTILE_REPO": str(repo), "HOSTILE_OUTSIDE": str(outside), "HOSTILE_MARK": mark}
+    env["HOSTILE_BACKEND"] = backend
     paths = start(repo, env=env)
     final = wait_finished(paths)
     assert final.termination_reason == "max_experiments", final.message
@@ -134,7 +138,7 @@ def test_a_hostile_agent_is_confined_and_leaves_nothing_behind(
 ) -> None:
     paths, verdicts, log = hostile_run(tmp_path, backend)
     allowed = {name for name, word in verdicts.items() if word == "ALLOWED"}
-    assert set(verdicts) == set(ATTEMPTS), log
+    assert set(verdicts) == set(ATTEMPTS) | ({"unmount-hidden"} if backend == "bwrap" else set())
     assert allowed == EXPECTED[backend], log
     repo = tmp_path / "repo"
     program = RepoPaths(repo).program("p")

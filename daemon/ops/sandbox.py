@@ -29,7 +29,15 @@ from daemon.ops import landlock_exec
 from shared.schema import SANDBOXES as MODES
 
 BWRAP_PATHS = ("/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap")
-BWRAP_BASE = ("--new-session", "--die-with-parent", "--unshare-pid", "--unshare-ipc")
+BWRAP_BASE = (
+    "--new-session",
+    "--die-with-parent",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--cap-drop",
+    "ALL",
+)
+"""`--cap-drop ALL`: as root, bwrap keeps every capability, and an agent could unmount what hides."""
 BWRAP_VIEW = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts", "/dev/shm")
 """What a landlocked agent may still write outside its paths: the usual devices."""
