@@ -79,3 +79,19 @@ def metric_line(s: StatusReport) -> str:
         if s.improvement_pct is not None:
             text += f" ({better_word(s.improvement_pct)})"
     return text
+
+
+SANDBOX_WORDS = {
+    "bwrap": "bwrap — the agent writes only its tree and sees neither your repository, the "
+    "program, the run nor other processes",
+    "landlock": "landlock — the agent writes only its tree (it can still read your files)",
+    "none": "UNCONFINED — the agent runs with all your permissions ([agent] sandbox, "
+    "see docs/security.md)",
+}
+
+
+def sandbox_line(sandbox: str | None) -> str:
+    """What confines the run's agent, for people; "" for runs that predate the record of it."""
+    if not sandbox:
+        return ""
+    return SANDBOX_WORDS.get(sandbox, sandbox)

@@ -36,6 +36,9 @@ TERMINATION_REASONS = (
     "error",
 )
 AGENT_KINDS = ("command", "tune", "claude", "codex", "opencode", "openai")
+SANDBOXES = ("auto", "bwrap", "landlock", "none")
+CONFINED = frozenset({"bwrap", "landlock"})
+"""The sandboxes that confine the agent (`none` does not)."""
 
 
 # --------------------------------------------------------------------------- program.toml
@@ -112,6 +115,8 @@ class AgentConfig(_Typed):
     retry_wait: str | float = "10s"
     context_chars: int = 12_000
     """The budget of the context packet each agent receives, in characters."""
+    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    """What confines the agent: `auto` is bwrap if it works here, else Landlock, else none."""
 
 
 class TuneParam(_Typed):
@@ -174,6 +179,8 @@ class RunManifest(_Lenient):
     """A recent `expd validate` of the same program files (`calibration.json`), or empty."""
     carry_forward: str = ""
     """A summary of the program's earlier runs for the agents (empty with `--fresh`)."""
+    sandbox: str = ""
+    """The sandbox `expd start` found for the agent (bwrap, landlock or none; empty: older run)."""
 
 
 class InFlight(_Lenient):
@@ -226,6 +233,8 @@ class RunState(_Lenient):
     pool: list[float] = []
     """The incumbent pool: its recent primary-metric samples, as the last recorded result left it
     (the next decision compares against it)."""
+    sandbox: str = ""
+    """The sandbox the daemon confines the agent with (bwrap, landlock or none; empty: older)."""
 
 
 class DiffStat(_Lenient):

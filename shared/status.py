@@ -14,7 +14,7 @@ from shared import codec
 from shared.errors import ContractError
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
-from shared.schema import RunManifest, RunState
+from shared.schema import CONFINED, RunManifest, RunState
 
 EXIT_RUNNING = 0
 EXIT_NOT_RUNNING = 3
@@ -90,6 +90,9 @@ class StatusReport(msgspec.Struct, kw_only=True):
     repo: str | None
     """The repository (from run.json; `status --all` falls back to the run index's)."""
     run_dir: str
+    sandbox: str | None = None
+    """What confines the agent: bwrap, landlock or none (None: the run predates the record)."""
+    confined: bool = False
 
 
 def read_state(paths: RunPaths) -> RunState | None:
@@ -161,6 +164,8 @@ def build_status(
         branch=mf.branch or None,
         repo=mf.repo or None,
         run_dir=str(paths.dir),
+        sandbox=st.sandbox or mf.sandbox or None,
+        confined=(st.sandbox or mf.sandbox) in CONFINED,
     )
 
 

@@ -4,6 +4,10 @@ Each pinned package goes into its own npm prefix under `$EXPD_AGENT_CACHE` (defa
 `~/.cache/expd-agent-clis`), e.g. `claude-code-2.1.330/node_modules/.bin/claude`, so bumping one pin
 never disturbs another. Installs happen once, under a file lock (parallel test processes wait for
 the first); without npm, or when the install fails, `cli_path` returns None and the tests skip.
+
+The CLIs run confined, as the daemon runs them: `sandbox_around` is the sandbox the daemon would
+use on this machine (bwrap, else Landlock, else none; or the backend named) around a test's tree,
+and `confined` turns an argv and its environment into the confined ones.
 """
 
 from __future__ import annotations
@@ -12,10 +16,15 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from daemon.ops.sandbox import Confinement, Sandbox, SandboxUnavailable, make, resolve
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,33 @@ def require_cli(name: str) -> Path:
             "installed (needs npm and the registry; see install.log there)"
         )
     return path
+
+
+def backend() -> str:
+    """The backend `[agent] sandbox = "auto"` picks on this machine (what daemon runs use)."""
+    return resolve("auto").backend
+
+
+def sandbox_around(tree: Path, *hidden: Path, mode: str = "auto") -> Sandbox:
+    """The sandbox `[agent] sandbox = mode` gives an agent here, writing only `tree` (a backend
+    this machine lacks skips the test)."""
+    try:
+        choice = resolve(mode)
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    return make(choice, Confinement(tree=tree, hidden=hidden))
+
+
+@contextmanager
+def confined(
+    sandbox: Sandbox, argv: Sequence[str], env: Mapping[str, str], cwd: Path
+) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """(argv, env) to run `argv` in `sandbox`, with a private temporary directory while open."""
+    tmp = Path(tempfile.mkdtemp(prefix="expd-agent-tmp-"))
+    try:
+        yield sandbox.wrap(argv, cwd=cwd, tmp=tmp), sandbox.environment(env, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -63,11 +63,14 @@ def make_repo(
     measure_sh: str = MEASURE_SH,
     agent_command: str = "./agent.sh",
     decide: str = FIXED_DECIDE,
+    sandbox: str | None = None,
 ) -> Path:
     """A committed repo with `f.py`, `agent.sh`, and a `command` program measuring `score`.
 
     `decide` is the `[decide]` table's body: the fixed policy with one run by default, so these
     deterministic tests count measurements exactly; the sequential default has its own tests.
+    `sandbox` sets `[agent] sandbox` (default: `auto`, the agent confined). Tests whose agent
+    talks to the test through files outside its tree need `"none"`: a sandbox forbids exactly that.
     """
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
@@ -95,6 +98,7 @@ def make_repo(
             timeout = "20s"
             """
         ).replace("{decide}", decide)
+        + (f'sandbox = "{sandbox}"\n' if sandbox else "")
         + toml_extra
     )
     prog.md.write_text("# p\nMake score lower.\n")

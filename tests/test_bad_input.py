@@ -263,7 +263,10 @@ def test_program_changed_mid_run_ends_the_run(tmp_path: Path) -> None:
     the experiment is recorded, and the worktree goes back to the last kept commit."""
     measure = tmp_path / "repo" / ".expd" / "programs" / "p" / "measure.sh"
     tamper = f'if [ "$EXPD_EXPERIMENT" = 2 ]; then echo "# x" >> "{measure}"; fi\n'
-    repo = make_repo(tmp_path / "repo", max_experiments=3, agent_sh=AGENT_SH + tamper)
+    # Unconfined: a sandboxed agent cannot even see the evaluator (tests/test_sandbox.py).
+    repo = make_repo(
+        tmp_path / "repo", max_experiments=3, agent_sh=AGENT_SH + tamper, sandbox="none"
+    )
     paths = start(repo)
     final = wait_finished(paths)
     assert final.phase == "crashed" and final.termination_reason == "error"

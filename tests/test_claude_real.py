@@ -28,7 +28,7 @@ from daemon.agents.base import AgentEvent, AgentOutcome, AgentTask, Text, ToolUs
 from daemon.agents.claude import ClaudeAgent
 from shared.paths import RepoPaths
 from shared.schema import AgentConfig, ProgramConfig
-from tests.agent_clis import PACKAGES, require_cli
+from tests.agent_clis import PACKAGES, backend, require_cli, sandbox_around
 from tests.fakes.anthropic_server import AnthropicServer, Script, Turn
 from tests.repos import expd, make_repo, results, start, wait_finished
 
@@ -151,12 +151,15 @@ def config(binary: Path, server: AnthropicServer, home: Path, **agent: Any) -> P
     )
 
 
-def run_agent(cfg: ProgramConfig, work: Path, timeout: float = 45) -> tuple[AgentOutcome, list]:
+def run_agent(
+    cfg: ProgramConfig, work: Path, timeout: float = 45, mode: str = "auto"
+) -> tuple[AgentOutcome, list]:
     events: list[AgentEvent] = []
     prompt = "# Experiment 1\n\nMake the score lower by changing x in f.py."
     prompt_file = work.parent / "0001.md"
     prompt_file.write_text(prompt)
-    task = AgentTask(1, work, work.parent, prompt, prompt_file, timeout, env={})
+    sandbox = sandbox_around(work, mode=mode)  # confined as the daemon confines it
+    task = AgentTask(1, work, work.parent, prompt, prompt_file, timeout, env={}, sandbox=sandbox)
     outcome = anyio.run(ClaudeAgent(cfg).run, task, events.append)
     return outcome, events
 
@@ -167,12 +170,14 @@ def claude() -> Path:
 
 
 @pytest.mark.realcli
-def test_the_real_cli_edits_through_its_own_tools(claude: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "landlock"])
+def test_the_real_cli_edits_through_its_own_tools(claude: Path, tmp_path: Path, mode: str) -> None:
     work, home = make_worktree(tmp_path), tmp_path / "home"
     with server_for(SCENARIOS["edit"], work) as server:
-        outcome, events = run_agent(config(claude, server, home, max_turns=8), work)
+        outcome, events = run_agent(config(claude, server, home, max_turns=8), work, mode=mode)
         first = server.requests[0]
     assert outcome.error is None, outcome
+    assert (work.parent / "claude-home").is_dir() is (mode != "auto" or backend() != "none")
     assert server.unknown == [] and len(server.requests) == 3
     assert (work / "f.py").read_text() == "x = 1\n"
     assert outcome.description == "Set x to 1 to move the score toward the target."
@@ -317,6 +322,9 @@ def test_the_daemon_keeps_and_discards_with_costs_that_add_up(claude: Path, tmp_
     status = json.loads(expd("status", "--json", cwd=repo).stdout)
     assert status["cost_usd"] == pytest.approx(sum(r.cost_usd for r in records))
     assert status["tokens"] == sum(r.tokens for r in records)
+    assert status["sandbox"] == backend()
+    if backend() != "none":  # its own state folder: a private copy, never the user's ~/.claude
+        assert (run.dir / "claude-home").is_dir()
     assert final.termination_reason == "max_experiments"
     log = (run.dir / "agent" / "0001.log").read_text()
     assert "→ Edit" in log and KEY not in log

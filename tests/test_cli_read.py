@@ -669,6 +669,7 @@ def fake_daemon(monkeypatch: pytest.MonkeyPatch, finish: Callable[[FakeRun], Non
         def __init__(self, run: FakeRun) -> None:
             self.run_id, self.pid, self.run_dir = run.run_id, 4242, run.paths.dir
             self.worktree, self.branch = run.repo / "wt", f"expd/{run.run_id}"
+            self.sandbox, self.sandbox_detail = "bwrap", ""
 
     def start_run(repo_root: Path, program: str, **kwargs: Any) -> Started:
         calls.append((repo_root, program, kwargs))
@@ -715,6 +716,7 @@ def test_start_json(fake: Callable[..., FakeRun], capsys: Capsys,
         "pid": 4242,
         "worktree": str(repo / "wt"),
         "branch": "expd/prog/20260301-000000",
+        "sandbox": "bwrap",
     }
     assert calls == [
         (repo, "prog", {"max_experiments": 4, "agent": None, "model": None, "fresh": False})

@@ -25,7 +25,7 @@ from daemon.agents.codex import CodexAgent
 from daemon.agents.codex_stream import CodexStream, classify
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import AgentConfig, Price, ProgramConfig
-from tests.agent_clis import require_cli
+from tests.agent_clis import backend, confined, require_cli, sandbox_around
 from tests.fakes import responses_server as fake
 from tests.fakes.responses_server import Reply, Responder, ResponsesServer, Step, last_tool_output
 from tests.repos import expd, git, make_repo, results, start, wait_finished
@@ -148,7 +148,8 @@ def worktree(root: Path) -> Path:
     return wt
 
 
-def task_for(root: Path, wt: Path, timeout: float = 60.0) -> AgentTask:
+def task_for(root: Path, wt: Path, timeout: float = 60.0, mode: str = "auto") -> AgentTask:
+    """The task as the daemon gives it: confined by the sandbox this machine has."""
     return AgentTask(
         experiment=1,
         worktree=wt,
@@ -157,6 +158,7 @@ def task_for(root: Path, wt: Path, timeout: float = 60.0) -> AgentTask:
         prompt_file=root / "prompt.md",
         timeout=timeout,
         env={"FAKE_KEY": KEY},
+        sandbox=sandbox_around(wt, root / "run", mode=mode),
     )
 
 
@@ -180,16 +182,19 @@ def test_scenario_matches_its_sample(codex: Path, tmp_path: Path, scenario: Scen
     with ResponsesServer(list(scenario.script), then=scenario.then) as server:
         agent = CodexAgent(config(codex, server.base_url, model=scenario.model, args=scenario.args))
         task = task_for(tmp_path, wt)
-        proc = subprocess.run(
-            agent.command(task),
-            input=task.prompt,
-            env=agent.environment(task),
-            cwd=wt,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        sandbox = task.sandbox.allowing(task.run_dir / "codex-home")
+        env = agent.environment(task)
+        with confined(sandbox, agent.command(task), env, wt) as (argv, env):
+            proc = subprocess.run(
+                argv,
+                input=task.prompt,
+                env=env,
+                cwd=wt,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert lines, proc.stderr
     events: list[AgentEvent] = []
@@ -212,7 +217,8 @@ def test_scenario_matches_its_sample(codex: Path, tmp_path: Path, scenario: Scen
     assert shape(lines) == shape(sample.read_text().splitlines()), text
 
 
-async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "landlock"])
+async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path, mode: str) -> None:
     """CodexAgent.run end to end: the freeform apply_patch tool edits f.py; priced by override."""
     wt = worktree(tmp_path)
     (wt / "f.py").write_text("x = 1\n")
@@ -224,7 +230,7 @@ async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path) -
         )
         events: list[AgentEvent] = []
         pgids: list[int] = []
-        task = task_for(tmp_path, wt)
+        task = task_for(tmp_path, wt, mode=mode)
         task.on_process_start = pgids.append
         outcome = await agent.run(task, events.append)
     assert outcome.error is None, outcome.error
@@ -239,7 +245,8 @@ async def test_real_cli_edits_through_the_adapter(codex: Path, tmp_path: Path) -
     assert any(isinstance(e, ToolResult) and e.output == "f.py" for e in events)
     assert [e.tokens for e in events if isinstance(e, Usage)] == [2100]
     assert isinstance(events[-1], Final) and events[-1].session_id == outcome.session_id
-    assert "expd commits it" in server.responses[0].body["input"][-1]["content"][0]["text"]  # type: ignore[index]
+    prompt = server.responses[0].body["input"][-1]["content"][0]["text"]  # type: ignore[index]
+    assert ("expd commits it" in prompt) is not task.sandbox.confined  # only for Codex's own
     assert (task.run_dir / "codex-home").is_dir()
 
 
@@ -310,6 +317,7 @@ def test_daemon_run_keeps_and_discards_with_costs_that_add_up(codex: Path, tmp_p
     assert status["cost_usd"] == pytest.approx(sum(r.cost_usd for r in records))
     assert status["cost_usd"] == pytest.approx(3 * per_experiment)
     assert len(server.responses) == 6
+    assert status["sandbox"] == backend() and status["confined"] is (backend() != "none")
     log = paths.agent_log(1).read_text()
     assert "→ shell" in log and "[usage] $0.0031 2100 tokens" in log and "[done] Set x" in log
 

@@ -280,7 +280,9 @@ def test_external_kill_while_child_runs(
 ) -> None:
     """The daemon dies while its agent (or measurement) sleeps; resume kills the orphaned group."""
     slow, slow_dir = slow_helper(tmp_path)
-    repo = make_repo(tmp_path / "repo", max_experiments=MAX, measure_sh=MEASURE_CANDIDATES_SLOW)
+    repo = make_repo(
+        tmp_path / "repo", max_experiments=MAX, measure_sh=MEASURE_CANDIDATES_SLOW, sandbox="none"
+    )
     env = {k: v.format(slow=slow) for k, v in env.items()}
     # Only `expd start` has the slow child; the resumed daemon runs without it.
     paths = start(repo, env={**env, "SLOW_DIR": str(slow_dir), "TARGET": "1"})
@@ -306,7 +308,7 @@ def test_external_kill_while_child_runs(
 def test_max_experiments_set_before_the_kill_survives_it(tmp_path: Path) -> None:
     """`expd set max-experiments` is in state.json: the resumed run ends where it was told to."""
     slow, slow_dir = slow_helper(tmp_path)
-    repo = make_repo(tmp_path / "repo", max_experiments=1)
+    repo = make_repo(tmp_path / "repo", max_experiments=1, sandbox="none")
     paths = start(repo, env={"AGENT_EXTRA": f"{slow} 1", "SLOW_DIR": str(slow_dir)})
     wait_for(lambda: (slow_dir / "started").exists(), 15, "the agent to start")
     proc = expd("set", run_id(paths), "max-experiments", str(MAX), "--wait", cwd=repo)
@@ -321,7 +323,7 @@ def test_max_experiments_set_before_the_kill_survives_it(tmp_path: Path) -> None
 def test_external_kill_between_experiments(tmp_path: Path) -> None:
     """Killed right after experiment 1 is recorded: whatever was in flight is handled once."""
     slow, slow_dir = slow_helper(tmp_path)
-    repo = make_repo(tmp_path / "repo", max_experiments=MAX)
+    repo = make_repo(tmp_path / "repo", max_experiments=MAX, sandbox="none")
     env = {"AGENT_EXTRA": f"{slow} 2", "SLOW_DIR": str(slow_dir), "TARGET": "0"}
     paths = start(repo, env=env)
     wait_for(

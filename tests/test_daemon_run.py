@@ -50,6 +50,9 @@ done
 
 
 class Gate:
+    """Files under the test's tmp_path: a confined agent can neither see nor write them, so the
+    runs of an agent that waits at the gate are started with `[agent] sandbox = "none"`."""
+
     def __init__(self, root: Path) -> None:
         self.dir = root / "gate"
         self.dir.mkdir()
@@ -212,7 +215,7 @@ def test_start_excludes_expd_from_git(tmp_path: Path) -> None:
 
 
 def test_stop_finishes_the_current_experiment(tmp_path: Path, gate: Gate) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=5)
+    repo = make_repo(tmp_path / "repo", max_experiments=5, sandbox="none")
     paths = start(repo, env=gate.env(1))
     gate.wait_started(1)
     proc = expd("stop", run_id(paths), "--json", cwd=repo)
@@ -237,7 +240,7 @@ def test_stop_finishes_the_current_experiment(tmp_path: Path, gate: Gate) -> Non
 def test_abort_kills_the_child_and_reverts(tmp_path: Path, gate: Gate, stage: str) -> None:
     """The gate is never opened: only the abort ends the agent (or the measurement)."""
     if stage == "agent":
-        repo = make_repo(tmp_path / "repo", max_experiments=5)
+        repo = make_repo(tmp_path / "repo", max_experiments=5, sandbox="none")
         paths = start(repo, env=gate.env(1))
         gate.wait_started(1)
     else:
@@ -270,7 +273,7 @@ def test_abort_kills_the_child_and_reverts(tmp_path: Path, gate: Gate, stage: st
 
 @pytest.mark.parametrize(("initial", "new"), [(1, 3), (6, 1)], ids=["raise", "lower"])
 def test_set_max_experiments_mid_run(tmp_path: Path, gate: Gate, initial: int, new: int) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=initial)
+    repo = make_repo(tmp_path / "repo", max_experiments=initial, sandbox="none")
     paths = start(repo, env={**gate.env(1), "TARGET": "0"})
     gate.wait_started(1)
     proc = expd("set", run_id(paths), "max-experiments", str(new), "--wait", "--json", cwd=repo)
@@ -291,7 +294,7 @@ def test_sigterm_stops_after_the_current_experiment(
     tmp_path: Path, gate: Gate, signals: int, reason: str
 ) -> None:
     """SIGTERM = stop (the experiment finishes and is recorded); a second one aborts."""
-    repo = make_repo(tmp_path / "repo", max_experiments=5)
+    repo = make_repo(tmp_path / "repo", max_experiments=5, sandbox="none")
     paths = start(repo, env=gate.env(1))
     gate.wait_started(1)
     pid = daemon_pid(paths)
@@ -310,7 +313,7 @@ def test_sigterm_stops_after_the_current_experiment(
 
 
 def test_racing_starts_one_wins(tmp_path: Path, gate: Gate) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=1)
+    repo = make_repo(tmp_path / "repo", max_experiments=1, sandbox="none")
     env = {**os.environ, **GIT_ENV, **gate.env(1)}
     command = [sys.executable, "-m", "shared.cli.main", "start", "p"]
     procs = [
@@ -340,7 +343,7 @@ def test_racing_starts_one_wins(tmp_path: Path, gate: Gate) -> None:
 
 
 def test_agent_timeout_kills_its_group_and_records_a_crash(tmp_path: Path, gate: Gate) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=1)
+    repo = make_repo(tmp_path / "repo", max_experiments=1, sandbox="none")
     edit_toml(repo, 'timeout = "20s"', 'timeout = "1s"')
     paths = start(repo, env=gate.env(1))  # never opened: only the timeout ends the agent
     gate.wait_started(1)
@@ -471,7 +474,7 @@ def test_guidance_round_trip_reaches_the_next_agent(
 ) -> None:
     """`expd set guidance` during experiment 1: experiment 2's briefing carries it (or, once
     cleared, does not), and guidance.md says what the daemon holds."""
-    repo = make_repo(tmp_path / "repo", max_experiments=2)
+    repo = make_repo(tmp_path / "repo", max_experiments=2, sandbox="none")
     paths = start(repo, env=gate.env(1))
     gate.wait_started(1)
     rid = run_id(paths)

@@ -19,7 +19,7 @@ from daemon.agents.base import AgentEvent, AgentTask, Final, ToolResult, ToolUse
 from daemon.agents.opencode import OpenCodeAgent
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import AgentConfig, Price, ProgramConfig
-from tests.agent_clis import require_cli
+from tests.agent_clis import backend, require_cli, sandbox_around
 from tests.fakes.chat_server import Call, ChatServer, Reply
 from tests.repos import (
     expd,
@@ -86,7 +86,8 @@ def agent(server: ChatServer) -> OpenCodeAgent:
     return OpenCodeAgent(ProgramConfig(metric="score", direction="lower", agent=config))
 
 
-def task(root: Path, wt: Path, timeout: float, **env: str) -> AgentTask:
+def task(root: Path, wt: Path, timeout: float, mode: str = "auto", **env: str) -> AgentTask:
+    """The task as the daemon gives it: confined by the sandbox this machine has."""
     return AgentTask(
         experiment=1,
         worktree=wt,
@@ -95,16 +96,18 @@ def task(root: Path, wt: Path, timeout: float, **env: str) -> AgentTask:
         prompt_file=root / "prompt.md",
         timeout=timeout,
         env={"FAKE_KEY": KEY, **env},
+        sandbox=sandbox_around(wt, root / "run", mode=mode),
     )
 
 
-async def test_the_real_cli_edits_a_file_through_its_own_tools(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "landlock"])
+async def test_the_real_cli_edits_a_file_through_its_own_tools(tmp_path: Path, mode: str) -> None:
     wt = worktree(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
     events: list[AgentEvent] = []
     with ChatServer(model) as server:
-        job = task(tmp_path, wt, 90, HOME=str(home))
+        job = task(tmp_path, wt, 90, mode, HOME=str(home))
         outcome = await agent(server).run(job, events.append)
     assert outcome.error is None, [str(e) for e in events]
     assert (wt / "f.py").read_text() == "x = 2\n"
@@ -197,6 +200,7 @@ def test_a_run_through_the_daemon_keeps_discards_and_adds_up(tmp_path: Path) -> 
     assert [r.cost_usd for r in records[1:]] == pytest.approx([per_experiment] * 2)
     assert [r.tokens for r in records[1:]] == [360, 360]
     assert status["termination_reason"] == "max_experiments"
+    assert status["sandbox"] == backend()
     assert status["cost_usd"] == pytest.approx(sum(r.cost_usd for r in records))
     assert status["tokens"] == sum(r.tokens for r in records)
     assert len(server.requests) == 6

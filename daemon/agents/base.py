@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from daemon.ops.sandbox import UNCONFINED, Sandbox
 from shared.schema import ResultRecord
 
 
@@ -62,6 +63,8 @@ class AgentTask:
     timeout: float
     env: dict[str, str]
     on_process_start: Callable[[int], None] = lambda pgid: None
+    sandbox: Sandbox = UNCONFINED
+    """Where the agent's processes may write and what they may see (see daemon/ops/sandbox.py)."""
 
 
 @dataclass

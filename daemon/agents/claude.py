@@ -5,7 +5,8 @@ goes on stdin. Edits inside the worktree are accepted (`--permission-mode accept
 allowed, since nobody is there to answer a prompt; `--dangerously-skip-permissions` is not used (the
 CLI refuses it as root, and it would allow edits outside the worktree too). `ClaudeStream` turns
 the NDJSON stream into events; the final `result` line gives the cost, tokens, session id and, for
-API errors, the HTTP status that classifies the failure.
+API errors, the HTTP status that classifies the failure. Confined, it runs with a private copy of
+its state folder (`CLAUDE_CONFIG_DIR`, see daemon/agents/homes.py), never the user's `~/.claude`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from pathlib import Path
 
 from daemon.agents.base import (
     AgentErrorEvent,
@@ -25,6 +27,7 @@ from daemon.agents.base import (
     Usage,
 )
 from daemon.agents.claude_stream import ClaudeStream
+from daemon.agents.homes import claude_home
 from daemon.agents.stream_json import redactor
 from daemon.ops import children as process
 from shared.agent_kinds import KINDS, executable_for
@@ -80,7 +83,10 @@ class ClaudeAgent(StatelessAgent):
             env["ANTHROPIC_API_KEY"] = env[self.config.api_key_env]
         if self.config.max_tokens:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(self.config.max_tokens)
-        return {**env, **self.config.env}
+        env.update(self.config.env)
+        if task.sandbox.confined and "CLAUDE_CONFIG_DIR" not in self.config.env:
+            env["CLAUDE_CONFIG_DIR"] = str(claude_home(task.run_dir, env))
+        return env
 
     async def run(self, task: AgentTask, emit: Emit) -> AgentOutcome:
         env = self.environment(task)
@@ -110,6 +116,7 @@ class ClaudeAgent(StatelessAgent):
             on_line=stream.line,
             on_start=started,
             keep_stdout=False,
+            sandbox=task.sandbox.allowing(*_private(env)),
         )
         outcome = self._outcome(task, stream, result)
         if outcome.cost_usd or outcome.tokens:
@@ -134,3 +141,8 @@ class ClaudeAgent(StatelessAgent):
             outcome.error_class = None
             outcome.unavailable = True
         return outcome
+
+
+def _private(env: dict[str, str]) -> list[Path]:
+    home = env.get("CLAUDE_CONFIG_DIR")
+    return [Path(home)] if home else []

@@ -1,9 +1,12 @@
 """`codex` agent: the Codex CLI in headless mode (`codex exec --json`), one thread per experiment.
 
 The prompt goes on stdin (`-`), so briefings longer than one argv string allowed still work.
-Commands run in Codex's own `workspace-write` sandbox (the worktree is writable, `.git` is not, so
-expd commits what is left). With `[agent] base_url` a private provider is defined with `-c`
-overrides and CODEX_HOME points into the run directory, so the user's ~/.codex is never touched.
+Confined by expd (daemon/ops/sandbox.py), Codex's own sandbox is turned off rather than nested
+(`--sandbox danger-full-access`: its bubblewrap cannot run inside expd's) and CODEX_HOME is a
+private copy of the user's in the run directory. Unconfined, commands run in Codex's own
+`workspace-write` sandbox (the worktree is writable, `.git` is not, so expd commits what is left).
+With `[agent] base_url` a private provider is defined with `-c` overrides and CODEX_HOME is an
+empty folder in the run directory, so the user's ~/.codex is never touched.
 Codex reports tokens but not dollars: the cost comes from daemon/agents/prices.py.
 """
 
@@ -13,6 +16,7 @@ import json
 import os
 import shlex
 import shutil
+from pathlib import Path
 
 import msgspec
 
@@ -30,6 +34,7 @@ from daemon.agents.base import (
     Usage,
 )
 from daemon.agents.codex_stream import CodexStream, classify, retry_after
+from daemon.agents.homes import codex_home
 from daemon.agents.prices import cost_usd
 from daemon.agents.stream_json import first_line
 from daemon.ops import children as process
@@ -58,7 +63,8 @@ class CodexAgent(StatelessAgent):
         argv = [self.executable, "exec", "--json", "--color", "never", "--skip-git-repo-check"]
         argv += ["--cd", str(task.worktree)]
         if not self._sandbox_in_args():
-            argv += ["--sandbox", "workspace-write"]
+            inner = "danger-full-access" if task.sandbox.confined else "workspace-write"
+            argv += ["--sandbox", inner]
         if self.model:
             argv += ["--model", self.model]
         if self.agent.base_url:
@@ -79,11 +85,10 @@ class CodexAgent(StatelessAgent):
 
     def environment(self, task: AgentTask) -> dict[str, str]:
         env = {**os.environ, **task.env, **self.agent.env}
-        if self.agent.base_url:
-            home = task.run_dir / "codex-home"
-            home.mkdir(parents=True, exist_ok=True)
+        if self.agent.base_url or task.sandbox.confined:
+            home = codex_home(task.run_dir, env, copy=not self.agent.base_url)
             env["CODEX_HOME"] = str(home)
-        elif self.agent.api_key_env and env.get(self.agent.api_key_env):
+        if not self.agent.base_url and self.agent.api_key_env and env.get(self.agent.api_key_env):
             env["CODEX_API_KEY"] = env[self.agent.api_key_env]
         return env
 
@@ -107,7 +112,9 @@ class CodexAgent(StatelessAgent):
             return outcome
 
         stream = CodexStream(task.worktree, out)
-        prompt = task.prompt + ("" if self._sandbox_in_args() else SANDBOX_NOTE)
+        home = [Path(env["CODEX_HOME"])] if "CODEX_HOME" in env else []
+        inner = not (self._sandbox_in_args() or task.sandbox.confined)
+        prompt = task.prompt + (SANDBOX_NOTE if inner else "")
         result = await process.run(
             "exec " + shlex.join(self.command(task)),
             cwd=task.worktree,
@@ -119,6 +126,7 @@ class CodexAgent(StatelessAgent):
             ),
             on_start=task.on_process_start,
             keep_stdout=False,
+            sandbox=task.sandbox.allowing(*home),
         )
         self._account(stream, outcome, out)
         outcome.session_id = stream.session_id

@@ -39,6 +39,7 @@ class CommandAgent(StatelessAgent):
             on_line=on_line,
             on_start=task.on_process_start,
             keep_stdout=False,
+            sandbox=task.sandbox,
         )
         outcome = AgentOutcome(description=description)
         if result.timed_out:

@@ -78,7 +78,7 @@ class OpenAIAgent(StatelessAgent):
             out(AgentErrorEvent(message=outcome.error, error_class=outcome.error_class or "other"))
             return outcome
         shell_env = {k: v for k, v in env.items() if k != self.key_env}
-        workspace = Workspace(task.worktree, shell_env, task.on_process_start)
+        workspace = Workspace(task.worktree, shell_env, task.on_process_start, task.sandbox)
         spend = Spend()
         headers = {"authorization": f"Bearer {key}"} if key else {}
         try:

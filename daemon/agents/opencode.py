@@ -10,7 +10,8 @@ Without `[agent] base_url` it runs with the user's own OpenCode setup and creden
 (`[agent] model` is `provider/model`). With it, expd writes an OpenCode config for an
 OpenAI-compatible provider into the run directory (the key stays in its environment variable: the
 file says `{env:VAR}`) and gives OpenCode private XDG directories there, so nothing touches the
-user's setup. OpenCode's default permissions allow edits and shell commands in the project;
+user's setup. Confined by expd without `base_url`, it gets private XDG directories holding a copy
+of the user's OpenCode config and login (daemon/agents/homes.py). OpenCode's default permissions allow edits and shell commands in the project;
 whatever would ask is rejected, as nobody is there to answer.
 """
 
@@ -40,6 +41,7 @@ from daemon.agents.base import (
     Usage,
 )
 from daemon.agents.errors import classify_http, classify_message, retry_after_seconds
+from daemon.agents.homes import opencode_home, xdg_env
 from daemon.agents.prices import cost_usd
 from daemon.agents.stream_json import decode, first_line
 from daemon.ops import children as process
@@ -70,9 +72,12 @@ class OpenCodeAgent(StatelessAgent):
             for name in ("OPENCODE_CONFIG_DIR", "OPENCODE_CONFIG_CONTENT"):
                 env.pop(name, None)  # the user's own OpenCode settings stay out of this run
             env.update(isolated_env(self.config, self.model or "", task.run_dir / "opencode"))
-        elif self.config.max_turns and "OPENCODE_CONFIG_CONTENT" not in env:
-            steps = {"agent": {"build": {"steps": self.config.max_turns}}}
-            env["OPENCODE_CONFIG_CONTENT"] = json.dumps(steps)
+        else:
+            if task.sandbox.confined:
+                env.update(xdg_env(opencode_home(task.run_dir, {**env, **self.config.env})))
+            if self.config.max_turns and "OPENCODE_CONFIG_CONTENT" not in env:
+                steps = {"agent": {"build": {"steps": self.config.max_turns}}}
+                env["OPENCODE_CONFIG_CONTENT"] = json.dumps(steps)
         env.setdefault("OPENCODE_DISABLE_AUTOUPDATE", "1")
         env.update(self.config.env)
         env["PWD"] = str(task.worktree)  # OpenCode takes its project directory from $PWD
@@ -101,6 +106,7 @@ class OpenCodeAgent(StatelessAgent):
             on_line=stream.line,
             on_start=task.on_process_start,
             keep_stdout=False,
+            sandbox=task.sandbox.allowing(task.run_dir / "opencode"),
         )
         return stream.finish(outcome, result, task.timeout)
 
@@ -148,9 +154,8 @@ def isolated_env(config: AgentConfig, model: str, home: Path) -> dict[str, str]:
     temp = path.with_suffix(".json.tmp")
     temp.write_text(json.dumps(settings, indent=2) + "\n")
     temp.replace(path)
-    env = {f"XDG_{d.upper()}_HOME": str(home / d) for d in ("config", "data", "state", "cache")}
     return {
-        **env,
+        **xdg_env(home),
         "OPENCODE_CONFIG": str(path),
         "OPENCODE_DISABLE_MODELS_FETCH": "1",  # the models.dev catalogue: not needed, maybe offline
         "OPENCODE_DISABLE_AUTOUPDATE": "1",

@@ -2,7 +2,8 @@
 
 Paths are resolved (symlinks included) and must stay inside the worktree, so a model cannot read
 or change anything else on the machine through them; `run_shell` runs in the worktree with a
-timeout, its whole process group killed on timeout or abort, its output truncated.
+timeout and the agent's sandbox, its whole process group killed on timeout or abort, its output
+truncated.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.ops import children as process
+from daemon.ops.sandbox import UNCONFINED, Sandbox
 
 MAX_OUTPUT = 20_000
 """Characters of a tool's output sent back to the model (head and tail kept)."""
@@ -90,6 +92,7 @@ class Workspace:
     root: Path
     env: Mapping[str, str]
     on_process_start: Callable[[int], None] = lambda pgid: None
+    sandbox: Sandbox = UNCONFINED
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -197,6 +200,7 @@ class Workspace:
             on_line=capture.add,
             on_start=self.on_process_start,
             keep_stdout=False,
+            sandbox=self.sandbox,
         )
         output = capture.text()
         if result.timed_out:

@@ -22,6 +22,7 @@ from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
 from daemon.ops.git.lookup import is_tracked, repo_head
 from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
+from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
@@ -51,6 +52,9 @@ class Started:
     worktree: Path
     branch: str
     run_dir: Path
+    sandbox: str = "none"
+    """The backend confining the agent (bwrap, landlock or none) and why, for people."""
+    sandbox_detail: str = ""
 
 
 def check_agent(config: ProgramConfig, repo: Path) -> None:
@@ -89,6 +93,14 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
         )
 
 
+def check_sandbox(mode: str) -> Choice:
+    """The sandbox `[agent] sandbox` resolves to here; a clear error when it cannot run."""
+    try:
+        return resolve(mode)
+    except SandboxUnavailable as exc:
+        raise UserError(str(exc)) from None
+
+
 def _new_stamp(program: ProgramPaths) -> str:
     base = time.strftime("%Y%m%d-%H%M%S")
     stamp, n = base, 1
@@ -125,6 +137,7 @@ def start_run(
     if max_experiments is not None and max_experiments < 0:
         raise UserError("--max-experiments must be ≥ 0")
     check_agent(config, repo.root)
+    sandbox = check_sandbox(config.agent.sandbox)
     base = repo_head(repo.root)
     lock = lock_blocking(prog.start_lock)
     try:
@@ -157,6 +170,7 @@ def start_run(
             agent_model=config.agent.model,
             calibration=recent_calibration(prog),
             carry_forward="" if fresh else carry_forward(prog),
+            sandbox=sandbox.backend,
         )
         exclude_expd(repo.root)  # runs and trees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
@@ -172,7 +186,7 @@ def start_run(
         runs.register(paths, repo.root, rid)
     finally:
         unlock(lock)
-    return Started(run_id=rid, pid=pid, worktree=worktree, branch=branch, run_dir=paths.dir)
+    return Started(rid, pid, worktree, branch, paths.dir, sandbox.backend, sandbox.detail)
 
 
 def resume_run(run_dir: Path) -> Started:
@@ -193,6 +207,8 @@ def resume_run(run_dir: Path) -> Started:
     repo = Path(manifest.repo)
     prog = ProgramPaths(repo, manifest.program)
     load_program(prog)
+    agent = manifest.config.get("agent")
+    sandbox = check_sandbox(str((agent if isinstance(agent, dict) else {}).get("sandbox", "auto")))
     lock = lock_blocking(prog.start_lock)
     try:
         if is_locked(prog.active_lock):
@@ -213,6 +229,8 @@ def resume_run(run_dir: Path) -> Started:
         worktree=Path(manifest.worktree),
         branch=manifest.branch,
         run_dir=paths.dir,
+        sandbox=sandbox.backend,
+        sandbox_detail=sandbox.detail,
     )
 
 

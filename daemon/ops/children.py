@@ -1,9 +1,17 @@
-"""Child processes in their own process group, so a timeout or an abort kills the whole tree."""
+"""Child processes in their own process group, so a timeout or an abort kills the whole tree.
+
+`run` is the one way expd starts an agent's or a measurement's processes: it applies the agent's
+sandbox, and once the main process exits it ends whatever it left (its group, then the daemon's
+sweep of orphans that called `setsid`), so nothing outlives its turn. A child still holding the
+output pipes does not keep a finished process "running": reading stops a moment after it exits.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,6 +22,9 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
+from daemon.ops import reaper
+from daemon.ops.sandbox import UNCONFINED, Sandbox
+
 LineHandler = Callable[[str, str], Awaitable[None] | None]
 """Called with (stream name, line without newline) for each line of stdout/stderr."""
 
@@ -23,6 +34,8 @@ MAX_LINE = 1 << 20
 LINE_CUT = " …[line cut by expd]"
 MAX_TAIL_LINE = 2000
 """Each kept stderr line, at most (the last 20 are kept for error messages)."""
+DRAIN_S = 0.5
+"""How long output is still read after the main process exited, before its leftovers are killed."""
 
 
 @dataclass
@@ -83,33 +96,41 @@ async def run(
     on_start: Callable[[int], None] | None = None,
     keep_stdout: bool = True,
     max_stdout: int = 1 << 20,
+    sandbox: Sandbox = UNCONFINED,
 ) -> ProcessResult:
-    """Run a shell command with a timeout; cancellation kills its process group before returning."""
+    """Run a shell command (confined by `sandbox`) with a timeout; cancellation kills its process
+    group, and every way out ends what it left behind, before returning."""
     started = time.monotonic()
     stdout_tail = BoundedTail(max_stdout)
     stderr_tail: deque[str] = deque(maxlen=20)
-    timed_out = False
+    pumping = [2]  # stdout and stderr: `drained` once both reached their end
+    drained = anyio.Event()
 
     async def pump(stream: anyio.abc.ByteReceiveStream | None, name: str) -> None:
-        if stream is None:
-            return
-        buffer = ""
-        dropping = False  # inside an over-long line: its rest is skipped up to the newline
-        async for chunk in TextReceiveStream(stream, errors="replace"):
-            buffer += chunk
-            *lines, buffer = buffer.split("\n")
-            for line in lines:
+        try:
+            if stream is None:
+                return
+            buffer = ""
+            dropping = False  # inside an over-long line: its rest is skipped up to the newline
+            async for chunk in TextReceiveStream(stream, errors="replace"):
+                buffer += chunk
+                *lines, buffer = buffer.split("\n")
+                for line in lines:
+                    if dropping:
+                        dropping = False
+                        continue
+                    await _deliver(name, line)
+                if len(buffer) > MAX_LINE and not dropping:
+                    await _deliver(name, buffer[:MAX_LINE] + LINE_CUT)
+                    dropping = True
                 if dropping:
-                    dropping = False
-                    continue
-                await _deliver(name, line)
-            if len(buffer) > MAX_LINE and not dropping:
-                await _deliver(name, buffer[:MAX_LINE] + LINE_CUT)
-                dropping = True
-            if dropping:
-                buffer = ""
-        if buffer and not dropping:
-            await _deliver(name, buffer)
+                    buffer = ""
+            if buffer and not dropping:
+                await _deliver(name, buffer)
+        finally:
+            pumping[0] -= 1
+            if not pumping[0]:
+                drained.set()
 
     async def _deliver(name: str, line: str) -> None:
         if name == "stdout" and keep_stdout:
@@ -121,43 +142,67 @@ async def run(
             if result is not None:
                 await result
 
-    process = await anyio.open_process(
-        ["/bin/bash", "-c", command],
-        cwd=str(cwd),
-        env=dict(env),
-        stdin=None if stdin is None else -1,
-        start_new_session=True,
-    )
+    async def feed(process: Process) -> None:
+        if stdin is None or process.stdin is None:
+            return
+        try:
+            await process.stdin.send(stdin)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await process.stdin.aclose()
+
+    tmp = Path(tempfile.mkdtemp(prefix="expd-agent-tmp-")) if sandbox.confined else None
+    argv = ["/bin/bash", "-c", command]
+    if tmp is not None:
+        argv, env = sandbox.wrap(argv, cwd=cwd, tmp=tmp), sandbox.environment(env, tmp)
+    try:
+        process = await anyio.open_process(
+            argv,
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=None if stdin is None else -1,
+            start_new_session=True,
+        )
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    since = reaper.start_time(process.pid)
     if on_start is not None:
         on_start(process.pid)
+    exited = False
     try:
         with anyio.move_on_after(timeout) as scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pump, process.stdout, "stdout")
                 tg.start_soon(pump, process.stderr, "stderr")
-                if stdin is not None and process.stdin is not None:
-                    try:
-                        await process.stdin.send(stdin)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                        pass
-                    finally:
-                        await process.stdin.aclose()
+                tg.start_soon(feed, process)
                 await process.wait()
-        if scope.cancelled_caught:
-            timed_out = True
+                exited = True
+                with anyio.move_on_after(DRAIN_S):
+                    await drained.wait()
+                if not drained.is_set():
+                    # A leftover holds the pipes: the main process is done, end the rest.
+                    _end_leftovers(process.pid, since)
+                    with anyio.move_on_after(KILL_GRACE_S):
+                        await drained.wait()
+                tg.cancel_scope.cancel()
+        if scope.cancelled_caught and not exited:
             with anyio.CancelScope(shield=True):
                 await _terminate(process)
-        else:
-            # The shell exited; reap anything it left behind in its group.
-            kill_group(process.pid, signal.SIGKILL)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await _terminate(process)
         raise
     finally:
+        _end_leftovers(process.pid, since)
         # Close the pipes now, not at garbage collection (possibly after the event loop is gone).
         with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_GRACE_S):
             await process.aclose()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    timed_out = not exited
     return ProcessResult(
         returncode=None if timed_out else process.returncode,
         timed_out=timed_out,
@@ -165,3 +210,9 @@ async def run(
         stdout=stdout_tail.text(),
         stderr_tail="\n".join(stderr_tail),
     )
+
+
+def _end_leftovers(pgid: int, since: int | None) -> None:
+    """Kill what is left in the child's process group, then (in the daemon) every orphan since."""
+    kill_group(pgid, signal.SIGKILL)
+    reaper.sweep(since, exclude=pgid)

@@ -19,6 +19,7 @@ from daemon.ops.git.agent_tree import AgentTree
 from daemon.ops.git.eval_tree import EvalTree
 from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer, Sample
+from daemon.ops.sandbox import UNCONFINED, Sandbox
 from daemon.policies.base import ChangeInfo, Policy, medians
 from daemon.policies.noise import baseline_evidence
 from daemon.policies.registry import make_policy
@@ -63,6 +64,8 @@ class Loop:
     controls: Controls
     env: dict[str, str]
     policy: Policy = field(init=False)
+    sandbox: Sandbox = UNCONFINED
+    """What confines the agent's processes (the measurement runs unconfined, in expd's tree)."""
     turn: AgentTurn = field(init=False)
     measuring: Measuring = field(init=False)
     protected: Protected = field(init=False)
@@ -81,6 +84,7 @@ class Loop:
             timeout=parse_duration(self.config.agent.timeout),
             env=self.env,
             track=self._track,
+            sandbox=self.sandbox,
         )
         self.measuring = Measuring(self.store, self.measurer, self.measured, self._track)
 

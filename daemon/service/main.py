@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from daemon.ops.reaper import harden_daemon
 from daemon.service.heartbeat import Heart
 from daemon.service.log import install, log
 from shared import codec, seal
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if _take(try_lock_dir, program.dir) is None or _take(try_lock, program.active_lock) is None:
         log(f"another run of program {manifest.program!r} is active; exiting")
         return 1
+    harden_daemon()  # orphans of its children come back to it; its environment stays its own
     heart = Heart(paths)
     heart.beat()
     # After "alive": not on the fast path.

@@ -13,10 +13,12 @@ import watchfiles
 
 from daemon.agents.base import AgentUnavailable
 from daemon.agents.registry import make_agent
+from daemon.ops.confine import for_run
 from daemon.ops.git.lookup import identity_env
 from daemon.ops.git.run_trees import run_trees
 from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer
+from daemon.ops.sandbox import SandboxUnavailable
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
 from daemon.service.log import log, redactor
@@ -80,6 +82,18 @@ async def _supervise(
         state.message = str(exc)
         store.phase("complete")
         return 1
+    try:
+        # Out of the agent's sight: the evaluator, the record (run.key, expd's git dirs) and the
+        # tree measurements run in.
+        private = (program.dir, paths.dir, measured.path, measured.gitdir, worktree.gitdir)
+        sandbox = for_run(
+            config.agent.sandbox, repo=program.repo, tree=worktree_path, private=private
+        )
+    except SandboxUnavailable as exc:
+        state.termination_reason, state.message = "error", str(exc)
+        store.phase("complete")
+        return 1
+    state.sandbox = sandbox.backend
 
     interrupted = recovered.interrupted
     if interrupted is not None:
@@ -126,6 +140,7 @@ async def _supervise(
         measurer=measurer,
         controls=controls,
         env=env,
+        sandbox=sandbox,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_heartbeat, heart, store)

@@ -18,6 +18,7 @@ import msgspec
 from daemon.agents.base import Agent, AgentEvent, AgentOutcome, AgentTask, Usage, render
 from daemon.ops.git.agent_tree import AgentTree
 from daemon.ops.git.store import TreeError
+from daemon.ops.sandbox import UNCONFINED, Sandbox
 from daemon.service import faults
 from daemon.service.controls import Controls
 from daemon.service.guards import added_secret
@@ -74,6 +75,8 @@ class AgentTurn:
     env: dict[str, str]
     track: Callable[[int], None]
     """Told each child's process group, so a resumed daemon can kill leftovers."""
+    sandbox: Sandbox = UNCONFINED
+    """What confines the agent's processes."""
     unavailable: str | None = None
     """Set when the agent said it cannot run any more: the run stops after this experiment."""
 
@@ -105,6 +108,7 @@ class AgentTurn:
             timeout=self.timeout,
             env={**self.env, "EXPD_EXPERIMENT": str(n)},
             on_process_start=self.track,
+            sandbox=self.sandbox,
         )
         try:
             outcome = await self.agent.run(task, emit)

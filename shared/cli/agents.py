@@ -1,4 +1,5 @@
-"""`expd agents`: which agent kinds can run here, with what executable, version and model."""
+"""`expd agents`: which agent kinds can run here, with what executable, version and model, and
+which sandbox would confine them (the daemon's probe is imported only here, lazily)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 
 from shared import agent_kinds
+from shared.display import sandbox_line
 from shared.paths import RepoPaths, find_repo_root
 from shared.programs import load_program
 from shared.schema import AgentConfig
@@ -15,6 +17,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
     configured: AgentConfig | None = None
     if args.program:
         configured = load_program(RepoPaths(find_repo_root()).program(args.program)).agent
+    sandbox, detail, backends = _sandbox(configured.sandbox if configured else "auto")
     rows = []
     for name in agent_kinds.KINDS:
         if configured is not None and configured.kind == name:
@@ -34,6 +37,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
                 "model": available.model,
                 "selected": configured is not None and configured.kind == name,
                 "summary": agent_kinds.KINDS[name].summary,
+                "sandbox": sandbox,
             }
         )
     if args.json:
@@ -52,4 +56,21 @@ def cmd_agents(args: argparse.Namespace) -> int:
         print(f"  {'':<{width}}         {r['summary']}")
     if configured is not None:
         print(f"\n* = the kind program {args.program!r} uses")
+    print(f"\nsandbox: {sandbox_line(sandbox) if sandbox else 'NOT AVAILABLE'}")
+    if sandbox in (None, "none"):
+        print(f"  ({detail})")
+    for name, ok, why in backends:
+        print(f"  {name:<{width}}{'ready  ' if ok else 'missing'}  {why}")
     return 0
+
+
+def _sandbox(mode: str) -> tuple[str | None, str, list[tuple[str, bool, str]]]:
+    """(the backend `mode` resolves to or None, why, each backend's probe) on this machine."""
+    from daemon.ops.sandbox import SandboxUnavailable, probe, resolve
+
+    backends = [(p.name, p.ok, p.detail) for p in map(probe, ("bwrap", "landlock"))]
+    try:
+        choice = resolve(mode)
+    except SandboxUnavailable as exc:
+        return None, str(exc), backends
+    return choice.backend, choice.detail, backends

@@ -17,6 +17,7 @@ from shared import runs
 from shared.cli import render
 from shared.cli.follow import follow_progress
 from shared.cli.read import emit_json, warn
+from shared.display import sandbox_line
 from shared.errors import ContractError, UserError
 from shared.paths import RepoPaths, RunPaths, check_program_name, find_repo_root
 from shared.programs import load_program, scaffold
@@ -96,14 +97,18 @@ def _announce(args: argparse.Namespace, verb: str, started: Any) -> None:
                 "pid": started.pid,
                 "worktree": str(started.worktree),
                 "branch": started.branch,
+                "sandbox": started.sandbox,
             }
         )
         return
-    print(
-        f"{verb} run {started.run_id} (pid {started.pid})\n"
-        f"  worktree {started.worktree} (branch {started.branch})\n"
-        f"  watch: expd status {started.run_id}"
-    )
+    lines = [
+        f"{verb} run {started.run_id} (pid {started.pid})",
+        f"  worktree {started.worktree} (branch {started.branch})",
+        f"  sandbox  {sandbox_line(started.sandbox)}",
+    ]
+    if started.sandbox_detail:
+        lines.append(f"           ({started.sandbox_detail})")
+    print("\n".join([*lines, f"  watch: expd status {started.run_id}"]))
 
 
 def follow_to_end(ref: runs.RunRef, look: str) -> StatusReport | None:

@@ -18,6 +18,7 @@ from shared.display import (
     fmt_time,
     metric_line,
     progress_of,
+    sandbox_line,
     truncate,
 )
 from shared.schema import ResultRecord
@@ -95,6 +96,8 @@ def status_text(s: StatusReport, now: float | None = None) -> str:
     if s.worktree:
         rows.append(("worktree", f"{s.worktree} (branch {s.branch})"))
     rows.append(("run dir", s.run_dir))
+    if s.sandbox:
+        rows.append(("sandbox", sandbox_line(s.sandbox)))
     if s.drift:
         rows.append(("drift", drift_text(s)))
     if s.noise:

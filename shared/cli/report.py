@@ -18,7 +18,7 @@ from msgspec import UnsetType
 from shared import evidence
 from shared.cli.follow import decode_results
 from shared.cli.report_svg import Point, chart
-from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time
+from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time, sandbox_line
 from shared.errors import ContractError, UserError
 from shared.evidence import Evidence, RunCounts, SequentialEvidence, value_or
 from shared.runs import RunRef, resolve
@@ -120,6 +120,7 @@ def facts(rep: Report) -> list[tuple[str, str]]:
     better = DASH if imp is None else f"{abs(imp):.1f}% {'better' if imp >= 0 else 'worse'}"
     done = sum(1 for r in rep.records if r.status != "baseline")
     at = f" (experiment {s.best_experiment})" if s.best_experiment is not None else ""
+    sandbox = [("Sandbox", sandbox_line(s.sandbox))] if s.sandbox else []
     return [
         ("Program", s.program),
         ("Run", s.run_id),
@@ -137,6 +138,7 @@ def facts(rep: Report) -> list[tuple[str, str]]:
         ("Cost", f"${s.cost_usd:.4f}, {s.tokens} tokens"),
         ("Started", fmt_time(s.started_at)),
         ("Elapsed", fmt_duration(rep.elapsed_s)),
+        *sandbox,
     ]
 
 

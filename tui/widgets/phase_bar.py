@@ -108,6 +108,8 @@ def phase_line(view: PhaseView, now: float) -> Content:
     if view.probe is not None and view.probe.daemon not in ("running", "finished"):
         style = "$text-error bold" if view.probe.daemon in ("dead", "hung") else "$text-warning"
         parts += ["   daemon ", (view.probe.daemon, style)]
+    if state.sandbox == "none":
+        parts += ["   ", ("UNCONFINED agent", "$text-error bold")]
     return Content.assemble(*parts)
 
 

@@ -1,0 +1,126 @@
+"""Ending what an agent or a measurement left behind, whatever it did to detach.
+
+A process group is escaped with `setsid`, a parent with a double fork. The daemon makes itself a
+child subreaper, so every orphan of its children is re-parented to it rather than to init: after a
+child's main process exits, `sweep` kills every descendant of the daemon that started since, walking
+/proc by parent pid until none is left. Only those orphans are reaped here, each by its own pid,
+never with `waitpid(-1)`, which would steal exit statuses from the children anyio waits for. (Under
+bwrap the PID namespace already ended them all; the sweep then finds nothing.)
+
+The daemon also makes itself non-dumpable: its `/proc/<pid>/environ` is then refused to any process
+without CAP_SYS_PTRACE, such as a landlocked agent (which runs with no capabilities at all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+SWEEP_LIMIT_S = 3.0
+"""How long a sweep keeps killing (a fork bomb outruns it; SIGKILL in D state can take a while)."""
+
+
+def _prctl(option: int, value: int | ctypes.c_void_p) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(option, value, 0, 0, 0))
+
+
+def harden_daemon() -> bool:
+    """Become a child subreaper and non-dumpable; False where the kernel offers neither."""
+    if not sys.platform.startswith("linux"):
+        return False
+    _prctl(PR_SET_DUMPABLE, 0)
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+
+
+def is_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    flag = ctypes.c_int(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
+        return False
+    return flag.value != 0
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (comparable across processes)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _children_of(pid: int) -> list[int]:
+    """Direct children, from the kernel's per-thread lists (CONFIG_PROC_CHILDREN), else a scan."""
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        found: list[int] = []
+        for task in tasks.iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+    except OSError:
+        pass
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields and len(fields) > 1 and fields[1] == str(pid):
+                out.append(int(entry.name))
+    return out
+
+
+def descendants(root: int) -> list[int]:
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        for child in _children_of(todo.pop()):
+            if child not in out:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
+def sweep(since: int | None, exclude: int | None = None) -> int:
+    """Kill every descendant of this process started at or after `since`; how many there were.
+
+    A no-op unless this process is a subreaper (the daemon): elsewhere orphans went to init, and
+    the descendants left would be the caller's own children.
+    """
+    if since is None or not is_subreaper():
+        return 0
+    me = os.getpid()
+    killed: set[int] = set()
+    deadline = time.monotonic() + SWEEP_LIMIT_S
+    while True:
+        left = 0
+        for pid in descendants(me):
+            fields = _stat(pid)
+            if pid == exclude or fields is None or len(fields) < 20 or int(fields[19]) < since:
+                continue
+            if fields[0] in "ZX":
+                if fields[1] == str(me):  # an orphan adopted by us: its status is ours to take
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                continue
+            left += 1
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        if not left or time.monotonic() > deadline:
+            return len(killed)
+        time.sleep(0.01)
