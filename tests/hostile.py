@@ -33,10 +33,20 @@ def hostile_agent(hostile: str) -> str:
     return HOSTILE_AGENT.replace("{hostile}", hostile)
 
 
+def unconfined_repo(root: Path, **kwargs: object) -> Path:
+    """`make_repo` with `[agent] sandbox = "none"`: the git and record scenarios test each defence
+    without the sandbox's help, as on a machine that has none (a sandbox would refuse most of their
+    attacks before expd's own defences are reached; tests/test_hostile_confined.py and
+    tests/test_sandbox.py attack the sandbox itself)."""
+    kwargs.setdefault("sandbox", "none")
+    return make_repo(root, **kwargs)  # type: ignore[arg-type]
+
+
 def user_repo(root: Path, hostile: str, **kwargs: object) -> Path:
-    """`make_repo` with a hostile agent, then the user's work in progress: an uncommitted edit of
-    a tracked file and an untracked file, which no run may touch."""
-    repo = make_repo(root, agent_sh=hostile_agent(hostile), **kwargs)  # type: ignore[arg-type]
+    """`make_repo` with a hostile agent (unconfined unless `sandbox` says otherwise), then the
+    user's work in progress: an uncommitted edit of a tracked file and an untracked file, which no
+    run may touch."""
+    repo = unconfined_repo(root, agent_sh=hostile_agent(hostile), **kwargs)
     (repo / "f.py").write_text(USER_EDIT)
     (repo / "notes.txt").write_text(USER_UNTRACKED)
     return repo
@@ -114,3 +124,16 @@ def assert_agent_tree_sane(paths: RunPaths) -> None:
 
 def statuses(paths: RunPaths) -> list[str]:
     return [r.status for r in results(paths)]
+
+
+def survivors(mark: str) -> list[str]:
+    """Command lines of live processes carrying the marker (none may outlive the agent)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if mark in cmdline and "hostile-" in cmdline:
+            found.append(cmdline)
+    return found

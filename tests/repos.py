@@ -69,8 +69,9 @@ def make_repo(
 
     `decide` is the `[decide]` table's body: the fixed policy with one run by default, so these
     deterministic tests count measurements exactly; the sequential default has its own tests.
-    `sandbox` sets `[agent] sandbox` (default: `auto`, the agent confined). Tests whose agent
-    talks to the test through files outside its tree need `"none"`: a sandbox forbids exactly that.
+    `sandbox` sets `[agent] sandbox` (default: `auto`, the agent confined). An agent that talks
+    to the test through files does it in its tree's `.expd/` (ignored, and writable when confined);
+    only a test of something a sandbox forbids (reaching outside the tree) needs `"none"`.
     """
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from daemon.ops import sandbox
 from shared import codec
 from shared.locking import is_locked
-from shared.paths import RunPaths
+from shared.paths import RepoPaths, RunPaths
 from shared.schema import DaemonInfo, RunManifest, RunState
 from tests.repos import (
     MEASURE_SH,
@@ -51,10 +52,14 @@ MEASURE_CANDIDATES_SLOW = MEASURE_SH.replace(
 # started, sleep long, then leave a marker it never should (its group is killed first).
 SLOW_SH = """#!/bin/bash
 if [ "$1" != any ] && [ "$1" != "$EXPD_EXPERIMENT" ]; then exit 0; fi
+mkdir -p "$SLOW_DIR"
 touch "$SLOW_DIR/started"
 sleep 30
 touch "$SLOW_DIR/finished"
 """
+AGENT_SLOW = ".expd/slow"
+"""The agent's markers, relative to its tree: ignored there, and inside the only folder a confined
+agent may write."""
 
 
 @pytest.fixture(autouse=True)
@@ -246,13 +251,36 @@ def kill_daemon(paths: RunPaths) -> None:
     os.kill(info.pid, signal.SIGKILL)
 
 
-def slow_helper(tmp_path: Path) -> tuple[Path, Path]:
-    slow_dir = tmp_path / "slow"
-    slow_dir.mkdir()
-    script = tmp_path / "slow.sh"
-    script.write_text(SLOW_SH)
-    script.chmod(0o755)
-    return script, slow_dir
+class Slow:
+    """A sleeping child for the repository `root/repo`. The agent's copy is committed into it and
+    marks the tree's `.expd/slow/`, so a confined agent can run it; a measurement's (unconfined)
+    copy marks a folder under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.repo = root / "repo"
+        self.dir = root / "slow"
+        self.dir.mkdir()
+        self.script = root / "slow.sh"
+        self.script.write_text(SLOW_SH)
+        self.script.chmod(0o755)
+
+    def agent(self, experiment: int) -> dict[str, str]:
+        """The environment that slows the agent of `experiment` (commits `slow.sh` at first)."""
+        script = self.repo / "slow.sh"
+        if not script.exists():
+            script.write_text(SLOW_SH)
+            script.chmod(0o755)
+            git(self.repo, "add", "slow.sh")
+            git(self.repo, "commit", "-qm", "the test's slow child")
+        return {"AGENT_EXTRA": f"./slow.sh {experiment}", "SLOW_DIR": AGENT_SLOW}
+
+    def measuring(self) -> dict[str, str]:
+        return {"MEASURE_EXTRA": f"{self.script} any", "SLOW_DIR": str(self.dir)}
+
+    def marked(self, name: str) -> bool:
+        trees = RepoPaths(self.repo).worktrees_dir
+        agents = [t / AGENT_SLOW for t in trees.iterdir()] if trees.is_dir() else []
+        return any((d / name).exists() for d in (self.dir, *agents))
 
 
 def in_flight_pgid(paths: RunPaths, experiment: int, stage: str) -> int:
@@ -266,27 +294,32 @@ def in_flight_pgid(paths: RunPaths, experiment: int, stage: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("stage", "env", "experiment"),
+    ("stage", "experiment"),
     [
-        ("agent", {"AGENT_EXTRA": "{slow} 1"}, 1),
-        ("agent", {"AGENT_EXTRA": "{slow} 2"}, 2),
+        ("agent", 1),
+        ("agent", 2),
         # measure.sh applies MEASURE_EXTRA to candidates only, so the baseline is quick.
-        ("measuring", {"MEASURE_EXTRA": "{slow} any"}, 1),
+        ("measuring", 1),
     ],
     ids=["agent-1", "agent-2", "measuring-1"],
 )
-def test_external_kill_while_child_runs(
-    tmp_path: Path, stage: str, env: dict[str, str], experiment: int
-) -> None:
-    """The daemon dies while its agent (or measurement) sleeps; resume kills the orphaned group."""
-    slow, slow_dir = slow_helper(tmp_path)
+def test_external_kill_while_child_runs(tmp_path: Path, stage: str, experiment: int) -> None:
+    """The daemon dies while its agent (or measurement) sleeps; resume kills the orphaned group.
+
+    The agent is landlocked where the kernel can (else unconfined): under bwrap it would die with
+    the daemon instead of waiting for the resume (tests/test_sandbox.py tests that)."""
+    slow = Slow(tmp_path)
+    confined = "landlock" if sandbox.probe("landlock").ok else "none"
     repo = make_repo(
-        tmp_path / "repo", max_experiments=MAX, measure_sh=MEASURE_CANDIDATES_SLOW, sandbox="none"
+        tmp_path / "repo",
+        max_experiments=MAX,
+        measure_sh=MEASURE_CANDIDATES_SLOW,
+        sandbox=confined if stage == "agent" else None,
     )
-    env = {k: v.format(slow=slow) for k, v in env.items()}
+    env = slow.agent(experiment) if stage == "agent" else slow.measuring()
     # Only `expd start` has the slow child; the resumed daemon runs without it.
-    paths = start(repo, env={**env, "SLOW_DIR": str(slow_dir), "TARGET": "1"})
-    wait_for(lambda: (slow_dir / "started").exists(), 15, "the slow child to start")
+    paths = start(repo, env={**env, "TARGET": "1"})
+    wait_for(lambda: slow.marked("started"), 15, "the slow child to start")
     pgid = in_flight_pgid(paths, experiment, stage)
     kill_daemon(paths)
     before = assert_dead(repo, paths)
@@ -300,17 +333,17 @@ def test_external_kill_while_child_runs(
     wait_for(lambda: not group_members(pgid), 10, "the orphaned process group to be killed")
     wait_finished(paths)
     check_invariants(repo, paths, target=1, interrupted=interrupted)
-    assert not (slow_dir / "finished").exists()
+    assert not slow.marked("finished")
     log = paths.daemon_log.read_text()
     assert "leftover process" in log, log
 
 
 def test_max_experiments_set_before_the_kill_survives_it(tmp_path: Path) -> None:
     """`expd set max-experiments` is in state.json: the resumed run ends where it was told to."""
-    slow, slow_dir = slow_helper(tmp_path)
-    repo = make_repo(tmp_path / "repo", max_experiments=1, sandbox="none")
-    paths = start(repo, env={"AGENT_EXTRA": f"{slow} 1", "SLOW_DIR": str(slow_dir)})
-    wait_for(lambda: (slow_dir / "started").exists(), 15, "the agent to start")
+    slow = Slow(tmp_path)
+    repo = make_repo(tmp_path / "repo", max_experiments=1)
+    paths = start(repo, env=slow.agent(1))
+    wait_for(lambda: slow.marked("started"), 15, "the agent to start")
     proc = expd("set", run_id(paths), "max-experiments", str(MAX), "--wait", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     kill_daemon(paths)
@@ -322,10 +355,9 @@ def test_max_experiments_set_before_the_kill_survives_it(tmp_path: Path) -> None
 
 def test_external_kill_between_experiments(tmp_path: Path) -> None:
     """Killed right after experiment 1 is recorded: whatever was in flight is handled once."""
-    slow, slow_dir = slow_helper(tmp_path)
-    repo = make_repo(tmp_path / "repo", max_experiments=MAX, sandbox="none")
-    env = {"AGENT_EXTRA": f"{slow} 2", "SLOW_DIR": str(slow_dir), "TARGET": "0"}
-    paths = start(repo, env=env)
+    slow = Slow(tmp_path)
+    repo = make_repo(tmp_path / "repo", max_experiments=MAX)
+    paths = start(repo, env={**slow.agent(2), "TARGET": "0"})
     wait_for(
         lambda: any(r.experiment == 1 for r in results(paths)), 15, "experiment 1 to be recorded"
     )

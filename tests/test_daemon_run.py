@@ -3,7 +3,8 @@
 The agent bumps `x` in f.py by one; the measurement scores |x - TARGET| + 1 (lower is better;
 TARGET defaults to 3). Tests that need the agent to be busy at a known moment give it a *gate*
 (AGENT_EXTRA runs `gate.sh N`): in experiment N it reports that it started, then waits for the test
-to open the gate, so nothing depends on timing.
+to open the gate, so nothing depends on timing. The gate is in the agent's own tree, so the agent
+runs confined, as by default.
 """
 
 from __future__ import annotations
@@ -41,19 +42,24 @@ from tests.repos import (
 GATE_SH = """#!/bin/bash
 # gate.sh N (or `any`): in experiment N, say so, then wait (30 s at most) for $GATE_DIR/open.
 if [ "$1" != any ] && [ "$1" != "$EXPD_EXPERIMENT" ]; then exit 0; fi
+mkdir -p "$GATE_DIR"
 touch "$GATE_DIR/started-${EXPD_EXPERIMENT:-measure}"
 for _ in $(seq 600); do
   [ -e "$GATE_DIR/open" ] && exit 0
   sleep 0.05
 done
 """
+AGENT_GATE = ".expd/gate"
+"""The agent's gate, relative to its tree: ignored there (never part of a change), and inside the
+only folder a confined agent may write, so these runs keep the default sandbox."""
 
 
 class Gate:
-    """Files under the test's tmp_path: a confined agent can neither see nor write them, so the
-    runs of an agent that waits at the gate are started with `[agent] sandbox = "none"`."""
+    """A gate for the repository `root/repo`: the agent's side is `gate.sh`, committed into it,
+    and the tree's `.expd/gate/`; a measurement's (unconfined) side is under `root`."""
 
     def __init__(self, root: Path) -> None:
+        self.repo = root / "repo"
         self.dir = root / "gate"
         self.dir.mkdir()
         self.script = root / "gate.sh"
@@ -61,14 +67,30 @@ class Gate:
         self.script.chmod(0o755)
 
     def env(self, experiment: int | str) -> dict[str, str]:
-        return {"AGENT_EXTRA": f"{self.script} {experiment}", "GATE_DIR": str(self.dir)}
+        """The agent's environment for a gate at `experiment` (commits `gate.sh` the first time)."""
+        script = self.repo / "gate.sh"
+        if not script.exists():
+            script.write_text(GATE_SH)
+            script.chmod(0o755)
+            git(self.repo, "add", "gate.sh")
+            git(self.repo, "commit", "-qm", "the test's gate")
+        return {"AGENT_EXTRA": f"./gate.sh {experiment}", "GATE_DIR": AGENT_GATE}
+
+    def _dirs(self) -> list[Path]:
+        trees = RepoPaths(self.repo).worktrees_dir
+        agents = [t / AGENT_GATE for t in trees.iterdir()] if trees.is_dir() else []
+        return [self.dir, *agents]
 
     def wait_started(self, experiment: int | str) -> None:
-        marker = self.dir / f"started-{experiment}"
-        wait_for(marker.exists, 15, f"the agent of experiment {experiment} to start")
+        def started() -> bool:
+            return any((d / f"started-{experiment}").exists() for d in self._dirs())
+
+        wait_for(started, 15, f"the agent of experiment {experiment} to start")
 
     def open(self) -> None:
-        (self.dir / "open").touch()
+        for gate in self._dirs():
+            gate.mkdir(parents=True, exist_ok=True)
+            (gate / "open").touch()
 
 
 @pytest.fixture
@@ -215,7 +237,7 @@ def test_start_excludes_expd_from_git(tmp_path: Path) -> None:
 
 
 def test_stop_finishes_the_current_experiment(tmp_path: Path, gate: Gate) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=5, sandbox="none")
+    repo = make_repo(tmp_path / "repo", max_experiments=5)
     paths = start(repo, env=gate.env(1))
     gate.wait_started(1)
     proc = expd("stop", run_id(paths), "--json", cwd=repo)
@@ -240,7 +262,7 @@ def test_stop_finishes_the_current_experiment(tmp_path: Path, gate: Gate) -> Non
 def test_abort_kills_the_child_and_reverts(tmp_path: Path, gate: Gate, stage: str) -> None:
     """The gate is never opened: only the abort ends the agent (or the measurement)."""
     if stage == "agent":
-        repo = make_repo(tmp_path / "repo", max_experiments=5, sandbox="none")
+        repo = make_repo(tmp_path / "repo", max_experiments=5)
         paths = start(repo, env=gate.env(1))
         gate.wait_started(1)
     else:
@@ -273,7 +295,7 @@ def test_abort_kills_the_child_and_reverts(tmp_path: Path, gate: Gate, stage: st
 
 @pytest.mark.parametrize(("initial", "new"), [(1, 3), (6, 1)], ids=["raise", "lower"])
 def test_set_max_experiments_mid_run(tmp_path: Path, gate: Gate, initial: int, new: int) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=initial, sandbox="none")
+    repo = make_repo(tmp_path / "repo", max_experiments=initial)
     paths = start(repo, env={**gate.env(1), "TARGET": "0"})
     gate.wait_started(1)
     proc = expd("set", run_id(paths), "max-experiments", str(new), "--wait", "--json", cwd=repo)
@@ -294,7 +316,7 @@ def test_sigterm_stops_after_the_current_experiment(
     tmp_path: Path, gate: Gate, signals: int, reason: str
 ) -> None:
     """SIGTERM = stop (the experiment finishes and is recorded); a second one aborts."""
-    repo = make_repo(tmp_path / "repo", max_experiments=5, sandbox="none")
+    repo = make_repo(tmp_path / "repo", max_experiments=5)
     paths = start(repo, env=gate.env(1))
     gate.wait_started(1)
     pid = daemon_pid(paths)
@@ -313,7 +335,7 @@ def test_sigterm_stops_after_the_current_experiment(
 
 
 def test_racing_starts_one_wins(tmp_path: Path, gate: Gate) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=1, sandbox="none")
+    repo = make_repo(tmp_path / "repo", max_experiments=1)
     env = {**os.environ, **GIT_ENV, **gate.env(1)}
     command = [sys.executable, "-m", "shared.cli.main", "start", "p"]
     procs = [
@@ -343,7 +365,7 @@ def test_racing_starts_one_wins(tmp_path: Path, gate: Gate) -> None:
 
 
 def test_agent_timeout_kills_its_group_and_records_a_crash(tmp_path: Path, gate: Gate) -> None:
-    repo = make_repo(tmp_path / "repo", max_experiments=1, sandbox="none")
+    repo = make_repo(tmp_path / "repo", max_experiments=1)
     edit_toml(repo, 'timeout = "20s"', 'timeout = "1s"')
     paths = start(repo, env=gate.env(1))  # never opened: only the timeout ends the agent
     gate.wait_started(1)
@@ -474,7 +496,7 @@ def test_guidance_round_trip_reaches_the_next_agent(
 ) -> None:
     """`expd set guidance` during experiment 1: experiment 2's briefing carries it (or, once
     cleared, does not), and guidance.md says what the daemon holds."""
-    repo = make_repo(tmp_path / "repo", max_experiments=2, sandbox="none")
+    repo = make_repo(tmp_path / "repo", max_experiments=2)
     paths = start(repo, env=gate.env(1))
     gate.wait_started(1)
     rid = run_id(paths)

@@ -3,7 +3,9 @@ repository and checkout stay byte-identical, no worse change is kept, expd runs 
 code, and the run ends by itself.
 
 Each scenario is the usual agent (x += 1 in f.py; TARGET=1, so experiment 1 is a keep and the
-later ones are worse) plus something hostile. `$R` in the snippets is the user's repository.
+later ones are worse) plus something hostile. `$R` in the snippets is the user's repository. The
+agent runs unconfined (`sandbox = "none"`), so these test expd's git alone, as on a machine without
+a sandbox; tests/test_hostile_confined.py adds the sandbox.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from tests.hostile import (
     manifest,
     snapshot,
     statuses,
+    unconfined_repo,
     user_repo,
 )
-from tests.repos import git, make_repo, results, start, wait_finished
+from tests.repos import git, results, start, wait_finished
 
 ONCE = 'if [ "$EXPD_EXPERIMENT" = 1 ]; then {}; fi'
 HOOKS = ("post-commit", "post-checkout", "pre-commit", "post-index-change", "reference-transaction")
@@ -150,7 +153,7 @@ def test_ignored_build_cache_never_reaches_a_measurement(tmp_path: Path) -> None
     )
     repo_root = tmp_path / "repo"
     hostile = "mkdir -p cache && echo 0 > cache/score"
-    repo = make_repo(
+    repo = unconfined_repo(
         repo_root,
         agent_sh=hostile_agent(hostile),
         measure_sh=measure,
@@ -175,7 +178,7 @@ def test_measurement_runs_in_expd_tree(tmp_path: Path) -> None:
         '#!/bin/bash\npwd >> "$EXPD_RUN_DIR/../../where.txt"\n'
         'echo "$EXPD_WORKTREE" >> "$EXPD_RUN_DIR/../../where.txt"\necho "{\\"score\\": 1}"\n'
     )
-    repo = make_repo(tmp_path / "repo", measure_sh=measure, max_experiments=1)
+    repo = unconfined_repo(tmp_path / "repo", measure_sh=measure, max_experiments=1)
     paths = start(repo)
     wait_finished(paths)
     where = set((paths.dir.parent.parent / "where.txt").read_text().split())

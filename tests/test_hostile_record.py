@@ -5,9 +5,10 @@ that tries one thing: forge a results line or state.json, write its own control 
 the daemon's locks, leak a secret, flood its output, change the benchmark, print a metric no float
 can hold. Each asserts what holds and that the run ends by itself.
 
-Unconfined (no sandbox), the agent runs as the user: it could read `run.key` and sign a forgery,
-or kill the daemon. What holds then is written in docs/security.md; these tests attack the way the
-observed agents did.
+The agent runs unconfined (`sandbox = "none"`): a sandbox would hide or protect the run directory
+before the record's own defences are reached (tests/test_hostile_confined.py). Unconfined, it runs
+as the user: it could read `run.key` and sign a forgery, or kill the daemon. What holds then is
+written in docs/security.md; these tests attack the way the observed agents did.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from shared.liveness import held
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import TERMINAL_PHASES, Event, RunManifest, RunState
 from shared.tail import read_complete_lines
-from tests.hostile import assert_agent_tree_sane, snapshot
-from tests.repos import AGENT_SH, expd, git, make_repo, results, start, state, wait_for
+from tests.hostile import assert_agent_tree_sane, snapshot, unconfined_repo
+from tests.repos import AGENT_SH, expd, git, results, start, state, wait_for
 
 BUMP = """n=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)
 echo "x = $((n + 1))" > f.py
@@ -87,7 +88,7 @@ printf '{"experiment":%s,"status":"keep","commit":"%s","metric":0.5,"samples":[0
 
 def test_forged_keep_line_is_put_back_by_the_live_daemon(tmp_path: Path) -> None:
     """The agent appends a keep for its own worse change: the daemon restores what it wrote."""
-    repo = make_repo(
+    repo = unconfined_repo(
         tmp_path / "repo", agent_sh="#!/bin/bash\ncat > /dev/null\n" + BUMP + FORGE_KEEP
     )
     paths = start(repo, env={"TARGET": "0"})  # every bump is worse
@@ -107,7 +108,7 @@ def test_forged_keep_line_and_state_are_not_trusted_on_resume(tmp_path: Path) ->
 printf '{"run_id":"x","phase":"idle","max_experiments":50,"guidance":"cheat"}' \\
     > "$EXPD_RUN_DIR/state.json"
 """
-    repo = make_repo(
+    repo = unconfined_repo(
         tmp_path / "repo",
         agent_sh="#!/bin/bash\ncat > /dev/null\n" + BUMP + FORGE_KEEP + forge_state,
     )
@@ -132,7 +133,7 @@ printf '{"run_id":"x","phase":"idle","max_experiments":50,"guidance":"cheat"}' \
 
 
 def test_finalize_ignores_a_keep_line_forged_after_the_run(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = unconfined_repo(tmp_path / "repo")
     paths = start(repo, env={"TARGET": "0"})  # every change is discarded
     finished(paths)
     commit = git(repo, "rev-parse", f"refs/expd/{run_id(paths)}/0001")
@@ -155,7 +156,7 @@ fi
 
 def test_forged_control_requests_are_ignored(tmp_path: Path) -> None:
     """Requests written into control.json by hand carry no seal: acknowledged, not applied."""
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(FORGE_CONTROL))
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(FORGE_CONTROL))
     paths = start(repo)
     final = finished(paths)
     assert final.termination_reason == "max_experiments" and final.max_experiments == 3
@@ -169,7 +170,7 @@ def test_forged_control_requests_are_ignored(tmp_path: Path) -> None:
 def test_a_signed_request_still_works(tmp_path: Path) -> None:
     """expd's own writer seals its requests: `expd set` changes a live run as before."""
     wait = 'for _ in $(seq 400); do [ -e "$MARK/go" ] && break; sleep 0.05; done'
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(wait))
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(wait))
     (tmp_path / "mark").mkdir()
     env = {"MARK": str(tmp_path / "mark")}
     paths = start(repo, env=env)
@@ -192,7 +193,7 @@ fi
 
 def test_a_deleted_key_is_put_back_while_the_daemon_lives(tmp_path: Path) -> None:
     """Without the key expd's writer could not sign: the live daemon writes it again."""
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(DELETE_KEY))
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(DELETE_KEY))
     mark = tmp_path / "mark"
     mark.mkdir()
     paths = start(repo, env={"MARK": str(mark)})
@@ -209,7 +210,7 @@ def test_a_deleted_key_is_put_back_while_the_daemon_lives(tmp_path: Path) -> Non
 
 
 def test_a_run_whose_key_is_gone_ends_clearly_on_resume(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = unconfined_repo(tmp_path / "repo")
     paths = start(repo, env={"EXPD_FAULT": "agent_end@1"})
     wait_for(lambda: not held(paths), 30, "the daemon to die at the fault")
     (paths.dir / "run.key").unlink()
@@ -231,7 +232,7 @@ fi
 
 
 def test_unlinked_locks_leave_the_daemon_alive_and_alone(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(UNLINK_LOCKS), max_experiments=2)
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(UNLINK_LOCKS), max_experiments=2)
     mark = tmp_path / "mark"
     mark.mkdir()
     env = {"MARK": str(mark)}
@@ -285,7 +286,7 @@ def _files_holding(root: Path, needle: bytes, skip: set[Path]) -> list[Path]:
 
 
 def test_secrets_never_reach_a_file_or_a_reachable_object(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(LEAK))
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(LEAK))
     program = RepoPaths(repo).program("p")
     program.md.write_text(f"# p\nMake score lower. (The deploy key is {SECRET}.)\n")
     mark = tmp_path / "mark"
@@ -350,7 +351,7 @@ def test_only_a_secret_the_change_adds_refuses_it(tmp_path: Path) -> None:
     """The user committed the key themselves: a change that edits or moves that file is measured
     as usual. One that puts the key into its own commit message or a new file is refused, and
     neither the user's repository nor expd's private store keeps anything of it."""
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(KNOWN))
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(KNOWN))
     (repo / "settings.py").write_text(f"key = '{SECRET}'\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "settings")
@@ -389,7 +390,7 @@ fi
 def test_a_flooding_agent_neither_stalls_the_loop_nor_grows_the_files(tmp_path: Path) -> None:
     from daemon.service.store import AGENT_EVENT_BYTES, AGENT_LOG_CAP
 
-    repo = make_repo(tmp_path / "repo", agent_sh=agent(FLOOD), max_experiments=2)
+    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(FLOOD), max_experiments=2)
     toml = RepoPaths(repo).program("p").toml
     toml.write_text(toml.read_text().replace('timeout = "20s"', 'timeout = "120s"'))
     paths = start(repo)
@@ -417,7 +418,7 @@ esac
 
 
 def test_a_change_to_a_protected_path_is_discarded_unmeasured(tmp_path: Path) -> None:
-    repo = make_repo(
+    repo = unconfined_repo(
         tmp_path / "repo",
         agent_sh=agent(PROTECTED_EDITS),
         max_experiments=5,
@@ -456,7 +457,7 @@ def test_a_change_to_a_protected_path_is_discarded_unmeasured(tmp_path: Path) ->
 
 
 def test_validate_warns_about_an_unprotected_benchmark(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", measure_sh="#!/bin/bash\npython3 bench.py\n")
+    repo = unconfined_repo(tmp_path / "repo", measure_sh="#!/bin/bash\npython3 bench.py\n")
     (repo / "bench.py").write_text("print('{\"score\": 1}')\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "bench")
@@ -481,7 +482,9 @@ def test_a_metric_that_is_not_a_finite_float_is_a_measurement_failure(
         "x=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)\n"
         f'if [ "$x" = 0 ]; then echo \'{{"score": 5}}\'; else echo \'{{"score": {value}}}\'; fi\n'
     )
-    repo = make_repo(tmp_path / "repo", agent_sh=AGENT_SH, measure_sh=measure, max_experiments=2)
+    repo = unconfined_repo(
+        tmp_path / "repo", agent_sh=AGENT_SH, measure_sh=measure, max_experiments=2
+    )
     paths = start(repo)
     final = finished(paths)
     assert final.termination_reason == "max_experiments", final.message

@@ -21,9 +21,11 @@ from daemon.ops import children, landlock_exec, sandbox
 from shared import codec
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import DaemonInfo, RunState
+from tests.hostile import survivors
 from tests.repos import (
     AGENT_SH,
     expd,
+    git,
     make_repo,
     results,
     start,
@@ -91,19 +93,6 @@ EXPECTED = {
 
 def available(name: str) -> bool:
     return name == "none" or sandbox.probe(name).ok
-
-
-def survivors(mark: str) -> list[str]:
-    """Command lines of live processes carrying the marker (none may outlive the agent)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            continue
-        if mark in cmdline and "hostile-" in cmdline:
-            found.append(cmdline)
-    return found
 
 
 def hostile_run(tmp_path: Path, backend: str) -> tuple[RunPaths, dict[str, str], str]:
@@ -320,3 +309,30 @@ def test_a_daemons_socket_is_out_of_reach_under_bwrap(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     server.close()
     assert done.returncode != 0 and "ConnectionRefusedError" in done.stderr, done.stderr
+
+
+def test_a_runs_confinement_shows_only_the_objects_its_tree_borrows(tmp_path: Path) -> None:
+    """The agent's tree borrows the user's objects (and what they borrow in turn): those are
+    shown read-only; the rest of the user's repository and expd's own paths are hidden; only
+    the tree is writable. A linked worktree's main git dir and main checkout are hidden too."""
+    from daemon.ops.confine import run_confinement
+
+    shared = tmp_path / "shared-objects"
+    shared.mkdir()
+    main = make_repo(tmp_path / "main")
+    (main / ".git" / "objects" / "info" / "alternates").write_text(f"{shared}\n")
+    tree = main / ".expd" / "worktrees" / "p-1"
+    tree.mkdir(parents=True)
+    private = (main / ".expd" / "programs" / "p", main / ".expd" / "eval" / "p-1")
+    c = run_confinement(main, tree, private)
+    assert c.tree == tree.resolve() and c.writable == ()
+    assert c.readonly == ((main / ".git" / "objects").resolve(), shared.resolve())
+    assert {main.resolve(), (main / ".git").resolve(), *(p.resolve() for p in private)} <= set(
+        c.hidden
+    )
+
+    linked = tmp_path / "linked"
+    git(main, "worktree", "add", "-q", str(linked))
+    c = run_confinement(linked, linked / ".expd" / "worktrees" / "p-1", ())
+    assert c.readonly[0] == (main / ".git" / "objects").resolve()
+    assert {linked.resolve(), (main / ".git").resolve(), main.resolve()} <= set(c.hidden)

@@ -85,6 +85,8 @@ def run_confinement(
     repo, tree = repo.resolve(), tree.resolve()
     common = (gitdir or user_git_dir(repo)).resolve()
     hidden = [repo, common, *(p.resolve() for p in private), *_user_state(), *_services()]
+    if common.name == ".git" and not common.is_relative_to(repo):
+        hidden.append(common.parent)  # the main checkout of which the user's is a linked worktree
     return Confinement(
         tree=tree, hidden=tuple(hidden), readonly=tuple(borrowed_objects(common / "objects"))
     )
