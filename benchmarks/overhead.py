@@ -2,9 +2,11 @@
 
 Runs the real CLI and daemon on a scratch repository and reads the timings back from
 results.jsonl. Prints the wall time per experiment (what the peers in the docs report) and expd's
-own share of it (wall time minus the agent's and the measurement's process time).
+own share of it (wall time minus the agent's and the measurement's process time). The agent runs
+in the sandbox `--sandbox` names (default `auto`, as runs do): its start-up is part of the agent's
+time, not expd's share, so comparing `agent_ms_median` with `--sandbox none` reports it separately.
 
-    python benchmarks/overhead.py [--experiments 200]
+    python benchmarks/overhead.py [--experiments 200] [--sandbox auto|bwrap|landlock|none]
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def breakdown(events: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=200)
+    parser.add_argument("--sandbox", default="auto", help="[agent] sandbox for the run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="expd-bench-") as tmp:
         os.environ["EXPD_STATE_DIR"] = str(Path(tmp) / "state")
@@ -76,6 +79,7 @@ def main() -> None:
             max_experiments=args.experiments,
             agent_sh=AGENT,
             measure_sh="#!/bin/bash\n" + MEASURE + "\n",
+            sandbox=args.sandbox,
         )
         (repo / "n.txt").write_text("0\n")
         git(repo, "add", "n.txt")
@@ -100,6 +104,7 @@ def main() -> None:
         segments = breakdown(paths.events)
         summary = {
             "experiments": len(records),
+            "sandbox": state.sandbox,
             "keeps": state.keeps,
             "discards": state.discards,
             "total_s": round(wall, 2),
