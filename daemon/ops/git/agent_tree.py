@@ -30,6 +30,7 @@ from daemon.ops.git.store import (
     copy_commits,
     diff_patch,
     ensure_tree,
+    new_objects,
     open_user_repo,
     private_repo,
     set_own_ref,
@@ -85,7 +86,7 @@ class Candidate:
         self.repo.index.write()
         objects = Path(self.repo.path) / "objects"
         tree = self.repo[self.commit].peel(pygit2.Tree)
-        for oid in [self.commit, *_new_objects(self.repo, tree, parent.tree)]:
+        for oid in [self.commit, *new_objects(self.repo, tree, parent.tree)]:
             name = str(oid)
             (objects / name[:2] / name[2:]).unlink(missing_ok=True)
 
@@ -313,26 +314,6 @@ def _changes(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> lis
         path = delta.old_file.path if deleted else delta.new_file.path
         status = names.get(delta.status, "modified")
         out.append(Change(path, status, 0 if deleted else delta.new_file.mode))
-    return out
-
-
-def _new_objects(
-    repo: pygit2.Repository, new: pygit2.Tree, old: pygit2.Tree | None
-) -> list[pygit2.Oid]:
-    """The trees and blobs of `new` that `old` does not share (what staging `new` wrote)."""
-    if old is not None and new.id == old.id:
-        return []
-    before = {e.name: e for e in old} if old is not None else {}
-    out = [new.id]
-    for entry in new:
-        was = before.get(entry.name)
-        if was is not None and was.id == entry.id:
-            continue
-        if entry.type_str == "tree":
-            was_tree = repo[was.id] if was is not None and was.type_str == "tree" else None
-            out += _new_objects(repo, repo[entry.id], was_tree)  # type: ignore[arg-type]
-        elif entry.type_str == "blob":
-            out.append(entry.id)
     return out
 
 

@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pygit2
@@ -255,11 +255,15 @@ def _copy(src: pygit2.Repository, dst: pygit2.Repository, oid: pygit2.Oid) -> No
     dst.odb.write(kind, data)
 
 
-def _copy_tree(
-    src: pygit2.Repository, dst: pygit2.Repository, new: pygit2.Tree, old: pygit2.Tree | None
-) -> None:
-    """Copy the objects of `new` that `old` does not share, children before their tree."""
-    if (old is not None and new.id == old.id) or new.id in dst.odb:
+def new_objects(
+    repo: pygit2.Repository,
+    new: pygit2.Tree,
+    old: pygit2.Tree | None,
+    skip: Callable[[pygit2.Oid], bool] = lambda oid: False,
+) -> Iterator[pygit2.Oid]:
+    """The trees and blobs of `new` that `old` does not share (what writing `new` added), children
+    before their tree; a tree or blob `skip` accepts is passed over (a tree with all below it)."""
+    if (old is not None and new.id == old.id) or skip(new.id):
         return
     before = {e.name: e for e in old} if old is not None else {}
     for entry in new:
@@ -267,11 +271,11 @@ def _copy_tree(
         if was is not None and was.id == entry.id:
             continue
         if entry.type_str == "tree":
-            was_tree = src[was.id] if was is not None and was.type_str == "tree" else None
-            _copy_tree(src, dst, src[entry.id], was_tree)  # type: ignore[arg-type]
-        elif entry.type_str == "blob" and entry.id not in dst.odb:
-            _copy(src, dst, entry.id)
-    _copy(src, dst, new.id)
+            was_tree = repo[was.id] if was is not None and was.type_str == "tree" else None
+            yield from new_objects(repo, repo[entry.id], was_tree, skip)  # type: ignore[arg-type]
+        elif entry.type_str == "blob" and not skip(entry.id):
+            yield entry.id
+    yield new.id
 
 
 def copy_commits(src: pygit2.Repository, dst: pygit2.Repository, tip: str, stop: str) -> None:
@@ -285,7 +289,10 @@ def copy_commits(src: pygit2.Repository, dst: pygit2.Repository, tip: str, stop:
             break
         commit = commit.parents[0]
     for c in reversed(chain):
-        _copy_tree(src, dst, c.tree, c.parents[0].tree if c.parents else None)
+        # Children before their tree: a tree found in `dst` always has all below it.
+        old = c.parents[0].tree if c.parents else None
+        for oid in new_objects(src, c.tree, old, lambda o: o in dst.odb):
+            _copy(src, dst, oid)
         _copy(src, dst, c.id)
 
 
