@@ -22,6 +22,7 @@ from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
 from daemon.ops.git.lookup import is_tracked, repo_head
 from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
+from daemon.ops.reaper import is_zombie
 from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
 from shared import __version__, agent_kinds, codec, runs
 from shared.atomic import write_atomic
@@ -277,19 +278,12 @@ def _wait_alive(paths: RunPaths, pid: int) -> None:
                 info = None
             if info is not None and info.pid == pid:
                 return
-        if not pid_alive(pid) or _is_zombie(pid):
+        if not pid_alive(pid) or is_zombie(pid):
             break
         time.sleep(0.01)
     tail = [line.decode(errors="replace") for line in last_lines(paths.daemon_log, 3)]
     detail = tail[-1] if tail else "no output"
-    if pid_alive(pid) and not _is_zombie(pid):
+    if pid_alive(pid) and not is_zombie(pid):
         os.kill(pid, signal.SIGKILL)  # the caller cleans up; a late daemon must not run on
         raise UserError(f"the daemon did not report alive within {ALIVE_TIMEOUT_S:g}s ({detail})")
     raise UserError(f"the daemon exited at start-up: {detail} (see {paths.daemon_log})")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False

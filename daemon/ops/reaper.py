@@ -51,7 +51,7 @@ def is_subreaper() -> bool:
     return flag.value != 0
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -59,9 +59,15 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def is_zombie(pid: int) -> bool:
+    """Whether `pid` exited and waits for its parent to reap it (still "alive" to a signal 0)."""
+    fields = proc_stat(pid)
+    return bool(fields and fields[0] == "Z")
+
+
 def start_time(pid: int) -> int | None:
     """When `pid` started, in clock ticks since boot (comparable across processes)."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
@@ -78,7 +84,7 @@ def _children_of(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            fields = _stat(int(entry.name))
+            fields = proc_stat(int(entry.name))
             if fields and len(fields) > 1 and fields[1] == str(pid):
                 out.append(int(entry.name))
     return out
@@ -109,7 +115,7 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
     while True:
         left = 0
         for pid in descendants(me):
-            fields = _stat(pid)
+            fields = proc_stat(pid)
             if pid == exclude or fields is None or len(fields) < 20 or int(fields[19]) < since:
                 continue
             if fields[0] in "ZX":
