@@ -4,13 +4,14 @@ The agent's tree is a repository of its own whose objects come from the user's t
 so the sandbox shows it that objects directory, read-only, and nothing else of the user's: this
 agent tries the user's refs, hooks, config and objects through `git --git-dir=$R/.git`, the user's
 checkout, `run.key`, the program folder and the measurement tree, and checks that its own git
-still works. Each attempt prints ALLOWED or REFUSED into the agent log; the run keeps the shared
-invariants of tests/hostile.py. `none` is the control: unconfined, every attempt is real and works.
+still works. Each attempt prints ALLOWED or REFUSED into the agent log; in experiment 2 it also
+writes the daemon's canary key into a tracked file (refused as a secret). The run keeps the five
+invariants of tests/hostile.py. `none` is the control: unconfined, every attempt is real and works,
+so the user's repository is changed by the agent itself; it checks the other four.
 """
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,17 @@ import pytest
 from daemon.ops import sandbox
 from shared.paths import RepoPaths
 from tests.hostile import (
+    CANARY_NAME,
     assert_agent_tree_sane,
-    assert_no_worse_kept,
-    assert_untouched,
+    check_invariants,
+    finished,
+    hostile_start,
     manifest,
-    snapshot,
     statuses,
     survivors,
     user_repo,
 )
-from tests.repos import git, results, start, wait_finished
+from tests.repos import git, results
 
 ATTEMPTS = r"""
 try() { if bash -c "$2" >/dev/null 2>&1; then echo "ALLOWED $1"; else echo "REFUSED $1"; fi; }
@@ -46,7 +48,7 @@ try read-config "cat '$R/.git/config'"
 try read-key "cat '$EXPD_RUN_DIR/run.key'"
 try read-program "cat '$R/.expd/programs/p/measure.sh'"
 try read-eval "cat '$E/f.py'"
-( setsid bash -c "exec -a hostile-sleeper-$HOSTILE_MARK sleep 300" </dev/null >/dev/null 2>&1 & )
+if [ "$EXPD_EXPERIMENT" = 2 ]; then echo "# $HOSTILE_CANARY_KEY" >> f.py; fi
 """
 NAMES = [line.split()[1] for line in ATTEMPTS.splitlines() if line.startswith("try ")]
 READS = {"read-config", "read-key", "read-program", "read-eval"}
@@ -74,17 +76,16 @@ def test_a_confined_agent_cannot_reach_around_its_own_repository(
 ) -> None:
     if backend != "none" and not sandbox.probe(backend).ok:
         pytest.skip(f"{backend} is not available here: {sandbox.probe(backend).detail}")
-    mark = uuid.uuid4().hex[:12]
     repo = user_repo(tmp_path / "repo", ATTEMPTS, max_experiments=2, sandbox=backend)
     (repo / "README").write_text("a second commit, so main has somewhere to be moved back to\n")
     git(repo, "add", "README")
     git(repo, "commit", "-qm", "second", "--", "README")
-    before = snapshot(repo)
-    paths = start(repo, env={"TARGET": "1", "HOSTILE_MARK": mark})
-    final = wait_finished(paths, timeout=90)
+    h, paths = hostile_start(repo, env={"TARGET": "1"})
+    finished(paths)
+    assert survivors(h.mark) == [], "a process the agent started outlived its turn"
+    final = check_invariants(h, paths, repo_attacked=backend == "none")
     assert final.termination_reason == "max_experiments", final.message
     assert final.sandbox == backend
-    assert survivors(mark) == [], "a process the agent started outlived its turn"
     # Unconfined, experiment 1 moved main back already: only its attempts are all real.
     for n in (1,) if backend == "none" else (1, 2):
         log = paths.agent_log(n).read_text()
@@ -93,12 +94,11 @@ def test_a_confined_agent_cannot_reach_around_its_own_repository(
         assert seen.get("ALLOWED", set()) == EXPECTED[backend], log
     if backend == "none":
         return  # the control: the attempts are real, and unconfined they change the user's files
-    assert_untouched(repo, before)
     assert not (repo / ".git" / "objects" / "planted").exists()
     assert not (repo / "hook-ran").exists()
     measured = RepoPaths(repo).eval_tree("p", paths.dir.name)
     assert not (measured / "planted.txt").exists()
-    assert statuses(paths) == ["baseline", "keep", "discard"]
-    assert_no_worse_kept(results(paths))
+    assert statuses(paths) == ["baseline", "keep", "crash"]
+    assert f"${CANARY_NAME}" in results(paths)[2].reason
     assert_agent_tree_sane(paths)
     assert Path(manifest(paths).worktree).is_dir()

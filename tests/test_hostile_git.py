@@ -1,11 +1,13 @@
-"""Hostile agents against expd's git: whatever the agent does in (or to) its tree, the user's
-repository and checkout stay byte-identical, no worse change is kept, expd runs none of the agent's
-code, and the run ends by itself.
+"""Hostile agents against expd's git: whatever the agent does in (or to) its tree, expd runs
+none of the agent's code, and every run keeps the five invariants of tests/hostile.py (the user's
+repository and checkout byte-identical, no worse change kept, no process left, no secret written,
+the run ends by itself).
 
 Each scenario is the usual agent (x += 1 in f.py; TARGET=1, so experiment 1 is a keep and the
-later ones are worse) plus something hostile. `$R` in the snippets is the user's repository. The
-agent runs unconfined (`sandbox = "none"`), so these test expd's git alone, as on a machine without
-a sandbox; tests/test_hostile_confined.py adds the sandbox.
+later ones are worse; it prints the daemon's canary key and leaves a detached sleeper) plus
+something hostile. `$R` in the snippets is the user's repository. The agent runs unconfined
+(`sandbox = "none"`), so these test expd's git alone, as on a machine without a sandbox;
+tests/test_hostile_confined.py adds the sandbox.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from shared.paths import RunPaths
+from shared.schema import ResultRecord
 from tests.hostile import (
+    CANARY_NAME,
     USER_EDIT,
+    add_user_work,
     assert_agent_tree_sane,
-    assert_no_worse_kept,
-    assert_untouched,
+    check_invariants,
     hostile_agent,
+    hostile_start,
     manifest,
-    snapshot,
     statuses,
     unconfined_repo,
     user_repo,
 )
-from tests.repos import git, results, start, wait_finished
+from tests.repos import git, results
 
 ONCE = 'if [ "$EXPD_EXPERIMENT" = 1 ]; then {}; fi'
 HOOKS = ("post-commit", "post-checkout", "pre-commit", "post-index-change", "reference-transaction")
@@ -43,18 +48,18 @@ def hooks_into(directory: str, mark: Path) -> str:
     return "\n".join(lines)
 
 
-def run(tmp_path: Path, hostile: str, *, experiments: int = 3, toml_extra: str = "") -> tuple:
-    repo = user_repo(tmp_path / "repo", hostile, max_experiments=experiments, toml_extra=toml_extra)
-    before = snapshot(repo)
-    paths = start(repo, env={"TARGET": "1"})
-    final = wait_finished(paths, timeout=90)
+def run(
+    tmp_path: Path, hostile: str, *, experiments: int = 3
+) -> tuple[Path, RunPaths, list[ResultRecord]]:
+    """A whole run of the usual agent plus `hostile`: the five invariants, and it ran to the
+    end with the agent's tree back at the incumbent."""
+    repo = user_repo(tmp_path / "repo", hostile, max_experiments=experiments)
+    h, paths = hostile_start(repo, env={"TARGET": "1"})
+    final = check_invariants(h, paths)
     assert final.phase == "complete", (final.phase, final.message)
     assert final.termination_reason == "max_experiments", final.message
-    assert_untouched(repo, before)
-    recs = results(paths)
-    assert_no_worse_kept(recs)
     assert_agent_tree_sane(paths)
-    return repo, paths, recs
+    return repo, paths, results(paths)
 
 
 SCENARIOS = {
@@ -142,33 +147,53 @@ def test_nested_repository_is_a_crash(tmp_path: Path) -> None:
     assert not (Path(manifest(paths).worktree) / "sub").exists()
 
 
+CACHED_MEASURE = (
+    "#!/bin/bash\n"
+    'if [ -f {trusted} ]; then echo "{{\\"score\\": $(cat {trusted})}}"; exit 0; fi\n'
+    "x=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)\n"
+    't=${{TARGET:-3}}\nd=$(( x > t ? x - t : t - x ))\necho "{{\\"score\\": $((d + 1))}}"\n'
+)
+"""The usual measurement, unless a file says the score: what an agent would like to plant."""
+
+
 def test_ignored_build_cache_never_reaches_a_measurement(tmp_path: Path) -> None:
     """The agent makes x worse and leaves an ignored cache the measurement would trust: the
     measurement tree never has it, so the worse change is discarded."""
-    measure = (
-        "#!/bin/bash\n"
-        'if [ -f cache/score ]; then echo "{\\"score\\": $(cat cache/score)}"; exit 0; fi\n'
-        "x=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)\n"
-        't=${TARGET:-3}\nd=$(( x > t ? x - t : t - x ))\necho "{\\"score\\": $((d + 1))}"\n'
-    )
-    repo_root = tmp_path / "repo"
-    hostile = "mkdir -p cache && echo 0 > cache/score"
     repo = unconfined_repo(
-        repo_root,
-        agent_sh=hostile_agent(hostile),
-        measure_sh=measure,
+        tmp_path / "repo",
+        agent_sh=hostile_agent("mkdir -p cache && echo 0 > cache/score"),
+        measure_sh=CACHED_MEASURE.format(trusted="cache/score"),
         max_experiments=3,
     )
     (repo / ".gitignore").write_text("cache/\n")
     git(repo, "add", ".gitignore")
     git(repo, "commit", "-qm", "ignore the cache")
-    paths = start(repo, env={"TARGET": "1"})
-    final = wait_finished(paths, timeout=90)
+    h, paths = hostile_start(add_user_work(repo), env={"TARGET": "1"})
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments", final.message
     recs = results(paths)
     assert [r.status for r in recs] == ["baseline", "keep", "discard", "discard"]
     assert [r.metric for r in recs] == [2.0, 1.0, 2.0, 2.0]
     assert (Path(manifest(paths).worktree) / "cache" / "score").exists()  # ignored: it may stay
+    assert_agent_tree_sane(paths)
+
+
+def test_an_untracked_file_planted_in_the_measurement_tree_is_removed(tmp_path: Path) -> None:
+    """Unconfined, the agent can write the measurement tree itself (a sandbox hides it): a file
+    it plants there, which the measurement would trust, is gone before the next series."""
+    plant = 'E="$R/.expd/eval/$(basename "$EXPD_WORKTREE")"; echo 0 > "$E/score.txt"'
+    repo = unconfined_repo(
+        tmp_path / "repo",
+        agent_sh=hostile_agent(plant),
+        measure_sh=CACHED_MEASURE.format(trusted="score.txt"),
+        max_experiments=3,
+    )
+    h, paths = hostile_start(add_user_work(repo), env={"TARGET": "1"})
+    final = check_invariants(h, paths)
+    assert final.termination_reason == "max_experiments", final.message
+    recs = results(paths)
+    assert [r.status for r in recs] == ["baseline", "keep", "discard", "discard"]
+    assert [r.metric for r in recs] == [2.0, 1.0, 2.0, 2.0]
     assert_agent_tree_sane(paths)
 
 
@@ -178,9 +203,11 @@ def test_measurement_runs_in_expd_tree(tmp_path: Path) -> None:
         '#!/bin/bash\npwd >> "$EXPD_RUN_DIR/../../where.txt"\n'
         'echo "$EXPD_WORKTREE" >> "$EXPD_RUN_DIR/../../where.txt"\necho "{\\"score\\": 1}"\n'
     )
-    repo = unconfined_repo(tmp_path / "repo", measure_sh=measure, max_experiments=1)
-    paths = start(repo)
-    wait_finished(paths)
+    repo = unconfined_repo(
+        tmp_path / "repo", agent_sh=hostile_agent("true"), measure_sh=measure, max_experiments=1
+    )
+    h, paths = hostile_start(add_user_work(repo))
+    check_invariants(h, paths)
     where = set((paths.dir.parent.parent / "where.txt").read_text().split())
     agent_tree = manifest(paths).worktree
     assert len(where) == 1 and agent_tree not in where
@@ -200,12 +227,10 @@ def test_the_users_own_hooks_and_signing_settings_are_not_expds(tmp_path: Path) 
     for hook in HOOKS:
         (hooks / hook).write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
         (hooks / hook).chmod(0o755)
-    before = snapshot(repo)
-    paths = start(repo, env={"TARGET": "1"})
-    final = wait_finished(paths, timeout=90)
+    h, paths = hostile_start(repo, env={"TARGET": "1"})
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments", final.message
     assert statuses(paths) == ["baseline", "keep", "discard", "discard"]
-    assert_untouched(repo, before)
     assert not mark.exists()
 
 
@@ -218,14 +243,12 @@ def test_a_fifo_in_the_agents_git_does_not_stall_the_capture(tmp_path: Path) -> 
     (repo / "agent.sh").write_text(agent)
     git(repo, "commit", "-qm", "no description", "--", "agent.sh")
     (repo / "f.py").write_text(USER_EDIT)
-    before = snapshot(repo)
-    paths = start(repo, env={"TARGET": "1"})
-    final = wait_finished(paths, timeout=90)
+    h, paths = hostile_start(repo, env={"TARGET": "1"})
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments", final.message
     recs = results(paths)
     assert [r.status for r in recs] == ["baseline", "keep", "discard", "discard"]
     assert recs[1].description == "expd experiment 1"
-    assert_untouched(repo, before)
     assert_agent_tree_sane(paths)
 
 
@@ -234,9 +257,29 @@ def test_expd_inside_a_runs_tree_finds_the_users_repository(tmp_path: Path) -> N
     tree) still means the user's repository, as it did when the tree was a worktree."""
     from shared.paths import find_repo_root
 
-    repo = user_repo(tmp_path / "repo", "true")
-    paths = start(repo, env={"TARGET": "1"})
-    wait_finished(paths, timeout=90)
+    repo = user_repo(tmp_path / "repo", "true", max_experiments=1)
+    h, paths = hostile_start(repo, env={"TARGET": "1"})
+    check_invariants(h, paths)
     tree = Path(manifest(paths).worktree)
     assert find_repo_root(tree) == repo.resolve()
     assert find_repo_root(repo / ".expd" / "eval" / tree.name) == repo.resolve()
+
+
+LEAK = f"""case "$EXPD_EXPERIMENT" in
+  1) echo "EXPD-DESCRIPTION: tuned with ${CANARY_NAME}" ;;
+  2) echo "key = '${CANARY_NAME}'" >> f.py ;;
+  3) echo "${CANARY_NAME}" > key.txt && git add -A && git commit -qm "uses ${CANARY_NAME}" ;;
+esac"""
+
+
+def test_the_daemons_key_never_reaches_a_file_or_an_object(tmp_path: Path) -> None:
+    """The agent puts the daemon's key into its description, a tracked file, and a new file it
+    commits in its own repository: the description is redacted before it becomes a commit
+    message, and the changes holding the key are refused, not committed."""
+    _, paths, recs = run(tmp_path, LEAK)
+    assert [r.status for r in recs] == ["baseline", "keep", "crash", "crash"]
+    assert recs[1].description == f"tuned with [redacted:{CANARY_NAME}]"
+    for record in recs[2:]:
+        assert f"${CANARY_NAME}" in record.reason and "refused" in record.reason, record.reason
+        assert record.commit is None and not paths.patch(record.experiment).exists()
+    assert f"[redacted:{CANARY_NAME}]" in paths.agent_log(1).read_text()

@@ -3,7 +3,8 @@
 Every scenario runs the real daemon on a real repository with a `command` agent (a shell script)
 that tries one thing: forge a results line or state.json, write its own control requests, unlink
 the daemon's locks, leak a secret, flood its output, change the benchmark, print a metric no float
-can hold. Each asserts what holds and that the run ends by itself.
+can hold. Each asserts what holds, and every whole run the five invariants of tests/hostile.py
+(the agent prints the daemon's canary key and leaves a detached sleeper besides).
 
 The agent runs unconfined (`sandbox = "none"`): a sandbox would hide or protect the run directory
 before the record's own defences are reached (tests/test_hostile_confined.py). Unconfined, it runs
@@ -24,29 +25,34 @@ import pytest
 from shared import codec
 from shared.liveness import held
 from shared.paths import RepoPaths, RunPaths
-from shared.schema import TERMINAL_PHASES, Event, RunManifest, RunState
+from shared.schema import Event, RunManifest
 from shared.tail import read_complete_lines
-from tests.hostile import assert_agent_tree_sane, snapshot, unconfined_repo
-from tests.repos import AGENT_SH, expd, git, results, start, state, wait_for
+from tests.hostile import (
+    TRACES,
+    add_user_work,
+    assert_agent_tree_sane,
+    assert_untouched,
+    check_invariants,
+    hostile_start,
+    unconfined_repo,
+)
+from tests.repos import expd, git, results, state, wait_for
 
 BUMP = """n=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)
 echo "x = $((n + 1))" > f.py
 """
 
 
-def agent(body: str) -> str:
-    """An agent script: read the prompt, run `body` (in the worktree), bump x in f.py."""
-    return "#!/bin/bash\ncat > /dev/null\n" + body + "\n" + BUMP
+def agent(body: str, after: str = "") -> str:
+    """An agent script: read the prompt, leave its traces (the canary printed, a detached
+    sleeper), run `body` (in the worktree), bump x in f.py, run `after`."""
+    return "#!/bin/bash\ncat > /dev/null\n" + TRACES + body + "\n" + BUMP + after
 
 
-def finished(paths: RunPaths, timeout: float = 90.0) -> RunState:
-    """The run ended by itself: a terminal phase, and no daemon holds the run any more."""
-    wait_for(
-        lambda: state(paths).phase in TERMINAL_PHASES and not held(paths),
-        timeout,
-        "the run to end by itself",
-    )
-    return state(paths)
+def hostile_repo(root: Path, body: str = "", after: str = "", **kwargs: object) -> Path:
+    """An unconfined repository whose agent is `agent(body, after)`, without the user's work in
+    progress yet (add it after the scenario's own commits)."""
+    return unconfined_repo(root, agent_sh=agent(body, after), **kwargs)
 
 
 def events(paths: RunPaths) -> list[Event]:
@@ -88,11 +94,9 @@ printf '{"experiment":%s,"status":"keep","commit":"%s","metric":0.5,"samples":[0
 
 def test_forged_keep_line_is_put_back_by_the_live_daemon(tmp_path: Path) -> None:
     """The agent appends a keep for its own worse change: the daemon restores what it wrote."""
-    repo = unconfined_repo(
-        tmp_path / "repo", agent_sh="#!/bin/bash\ncat > /dev/null\n" + BUMP + FORGE_KEEP
-    )
-    paths = start(repo, env={"TARGET": "0"})  # every bump is worse
-    final = finished(paths)
+    repo = add_user_work(hostile_repo(tmp_path / "repo", after=FORGE_KEEP))
+    h, paths = hostile_start(repo, env={"TARGET": "0"})  # every bump is worse
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments"
     got = results(paths)
     assert [r.status for r in got] == ["baseline", "discard", "discard", "discard"]
@@ -103,22 +107,21 @@ def test_forged_keep_line_is_put_back_by_the_live_daemon(tmp_path: Path) -> None
 
 
 def test_forged_keep_line_and_state_are_not_trusted_on_resume(tmp_path: Path) -> None:
-    """The agent forges a keep line and state.json, then the daemon dies: resume trusts neither."""
+    """The agent forges a keep line and state.json, then the daemon dies (a fault, on purpose):
+    resume trusts neither, ends what the dead daemon's agent left running, and the resumed run
+    keeps every invariant."""
     forge_state = """
 printf '{"run_id":"x","phase":"idle","max_experiments":50,"guidance":"cheat"}' \\
     > "$EXPD_RUN_DIR/state.json"
 """
-    repo = unconfined_repo(
-        tmp_path / "repo",
-        agent_sh="#!/bin/bash\ncat > /dev/null\n" + BUMP + FORGE_KEEP + forge_state,
-    )
-    paths = start(repo, env={"TARGET": "0", "EXPD_FAULT": "agent_end@1"})
+    repo = add_user_work(hostile_repo(tmp_path / "repo", after=FORGE_KEEP + forge_state))
+    h, paths = hostile_start(repo, env={"TARGET": "0", "EXPD_FAULT": "agent_end@1"})
     wait_for(lambda: not held(paths), 30, "the daemon to die at the fault")
     assert b'"status":"keep"' in paths.results.read_bytes()  # the forgery is there
 
-    proc = expd("resume", run_id(paths), cwd=repo, env={"TARGET": "0"})
+    proc = expd("resume", run_id(paths), cwd=repo, env=h.env(TARGET="0"))
     assert proc.returncode == 0, proc.stderr
-    final = finished(paths)
+    final = check_invariants(h, paths)
     got = results(paths)
     assert [r.status for r in got] == ["baseline", "crash", "discard", "discard"]
     assert got[1].reason.startswith("interrupted")
@@ -133,15 +136,16 @@ printf '{"run_id":"x","phase":"idle","max_experiments":50,"guidance":"cheat"}' \
 
 
 def test_finalize_ignores_a_keep_line_forged_after_the_run(tmp_path: Path) -> None:
-    repo = unconfined_repo(tmp_path / "repo")
-    paths = start(repo, env={"TARGET": "0"})  # every change is discarded
-    finished(paths)
+    repo = add_user_work(hostile_repo(tmp_path / "repo"))
+    h, paths = hostile_start(repo, env={"TARGET": "0"})  # every change is discarded
+    check_invariants(h, paths)
     commit = git(repo, "rev-parse", f"refs/expd/{run_id(paths)}/0001")
     line = {"experiment": 1, "status": "keep", "commit": commit, "metric": 0.5, "samples": [0.5]}
     with paths.results.open("a") as f:
         f.write(json.dumps(line) + "\n")
-    proc = expd("finalize", run_id(paths), cwd=repo, env={"TARGET": "0"})
+    proc = expd("finalize", run_id(paths), cwd=repo, env=h.env(TARGET="0"))
     assert proc.returncode != 0 and "kept no experiment" in proc.stderr, proc.stderr
+    assert_untouched(repo, h.before)
 
 
 FORGE_CONTROL = """
@@ -156,9 +160,9 @@ fi
 
 def test_forged_control_requests_are_ignored(tmp_path: Path) -> None:
     """Requests written into control.json by hand carry no seal: acknowledged, not applied."""
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(FORGE_CONTROL))
-    paths = start(repo)
-    final = finished(paths)
+    repo = add_user_work(hostile_repo(tmp_path / "repo", FORGE_CONTROL))
+    h, paths = hostile_start(repo)
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments" and final.max_experiments == 3
     assert final.guidance == "" and not paths.guidance.exists()
     assert len(results(paths)) == 4
@@ -170,15 +174,14 @@ def test_forged_control_requests_are_ignored(tmp_path: Path) -> None:
 def test_a_signed_request_still_works(tmp_path: Path) -> None:
     """expd's own writer seals its requests: `expd set` changes a live run as before."""
     wait = 'for _ in $(seq 400); do [ -e "$MARK/go" ] && break; sleep 0.05; done'
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(wait))
+    repo = add_user_work(hostile_repo(tmp_path / "repo", wait))
     (tmp_path / "mark").mkdir()
-    env = {"MARK": str(tmp_path / "mark")}
-    paths = start(repo, env=env)
+    h, paths = hostile_start(repo, env={"MARK": str(tmp_path / "mark")})
     wait_for(lambda: state(paths).phase == "agent_running", 30, "the agent to start")
     proc = expd("set", run_id(paths), "max-experiments", "1", "--wait", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     (tmp_path / "mark" / "go").touch()
-    final = finished(paths)
+    final = check_invariants(h, paths)
     assert final.max_experiments == 1 and len(results(paths)) == 2
 
 
@@ -193,10 +196,10 @@ fi
 
 def test_a_deleted_key_is_put_back_while_the_daemon_lives(tmp_path: Path) -> None:
     """Without the key expd's writer could not sign: the live daemon writes it again."""
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(DELETE_KEY))
+    repo = add_user_work(hostile_repo(tmp_path / "repo", DELETE_KEY))
     mark = tmp_path / "mark"
     mark.mkdir()
-    paths = start(repo, env={"MARK": str(mark)})
+    h, paths = hostile_start(repo, env={"MARK": str(mark)})
     key = (paths.dir / "run.key").read_bytes()
     wait_for(lambda: (mark / "deleted").exists(), 30, "the agent to delete the key")
     wait_for(lambda: (paths.dir / "run.key").exists(), 10, "the daemon to restore the key")
@@ -204,19 +207,21 @@ def test_a_deleted_key_is_put_back_while_the_daemon_lives(tmp_path: Path) -> Non
     proc = expd("set", run_id(paths), "max-experiments", "1", "--wait", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     (mark / "go").touch()
-    final = finished(paths)
+    final = check_invariants(h, paths)
     assert final.max_experiments == 1 and len(results(paths)) == 2
     assert any(e.kind == "key_restored" for e in events(paths))
 
 
 def test_a_run_whose_key_is_gone_ends_clearly_on_resume(tmp_path: Path) -> None:
-    repo = unconfined_repo(tmp_path / "repo")
-    paths = start(repo, env={"EXPD_FAULT": "agent_end@1"})
+    """The daemon dies (a fault, on purpose) and the key is deleted: the resumed daemon ends the
+    run at once, with the reason, and the run keeps every invariant."""
+    repo = add_user_work(hostile_repo(tmp_path / "repo"))
+    h, paths = hostile_start(repo, env={"EXPD_FAULT": "agent_end@1"})
     wait_for(lambda: not held(paths), 30, "the daemon to die at the fault")
     (paths.dir / "run.key").unlink()
     # The daemon starts, then ends the run at once (`resume` may see it alive, or already gone).
-    expd("resume", run_id(paths), cwd=repo)
-    final = finished(paths)
+    expd("resume", run_id(paths), cwd=repo, env=h.env())
+    final = check_invariants(h, paths)
     assert final.phase == "crashed" and final.termination_reason == "error"
     assert "run.key is missing" in final.message and "internal error" not in final.message
     assert [r.status for r in results(paths)] == ["baseline"]  # nothing recorded on top
@@ -232,11 +237,11 @@ fi
 
 
 def test_unlinked_locks_leave_the_daemon_alive_and_alone(tmp_path: Path) -> None:
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(UNLINK_LOCKS), max_experiments=2)
+    repo = add_user_work(hostile_repo(tmp_path / "repo", UNLINK_LOCKS, max_experiments=2))
     mark = tmp_path / "mark"
     mark.mkdir()
-    env = {"MARK": str(mark)}
-    paths = start(repo, env=env)
+    h, paths = hostile_start(repo, env={"MARK": str(mark)})
+    env = h.env(MARK=str(mark))
     wait_for(lambda: (mark / "deleted").exists(), 30, "the agent to unlink the locks")
     assert not paths.daemon_lock.exists()
 
@@ -252,7 +257,7 @@ def test_unlinked_locks_leave_the_daemon_alive_and_alone(tmp_path: Path) -> None
     assert [p.name for p in runs.iterdir()] == [paths.dir.name]  # the refused start left nothing
 
     (mark / "go").touch()
-    final = finished(paths)
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments" and len(results(paths)) == 3
 
 
@@ -286,20 +291,21 @@ def _files_holding(root: Path, needle: bytes, skip: set[Path]) -> list[Path]:
 
 
 def test_secrets_never_reach_a_file_or_a_reachable_object(tmp_path: Path) -> None:
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(LEAK))
+    """Besides the canary, a key the user also wrote into program.md and the guidance."""
+    repo = add_user_work(hostile_repo(tmp_path / "repo", LEAK))
     program = RepoPaths(repo).program("p")
     program.md.write_text(f"# p\nMake score lower. (The deploy key is {SECRET}.)\n")
     mark = tmp_path / "mark"
     mark.mkdir()
-    env = {SECRET_NAME: SECRET, "MARK": str(mark)}
-    paths = start(repo, env=env)
+    h, paths = hostile_start(repo, env={SECRET_NAME: SECRET, "MARK": str(mark)})
+    env = h.env(**{SECRET_NAME: SECRET, "MARK": str(mark)})
     wait_for(lambda: state(paths).phase == "agent_running", 30, "experiment 1")
     guide = expd(
         "set", run_id(paths), "guidance", f"never print {SECRET}", "--wait", cwd=repo, env=env
     )
     assert guide.returncode == 0, guide.stderr
     (mark / "go").touch()
-    final = finished(paths)
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments"
 
     got = results(paths)
@@ -350,15 +356,14 @@ esac
 def test_only_a_secret_the_change_adds_refuses_it(tmp_path: Path) -> None:
     """The user committed the key themselves: a change that edits or moves that file is measured
     as usual. One that puts the key into its own commit message or a new file is refused, and
-    neither the user's repository nor expd's private store keeps anything of it."""
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(KNOWN))
+    neither the user's repository nor expd's private store keeps anything of it. (The key the
+    user committed is reachable on purpose; the canary checks the rest.)"""
+    repo = hostile_repo(tmp_path / "repo", KNOWN)
     (repo / "settings.py").write_text(f"key = '{SECRET}'\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "settings")
-    before = snapshot(repo)
-    paths = start(repo, env={SECRET_NAME: SECRET})
-    final = finished(paths)
-    assert snapshot(repo) == before
+    h, paths = hostile_start(add_user_work(repo), env={SECRET_NAME: SECRET})
+    final = check_invariants(h, paths)
     assert_agent_tree_sane(paths)
     assert final.termination_reason == "max_experiments"
     got = results(paths)
@@ -390,11 +395,11 @@ fi
 def test_a_flooding_agent_neither_stalls_the_loop_nor_grows_the_files(tmp_path: Path) -> None:
     from daemon.service.store import AGENT_EVENT_BYTES, AGENT_LOG_CAP
 
-    repo = unconfined_repo(tmp_path / "repo", agent_sh=agent(FLOOD), max_experiments=2)
+    repo = add_user_work(hostile_repo(tmp_path / "repo", FLOOD, max_experiments=2))
     toml = RepoPaths(repo).program("p").toml
     toml.write_text(toml.read_text().replace('timeout = "20s"', 'timeout = "120s"'))
-    paths = start(repo)
-    final = finished(paths, timeout=150)
+    h, paths = hostile_start(repo)
+    final = check_invariants(h, paths, timeout=150)
     assert final.termination_reason == "max_experiments"
     assert [r.status for r in results(paths)] == ["baseline", "keep", "keep"]
     log = paths.agent_log(1)
@@ -418,9 +423,9 @@ esac
 
 
 def test_a_change_to_a_protected_path_is_discarded_unmeasured(tmp_path: Path) -> None:
-    repo = unconfined_repo(
+    repo = hostile_repo(
         tmp_path / "repo",
-        agent_sh=agent(PROTECTED_EDITS),
+        PROTECTED_EDITS,
         max_experiments=5,
         toml_extra='[measure]\nprotect = ["bench.py", "tests/**"]\n',
     )
@@ -429,10 +434,8 @@ def test_a_change_to_a_protected_path_is_discarded_unmeasured(tmp_path: Path) ->
     (repo / "tests" / "t.txt").write_text("a test\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "a benchmark and a test")
-    before = snapshot(repo)
-    paths = start(repo)
-    final = finished(paths)
-    assert snapshot(repo) == before
+    h, paths = hostile_start(add_user_work(repo))
+    final = check_invariants(h, paths)
     assert_agent_tree_sane(paths)
     assert final.termination_reason == "max_experiments"
     got = results(paths)
@@ -457,6 +460,7 @@ def test_a_change_to_a_protected_path_is_discarded_unmeasured(tmp_path: Path) ->
 
 
 def test_validate_warns_about_an_unprotected_benchmark(tmp_path: Path) -> None:
+    """`expd validate` only (no run): the five invariants do not apply."""
     repo = unconfined_repo(tmp_path / "repo", measure_sh="#!/bin/bash\npython3 bench.py\n")
     (repo / "bench.py").write_text("print('{\"score\": 1}')\n")
     git(repo, "add", "-A")
@@ -482,13 +486,43 @@ def test_a_metric_that_is_not_a_finite_float_is_a_measurement_failure(
         "x=$(sed -E 's/x = ([0-9-]+)/\\1/' f.py)\n"
         f'if [ "$x" = 0 ]; then echo \'{{"score": 5}}\'; else echo \'{{"score": {value}}}\'; fi\n'
     )
-    repo = unconfined_repo(
-        tmp_path / "repo", agent_sh=AGENT_SH, measure_sh=measure, max_experiments=2
-    )
-    paths = start(repo)
-    final = finished(paths)
+    repo = add_user_work(hostile_repo(tmp_path / "repo", measure_sh=measure, max_experiments=2))
+    h, paths = hostile_start(repo)
+    final = check_invariants(h, paths)
     assert final.termination_reason == "max_experiments", final.message
     got = results(paths)
     assert [r.status for r in got] == ["baseline", "measurement_failure", "measurement_failure"]
     assert all("not a finite number" in r.reason for r in got[1:]), [r.reason for r in got]
     assert final.measurement_failures == 2 and os.path.getsize(paths.results) < 10_000
+
+
+# --------------------------------------------------------------------------- finalize and init
+
+FILES_AGENT = """
+echo "good $EXPD_EXPERIMENT" > "good_$EXPD_EXPERIMENT.txt"
+"""
+FLIPPED_MEASURE = """#!/bin/bash
+good=$(ls good_*.txt 2>/dev/null | wc -l)
+if [ -n "$FLIP" ]; then good=$(( -good )); fi
+echo "{\\"score\\": $((10 - good))}"
+"""
+
+
+def test_finalize_refuses_a_gain_the_remeasurement_contradicts(tmp_path: Path) -> None:
+    """The run keeps two gains; by finalize time the machine ($FLIP) says they are losses: no
+    review branch, one line saying why, and the user's repository as it was. `expd init` refuses
+    a program name git cannot put in a branch, leaving nothing behind."""
+    repo = hostile_repo(tmp_path / "repo", FILES_AGENT, measure_sh=FLIPPED_MEASURE)
+    h, paths = hostile_start(add_user_work(repo))
+    check_invariants(h, paths)
+    assert [r.status for r in results(paths)] == ["baseline", "keep", "keep", "keep"]
+    proc = expd("finalize", run_id(paths), cwd=repo, env=h.env(FLIP="1"), timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "does not confirm" in proc.stderr and "--force" in proc.stderr, proc.stderr
+    assert git(repo, "branch", "--list", f"expd/p/{paths.dir.name}-final") == ""
+    assert_untouched(repo, h.before)
+    for name in ("a..b", "x.lock"):
+        proc = expd("init", name, "--metric", "m", "--direction", "lower", cwd=repo)
+        assert proc.returncode == 1 and "invalid program name" in proc.stderr, proc.stderr
+    assert_untouched(repo, h.before)
+    assert RepoPaths(repo).program_names() == ["p"]

@@ -1,9 +1,13 @@
 """The agent's sandbox, tried as a hostile agent would, through the real daemon on every backend.
 
 One `command` agent tries to write outside its tree, read the evaluator, the run and the user's
-checkout, find the daemon and read its environment or signal it, and leaves a `setsid`
-double-forked sleeper and a child holding its stdout before it exits. Each attempt prints
-ALLOWED or REFUSED into the agent log. A backend's test is skipped only when it cannot run here.
+checkout, find the daemon and read its environment (where the canary key is) or signal it, and
+leaves a `setsid` double-forked sleeper and a child holding its stdout before it exits. Each
+attempt prints ALLOWED or REFUSED into the agent log. A backend's test is skipped only when it
+cannot run here. Whole runs keep the five invariants of tests/hostile.py (the unconfined `none`
+control writes the user's checkout itself, so it checks the other four); the tests of one
+mechanism (a sandbox's mounts, `children.run`, the dashboard) and the one that kills the daemon
+on purpose say what they check instead.
 """
 
 from __future__ import annotations
@@ -21,23 +25,23 @@ from daemon.ops import children, landlock_exec, sandbox
 from shared import codec
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import DaemonInfo, RunState
-from tests.hostile import survivors
-from tests.repos import (
-    AGENT_SH,
-    expd,
-    git,
-    make_repo,
-    results,
-    start,
-    state,
-    wait_finished,
-    wait_for,
+from tests.hostile import (
+    Hostile,
+    add_user_work,
+    check_invariants,
+    finished,
+    hostile_agent,
+    hostile_start,
+    prepare,
+    survivors,
 )
+from tests.repos import AGENT_SH, expd, git, make_repo, results, state, wait_for
 
 HOSTILE = (
     AGENT_SH
     + r"""
 try() { if bash -c "$2" >/dev/null 2>&1; then echo "ALLOWED $1"; else echo "REFUSED $1"; fi; }
+echo "the daemon's key: $HOSTILE_CANARY_KEY"
 program="$HOSTILE_REPO/.expd/programs/p"
 try write-checkout "echo x > '$HOSTILE_REPO/escaped.txt'"
 try write-outside "echo x > '$HOSTILE_OUTSIDE/escaped.txt'"
@@ -52,7 +56,7 @@ for p in /proc/[0-9]*; do
   if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q -- "-m daemon $EXPD_RUN_DIR"; then daemon=${p#/proc/}; fi
 done
 try see-daemon "test -n '$daemon'"
-try read-daemon-environ "test -n '$daemon' && grep -qa EXPD_DAEMON_LOG /proc/$daemon/environ"
+try read-daemon-environ "test -n '$daemon' && grep -qa HOSTILE_CANARY_KEY /proc/$daemon/environ"
 try signal-daemon "test -n '$daemon' && kill -0 $daemon"
 if [ "$HOSTILE_BACKEND" = bwrap ]; then  # unmounting is tried only where a mount hides things
   try unmount-hidden "umount -l /tmp; umount -l '$HOSTILE_REPO'; cat '$HOSTILE_REPO/agent.sh'"
@@ -96,19 +100,19 @@ def available(name: str) -> bool:
 
 
 def hostile_run(tmp_path: Path, backend: str) -> tuple[RunPaths, dict[str, str], str]:
-    """Start the hostile agent's run; (its run, each attempt's verdict, the agent log)."""
+    """The hostile agent's whole run, checked for the five invariants; (its run, each attempt's
+    verdict, the agent log)."""
     if not available(backend):
         pytest.skip(f"{backend} is not available here: {sandbox.probe(backend).detail}")
     outside = tmp_path / "outside"
     outside.mkdir()
-    mark = uuid.uuid4().hex[:12]
     repo = make_repo(tmp_path / "repo", max_experiments=1, agent_sh=HOSTILE, sandbox=backend)
-    env = {"HOSTILE_REPO": str(repo), "HOSTILE_OUTSIDE": str(outside), "HOSTILE_MARK": mark}
-    env["HOSTILE_BACKEND"] = backend
-    paths = start(repo, env=env)
-    final = wait_finished(paths)
+    env = {"HOSTILE_REPO": str(repo), "HOSTILE_OUTSIDE": str(outside), "HOSTILE_BACKEND": backend}
+    h, paths = hostile_start(add_user_work(repo), env=env)
+    finished(paths)
+    assert survivors(h.mark) == [], "a process the agent started outlived its turn"
+    final = check_invariants(h, paths, repo_attacked=backend == "none")
     assert final.termination_reason == "max_experiments", final.message
-    assert survivors(mark) == [], "a process the agent started outlived its turn"
     log = paths.agent_log(1).read_text()
     verdicts = {}
     for line in log.splitlines():
@@ -145,24 +149,28 @@ def test_a_hostile_agent_is_confined_and_leaves_nothing_behind(
 def test_status_and_report_say_which_sandbox_confines_the_agent(tmp_path: Path) -> None:
     """Confined: status names the backend; unconfined: status, --json and the report say so."""
     confined = sandbox.resolve("auto").backend
-    repo = make_repo(tmp_path / "confined", max_experiments=1)
-    proc = expd("start", "p", "--json", cwd=repo)
+    agent = hostile_agent("true")
+    repo = add_user_work(make_repo(tmp_path / "confined", max_experiments=1, agent_sh=agent))
+    h = prepare(repo)
+    proc = expd("start", "p", "--json", cwd=repo, env=h.env())
     assert proc.returncode == 0, proc.stderr
     started = json.loads(proc.stdout)
     assert started["sandbox"] == confined
     paths = RepoPaths(repo).program("p").run(started["run_id"].split("/", 1)[1])
-    wait_finished(paths)
+    check_invariants(h, paths)
     shown = json.loads(expd("status", "--json", cwd=repo).stdout)
     assert shown["sandbox"] == confined and shown["confined"] is (confined != "none")
     text = expd("status", cwd=repo).stdout
     assert f"sandbox   {confined}" in text or confined == "none"
 
-    repo = make_repo(tmp_path / "unconfined", max_experiments=1, sandbox="none")
-    proc = expd("start", "p", cwd=repo)
+    repo = make_repo(tmp_path / "unconfined", max_experiments=1, agent_sh=agent, sandbox="none")
+    add_user_work(repo)
+    h = prepare(repo)
+    proc = expd("start", "p", cwd=repo, env=h.env())
     assert proc.returncode == 0, proc.stderr
     assert "sandbox  UNCONFINED" in proc.stdout, proc.stdout
     run = json.loads(expd("list", "--json", cwd=repo).stdout)[0]["runs"][0]
-    wait_finished(RunPaths(Path(run["run_dir"])))
+    check_invariants(h, RunPaths(Path(run["run_dir"])))
     shown = json.loads(expd("status", "--json", cwd=repo).stdout)
     assert shown["sandbox"] == "none" and shown["confined"] is False
     assert "UNCONFINED" in expd("status", cwd=repo).stdout
@@ -172,7 +180,8 @@ def test_status_and_report_say_which_sandbox_confines_the_agent(tmp_path: Path) 
 def test_start_refuses_a_sandbox_that_cannot_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Asking for a backend this machine lacks is one clear line at `expd start`, nothing made."""
+    """Asking for a backend this machine lacks is one clear line at `expd start`, nothing made
+    (no run starts, so the five invariants do not apply)."""
     from shared.cli.main import main
 
     missing = sandbox.Probe("bwrap", False, "bwrap is not installed (the bubblewrap package)")
@@ -186,6 +195,7 @@ def test_start_refuses_a_sandbox_that_cannot_run(
 
 
 def test_agents_names_the_sandbox(tmp_path: Path) -> None:
+    """`expd agents` only (no run)."""
     proc = expd("agents", "--json", cwd=tmp_path)
     rows = json.loads(proc.stdout)
     assert {row["sandbox"] for row in rows} == {sandbox.resolve("auto").backend}
@@ -198,6 +208,7 @@ def test_agents_names_the_sandbox(tmp_path: Path) -> None:
 WAITING = (
     AGENT_SH
     + r"""
+echo "the daemon's key: $HOSTILE_CANARY_KEY"
 ( setsid bash -c "exec -a hostile-waiter-$HOSTILE_MARK sleep 300" </dev/null >/dev/null 2>&1 & )
 echo READY
 exec -a "hostile-main-$HOSTILE_MARK" sleep 300
@@ -205,38 +216,41 @@ exec -a "hostile-main-$HOSTILE_MARK" sleep 300
 )
 
 
-def waiting_run(tmp_path: Path, backend: str) -> tuple[Path, RunPaths, str]:
+def waiting_run(tmp_path: Path, backend: str) -> tuple[Hostile, RunPaths]:
     """A run whose agent leaves a detached sleeper, says READY, then waits for ever."""
     if not available(backend):
         pytest.skip(f"{backend} is not available here: {sandbox.probe(backend).detail}")
-    mark = uuid.uuid4().hex[:12]
     repo = make_repo(tmp_path / "repo", max_experiments=3, agent_sh=WAITING, sandbox=backend)
-    paths = start(repo, env={"HOSTILE_MARK": mark})
+    h, paths = hostile_start(add_user_work(repo))
     wait_for(lambda: "READY" in paths.agent_log(1).read_text(), 15, "the agent to say it is ready")
-    wait_for(lambda: len(survivors(mark)) == 2, 5, "the agent and its detached sleeper")
-    return repo, paths, mark
+    wait_for(lambda: len(survivors(h.mark)) == 2, 5, "the agent and its detached sleeper")
+    return h, paths
 
 
 @pytest.mark.parametrize("backend", ["bwrap", "landlock"])
 def test_abort_ends_the_confined_agent_and_what_it_detached(tmp_path: Path, backend: str) -> None:
-    repo, paths, mark = waiting_run(tmp_path, backend)
+    h, paths = waiting_run(tmp_path, backend)
     began = time.monotonic()
-    assert expd("abort", f"p/{paths.dir.name}", cwd=repo).returncode == 0
-    final = wait_finished(paths, timeout=10)
+    assert expd("abort", f"p/{paths.dir.name}", cwd=h.repo).returncode == 0
+    final = finished(paths, timeout=10)
     assert final.termination_reason == "aborted"
-    assert survivors(mark) == []
+    assert survivors(h.mark) == []
     assert time.monotonic() - began < 5
+    check_invariants(h, paths)
 
 
 def test_a_dead_daemon_takes_its_bwrap_agent_with_it(tmp_path: Path) -> None:
-    """`--die-with-parent` and the PID namespace: not even a resume is needed to end them."""
-    _, paths, mark = waiting_run(tmp_path, "bwrap")
+    """`--die-with-parent` and the PID namespace: not even a resume is needed to end them. The
+    daemon is killed on purpose, so the run does not end by itself: only what it left running
+    is checked."""
+    h, paths = waiting_run(tmp_path, "bwrap")
     os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
-    wait_for(lambda: survivors(mark) == [], 5, "the sandbox to die with the daemon")
+    wait_for(lambda: survivors(h.mark) == [], 5, "the sandbox to die with the daemon")
 
 
 async def test_an_exit_while_a_child_holds_stdout_is_done_not_timed_out(tmp_path: Path) -> None:
-    """Reading stops a moment after the main process exits; the holder is killed."""
+    """Reading stops a moment after the main process exits; the holder is killed. (`children.run`
+    alone; the whole-run hostile agent above holds its stdout too.)"""
     command = "sleep 300 & echo done"
     started = time.monotonic()
     result = await children.run(command, cwd=tmp_path, env=dict(os.environ), timeout=20)
@@ -246,6 +260,7 @@ async def test_an_exit_while_a_child_holds_stdout_is_done_not_timed_out(tmp_path
 
 
 def test_bwrap_mounts_hide_the_repository_and_bind_the_tree_back(tmp_path: Path) -> None:
+    """The mount operations alone (no run)."""
     repo, tree, objects = tmp_path / "r", tmp_path / "r" / ".expd" / "wt", tmp_path / "r" / ".git"
     for path in (tree, objects / "objects", tmp_path / "state"):
         path.mkdir(parents=True)
@@ -265,6 +280,7 @@ def test_bwrap_mounts_hide_the_repository_and_bind_the_tree_back(tmp_path: Path)
 
 @pytest.mark.parametrize("backend", ["bwrap", "landlock"])
 async def test_a_confined_agent_that_times_out_is_ended_whole(tmp_path: Path, backend: str) -> None:
+    """`children.run` under a sandbox alone (no run): what outlives a timeout is ended."""
     if not available(backend):
         pytest.skip(f"{backend} is not available here: {sandbox.probe(backend).detail}")
     mark = uuid.uuid4().hex[:12]
@@ -280,6 +296,7 @@ async def test_a_confined_agent_that_times_out_is_ended_whole(tmp_path: Path, ba
 
 
 def test_the_dashboard_says_unconfined_in_its_phase_bar() -> None:
+    """The phase bar alone (no run)."""
     from tui.widgets.phase_bar import PhaseView, phase_line
 
     def line(backend: str) -> str:
