@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,9 @@ if TYPE_CHECKING:  # annotations only: this module stays importable without the 
     from shared.status import StatusReport
 
 DASH = "—"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters: in an agent's text (a description, an error) a terminal would
+obey them, and could be made to redraw a row of results as something else."""
 
 
 def fmt_num(value: float | None) -> str:
@@ -44,8 +48,14 @@ def fmt_clock(ts: float | None = None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+def one_line(text: str) -> str:
+    """`text` as one line a terminal shows as written: whitespace runs and control characters
+    (an escape sequence keeps its visible rest) become single spaces."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
 def truncate(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = one_line(text)
     if width <= 1:
         return text[: max(width, 0)]
     return text if len(text) <= width else text[: width - 1] + "…"

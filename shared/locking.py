@@ -26,19 +26,17 @@ def is_locked(path: Path) -> bool:
 
 def try_lock(path: Path) -> int | None:
     """Take an exclusive lock without waiting; the fd to keep open, or None if another holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    return _lock_now(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
 
 
 def try_lock_dir(path: Path) -> int | None:
     """Lock a directory through its own descriptor: unlike a lock file, nobody can unlink it away
     while the holder lives (a new directory of the same name is a different one)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    return _lock_now(os.open(path, os.O_RDONLY | os.O_DIRECTORY))
+
+
+def _lock_now(fd: int) -> int | None:
+    """`fd` exclusively locked, or None (and `fd` closed) when another holds the lock."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

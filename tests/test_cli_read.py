@@ -393,6 +393,22 @@ def test_results_table_and_limit_keeps_baseline(with_results: FakeRun, capsys: C
     assert "baseline" not in out
 
 
+def test_an_agents_control_characters_never_reach_the_terminal(
+    fake: Callable[..., FakeRun], capsys: Capsys
+) -> None:
+    """A description (the agent's text) with an escape sequence that would redraw its row as a
+    keep is shown with the sequence's visible rest, the row as recorded."""
+    run = fake(phase="complete", baseline=200.0, best=200.0)
+    forged = "x up\x1b[2K\x1b[1G1 keep\x9b2K\x07"
+    run.add_results(result(0, "baseline", 200.0, "baseline"), result(1, "discard", 210.0, forged))
+    for args in (("results",), ("results", "--tsv"), ("report",)):
+        _, out, _ = run_cli(capsys, *args)
+        assert not any((ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F for c in out)
+        assert "x up [2K [1G" in out, args  # the table may cut the rest to its width
+    _, out, _ = run_cli(capsys, "results", "--json")
+    assert forged in json.loads(out)[1]["description"]  # the record itself is as written
+
+
 def test_results_exclusive_formats_and_empty(fake: Callable[..., FakeRun], capsys: Capsys) -> None:
     fake()
     code, _, err = run_cli(capsys, "results", "--json", "--tsv")

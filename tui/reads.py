@@ -89,7 +89,6 @@ class RunFiles:
     paths: RunPaths
     target: MessagePump | None
     """Where `load_experiment` posts (the attached screen); None while detached."""
-    """Where `load_experiment` posts (the attached screen), or None while detached."""
 
     def load_experiment(self, experiment: int) -> None:
         target = self.target

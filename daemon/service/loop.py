@@ -259,9 +259,9 @@ class Loop:
             )
             record.status, record.reason = "crash", message
             raise RunFailed(message, record)
-        commit = record.commit or incumbent
+        candidate = record.commit or incumbent
         repo = Path(self.manifest.repo)  # where the candidate is pinned
-        if reason := await protected_change(self.protected, repo, incumbent, commit):
+        if reason := await protected_change(self.protected, repo, incumbent, candidate):
             self.store.event("decision", n, status="discard", reason=reason, metric=None)
             record.status, record.reason = "discard", reason
             return record  # unmeasured: the benchmark itself was changed
@@ -270,7 +270,6 @@ class Loop:
         first = "building" if self.measurer.build_command else "measuring candidate run 1"
         self.store.phase("measuring", first, experiment=n)
         faults.point("measuring", n)
-        candidate = record.commit or incumbent
         try:
             await self.measured.checkout(candidate)  # expd's own work: not counted as measuring
         except TreeError as exc:

@@ -156,8 +156,9 @@ def initial_state(
 ) -> RunState:
     """The state a daemon starts from, before any result is counted into it.
 
-    The incumbent is the base commit until a result says otherwise. From the manifest, plus what the user changed on an earlier daemon of the run (the experiment
-    limit, guidance, acknowledged requests) and when the run started.
+    From the manifest (the incumbent is the base commit until a result says otherwise), plus what
+    the user changed on an earlier daemon of the run (the experiment limit, guidance, acknowledged
+    requests) and when the run started.
     """
     return RunState(
         run_id=manifest.run_id,

@@ -26,6 +26,7 @@ from daemon.service.loop import Loop
 from daemon.service.recovery import kill_leftovers, recover
 from daemon.service.store import RunStore
 from shared import codec, control, seal
+from shared.atomic import write_atomic
 from shared.errors import ContractError
 from shared.paths import ProgramPaths, RunPaths
 from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
@@ -198,17 +199,8 @@ def handle_pending(paths: RunPaths, store: RunStore, controls: Controls) -> None
 
 def refuse(request: ControlRequest, store: RunStore) -> None:
     """A request expd's own writer did not seal (someone wrote control.json by hand): ignored."""
-    outcome = "ignored: not written by expd (no valid seal)"
     store.state.message = f"ignored a control request ({request.action}) not written by expd"
-    store.event(
-        "control",
-        None,
-        id=request.id,
-        action=request.action,
-        key=request.key,
-        value=request.value,
-        outcome=outcome,
-    )
+    _record(request, store, "ignored: not written by expd (no valid seal)")
 
 
 def apply(request: ControlRequest, store: RunStore, controls: Controls) -> None:
@@ -237,6 +229,11 @@ def apply(request: ControlRequest, store: RunStore, controls: Controls) -> None:
         case _:
             outcome = f"rejected: unknown request {request.action} {request.key or ''}".strip()
             state.message = outcome
+    _record(request, store, outcome)
+
+
+def _record(request: ControlRequest, store: RunStore, outcome: str) -> None:
+    """The `control` event: which request, and what became of it."""
     store.event(
         "control",
         None,
@@ -275,7 +272,5 @@ def mark_crashed(
     state.termination_reason = "error"
     state.message = f"internal error: {message}" if internal else message
     state.updated_at = time.time()
-    from shared.atomic import write_atomic
-
     data = seal.seal(seal.load_key(paths), redactor().data(codec.encode(state)))
     write_atomic(paths.state_json, data)

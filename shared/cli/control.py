@@ -80,47 +80,45 @@ def _final_line(ref: runs.RunRef) -> str:
     return f"run {ref.run_id} is {status.phase}" + (f" ({reason})" if reason else "")
 
 
+def _request(
+    args: argparse.Namespace, action: str, consequence: str
+) -> tuple[runs.RunRef, StatusReport, str]:
+    """Send `action` to the run `args` names and say so; the run, its status and the request id."""
+    ref, status = running_run(args.run)
+    request_id = control.send(ref.paths, action)
+    text = f"{action} requested for {ref.run_id} (request {request_id}): {consequence}"
+    _report(args, ref, action, request_id, text)
+    return ref, status, request_id
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A line after the report: on stderr under --json, so stdout stays one JSON document."""
+    print(text, file=sys.stderr if args.json else sys.stdout)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
-    ref, _ = running_run(args.run)
-    request_id = control.send(ref.paths, "stop")
-    _report(
-        args,
-        ref,
-        "stop",
-        request_id,
-        f"stop requested for {ref.run_id} (request {request_id}): "
-        "the current experiment finishes first",
-    )
+    ref, _, _ = _request(args, "stop", "the current experiment finishes first")
     if args.wait:
         print(
             "waiting for the daemon to stop (Ctrl-C stops waiting; the request stands)",
             file=sys.stderr,
         )
         wait_for(_stopped(ref), None)
-        print(_final_line(ref), file=sys.stderr if args.json else sys.stdout)
+        _say(args, _final_line(ref))
     return 0
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    ref, status = running_run(args.run)
-    request_id = control.send(ref.paths, "abort")
-    _report(
-        args,
-        ref,
-        "abort",
-        request_id,
-        f"abort requested for {ref.run_id} (request {request_id}): "
-        "the agent is killed and its change reverted",
-    )
+    ref, status, request_id = _request(args, "abort", "the agent is killed and its change reverted")
     if not args.wait:
         return 0
     if wait_for(_stopped(ref), ABORT_WAIT_S):
-        print(_final_line(ref), file=sys.stderr if args.json else sys.stdout)
+        _say(args, _final_line(ref))
         return 0
     if control.is_acked(ref.paths, request_id):
-        print(
+        _say(
+            args,
             f"abort acknowledged; the daemon is still finishing (see: expd status {ref.run_id})",
-            file=sys.stderr if args.json else sys.stdout,
         )
         return 0
     pid = status.pid
@@ -173,8 +171,5 @@ def cmd_set(args: argparse.Namespace) -> int:
                 f" (see: expd status {ref.run_id})"
             )
         message = build_status(ref.paths, run_id=ref.run_id).message
-        print(
-            f"acknowledged{': ' + message if message else ''}",
-            file=sys.stderr if args.json else sys.stdout,
-        )
+        _say(args, f"acknowledged{': ' + message if message else ''}")
     return 0

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from shared import __version__
+from shared.display import one_line
 from shared.errors import UserError
 from shared.schema import AGENT_KINDS
 
@@ -242,10 +243,6 @@ def home(parser: Parser) -> int:
     return 0
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit code (the console script passes it to sys.exit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -259,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except UserError as exc:
-        print(f"expd: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"expd: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("\nexpd: interrupted", file=sys.stderr)
@@ -276,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         hint = "" if os.environ.get("EXPD_DEBUG") == "1" else " (EXPD_DEBUG=1 shows the traceback)"
         print(
-            f"expd: internal error: {type(exc).__name__}: {_one_line(str(exc))}{hint}",
+            f"expd: internal error: {type(exc).__name__}: {one_line(str(exc))}{hint}",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -17,6 +17,7 @@ from shared.display import (
     fmt_pct,
     fmt_time,
     metric_line,
+    one_line,
     progress_of,
     sandbox_line,
     truncate,
@@ -185,7 +186,7 @@ def results_table(records: list[ResultRecord], baseline: float | None, width: in
 def _tsv_cell(value: Any) -> str:
     if value is None:
         return ""
-    return " ".join(str(value).split())
+    return one_line(str(value))
 
 
 TSV_COLUMNS = [

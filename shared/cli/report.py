@@ -18,7 +18,15 @@ from msgspec import UnsetType
 from shared import evidence
 from shared.cli.follow import decode_results
 from shared.cli.report_svg import Point, chart
-from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time, sandbox_line
+from shared.display import (
+    DASH,
+    fmt_duration,
+    fmt_num,
+    fmt_pct,
+    fmt_time,
+    one_line,
+    sandbox_line,
+)
 from shared.errors import ContractError, UserError
 from shared.evidence import Evidence, RunCounts, SequentialEvidence, value_or
 from shared.runs import RunRef, resolve
@@ -106,7 +114,7 @@ def rows(rep: Report) -> list[list[str]]:
             [
                 *(str(r.experiment), r.status, fmt_num(r.metric), delta, span, effect, runs),
                 *(f"{r.agent_s:.2f}", f"{r.measure_s:.2f}", f"{r.cost_usd:.4f}"),
-                *(" ".join(r.description.split()), " ".join(r.reason.split())),
+                *(one_line(r.description), one_line(r.reason)),
             ]
         )
     return out
