@@ -112,6 +112,7 @@ def test_command_line_and_environment(tmp_path: Path) -> None:
         'model_providers.expd.base_url="http://127.0.0.1:9/v1"',
         'model_providers.expd.wire_api="responses"',
         'model_providers.expd.env_key="FAKE_KEY"',
+        "features.shell_snapshot=false",
         "model_reasoning_effort=high",
     ]
     assert argv[-1] == "-"
@@ -128,7 +129,9 @@ def test_without_base_url_the_users_codex_login_and_home_are_used(tmp_path: Path
         config(base_url=None, model=None, args=["--dangerously-bypass-approvals-and-sandbox"])
     )
     argv = agent.command(run.task)
-    assert "-c" not in argv[:-2] and "--model" not in argv and "--sandbox" not in argv
+    overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "-c"]
+    assert overrides == ["features.shell_snapshot=false"]  # no provider: the user's own login
+    assert "--model" not in argv and "--sandbox" not in argv
     env = agent.environment(run.task)
     assert "CODEX_HOME" not in env or env["CODEX_HOME"] == os.environ.get("CODEX_HOME")
     assert env["CODEX_API_KEY"] == KEY  # [agent] api_key_env feeds Codex's own key variable

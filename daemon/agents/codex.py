@@ -78,6 +78,9 @@ class CodexAgent(StatelessAgent):
             argv += ["-c", f"model_provider={json.dumps(PROVIDER_ID)}"]
             for key, value in provider.items():
                 argv += ["-c", f"model_providers.{PROVIDER_ID}.{key}={json.dumps(value)}"]
+        # Codex snapshots the shell (its environment, so the API key) into its home for the session
+        # and deletes it at exit; a turn ended early would leave the key in a file.
+        argv += ["-c", "features.shell_snapshot=false"]
         return [*argv, *self.agent.args, "-"]
 
     def _sandbox_in_args(self) -> bool:
