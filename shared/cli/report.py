@@ -18,7 +18,15 @@ from msgspec import UnsetType
 from shared import evidence
 from shared.cli.follow import decode_results
 from shared.cli.report_svg import Point, chart
-from shared.display import DASH, fmt_duration, fmt_num, fmt_pct, fmt_time, sandbox_line
+from shared.display import (
+    DASH,
+    fmt_duration,
+    fmt_num,
+    fmt_pct,
+    fmt_time,
+    measure_sandbox_line,
+    sandbox_line,
+)
 from shared.errors import ContractError, UserError
 from shared.evidence import Evidence, RunCounts, SequentialEvidence, value_or
 from shared.runs import RunRef, resolve
@@ -121,6 +129,8 @@ def facts(rep: Report) -> list[tuple[str, str]]:
     done = sum(1 for r in rep.records if r.status != "baseline")
     at = f" (experiment {s.best_experiment})" if s.best_experiment is not None else ""
     sandbox = [("Sandbox", sandbox_line(s.sandbox))] if s.sandbox else []
+    if s.measure_sandbox:
+        sandbox.append(("Measurement", measure_sandbox_line(s.measure_sandbox)))
     return [
         ("Program", s.program),
         ("Run", s.run_id),
