@@ -175,13 +175,13 @@ def test_ignored_build_cache_never_reaches_a_measurement(tmp_path: Path) -> None
 def test_measurement_runs_in_expd_tree(tmp_path: Path) -> None:
     """`$EXPD_WORKTREE` of the measurement is expd's measurement tree, not the agent's."""
     measure = (
-        '#!/bin/bash\npwd >> "$EXPD_RUN_DIR/../../where.txt"\n'
-        'echo "$EXPD_WORKTREE" >> "$EXPD_RUN_DIR/../../where.txt"\necho "{\\"score\\": 1}"\n'
+        '#!/bin/bash\npwd >> "$EXPD_DIAGNOSTICS_FILE"\n'
+        'echo "$EXPD_WORKTREE" >> "$EXPD_DIAGNOSTICS_FILE"\necho "{\\"score\\": 1}"\n'
     )
     repo = unconfined_repo(tmp_path / "repo", measure_sh=measure, max_experiments=1)
     paths = start(repo)
     wait_finished(paths)
-    where = set((paths.dir.parent.parent / "where.txt").read_text().split())
+    where = set(paths.diagnostics.read_text().split())
     agent_tree = manifest(paths).worktree
     assert len(where) == 1 and agent_tree not in where
     assert "/.expd/eval/" in where.pop()
