@@ -5,8 +5,11 @@ results.jsonl. Prints the wall time per experiment (what the peers in the docs r
 own share of it (wall time minus the agent's and the measurement's process time). The agent runs
 in the sandbox `--sandbox` names (default `auto`, as runs do): its start-up is part of the agent's
 time, not expd's share, so comparing `agent_ms_median` with `--sandbox none` reports it separately.
+The measurement runs in the sandbox `--measure-sandbox` names (default: `--sandbox`'s); its
+start-up is part of `measure_ms_median`, likewise.
 
     python benchmarks/overhead.py [--experiments 200] [--sandbox auto|bwrap|landlock|none]
+                                  [--measure-sandbox auto|bwrap|landlock|none]
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.repos import expd, git, make_repo, results, start, wait_finished  # noqa: E402
+from tests.repos import expd, git, make_repo, measure_toml, results, start, wait_finished  # noqa: E402
 
 # Odd experiments write 0 (a discard and a revert), even ones write n (a keep).
 AGENT = """#!/bin/bash
@@ -71,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=200)
     parser.add_argument("--sandbox", default="auto", help="[agent] sandbox for the run")
+    parser.add_argument("--measure-sandbox", default=None, help="[measure] sandbox (--sandbox's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="expd-bench-") as tmp:
         os.environ["EXPD_STATE_DIR"] = str(Path(tmp) / "state")
@@ -80,6 +84,7 @@ def main() -> None:
             agent_sh=AGENT,
             measure_sh="#!/bin/bash\n" + MEASURE + "\n",
             sandbox=args.sandbox,
+            toml_extra=measure_toml(sandbox=args.measure_sandbox or args.sandbox),
         )
         (repo / "n.txt").write_text("0\n")
         git(repo, "add", "n.txt")
@@ -105,6 +110,7 @@ def main() -> None:
         summary = {
             "experiments": len(records),
             "sandbox": state.sandbox,
+            "measure_sandbox": state.measure_sandbox,
             "keeps": state.keeps,
             "discards": state.discards,
             "total_s": round(wall, 2),

@@ -100,6 +100,22 @@ SANDBOX_WORDS = {
 }
 
 
+MEASURE_WORDS = {
+    "bwrap": "bwrap — the measured code writes only its tree and sees neither your repository, "
+    "the run nor other processes",
+    "landlock": "landlock — the measured code writes only its tree (it can still read your files)",
+    "none": "UNCONFINED — the measured code (the agent's commits) runs with all your permissions "
+    "([measure] sandbox, see docs/security.md)",
+}
+
+
+def measure_sandbox_line(sandbox: str | None) -> str:
+    """What confines the run's build and measurement, for people; "" for older runs."""
+    if not sandbox:
+        return ""
+    return MEASURE_WORDS.get(sandbox, sandbox)
+
+
 def sandbox_line(sandbox: str | None) -> str:
     """What confines the run's agent, for people; "" for runs that predate the record of it."""
     if not sandbox:

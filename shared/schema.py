@@ -56,6 +56,11 @@ class MeasureConfig(_Typed):
     protect: list[str] = []
     """Globs (from the repository root, `**` spans directories) of paths a candidate must not
     touch: one that adds, changes, deletes or renames them is discarded unmeasured."""
+    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    """What confines the build and the measurement (they run the agent's committed code)."""
+    writable: list[str] = []
+    """Extra paths the measurement may write (a cache folder; `~` expanded, relative ones from
+    the repository root)."""
 
 
 class DecideConfig(_Typed):
@@ -181,6 +186,8 @@ class RunManifest(_Lenient):
     """A summary of the program's earlier runs for the agents (empty with `--fresh`)."""
     sandbox: str = ""
     """The sandbox `expd start` found for the agent (bwrap, landlock or none; empty: older run)."""
+    measure_sandbox: str = ""
+    """The sandbox `expd start` found for the measurement (as `sandbox`)."""
 
 
 class InFlight(_Lenient):
@@ -235,6 +242,8 @@ class RunState(_Lenient):
     (the next decision compares against it)."""
     sandbox: str = ""
     """The sandbox the daemon confines the agent with (bwrap, landlock or none; empty: older)."""
+    measure_sandbox: str = ""
+    """The sandbox the daemon confines the build and the measurement with (as `sandbox`)."""
 
 
 class DiffStat(_Lenient):

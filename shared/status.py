@@ -93,6 +93,8 @@ class StatusReport(msgspec.Struct, kw_only=True):
     sandbox: str | None = None
     """What confines the agent: bwrap, landlock or none (None: the run predates the record)."""
     confined: bool = False
+    measure_sandbox: str | None = None
+    """What confines the build and the measurement (as `sandbox`; None: the run predates it)."""
 
 
 def read_state(paths: RunPaths) -> RunState | None:
@@ -166,6 +168,7 @@ def build_status(
         run_dir=str(paths.dir),
         sandbox=st.sandbox or mf.sandbox or None,
         confined=(st.sandbox or mf.sandbox) in CONFINED,
+        measure_sandbox=st.measure_sandbox or mf.measure_sandbox or None,
     )
 
 

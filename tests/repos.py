@@ -107,6 +107,15 @@ def make_repo(
     return root
 
 
+def measure_toml(*writable: Path, sandbox: str | None = None, extra: str = "") -> str:
+    """A `[measure]` table: the folders outside the measurement tree a measurement that talks to
+    the test may write (it is confined like the agent), and its sandbox when not the default."""
+    lines = ["[measure]", f"writable = {[str(p) for p in writable]!r}".replace("'", '"')]
+    if sandbox:
+        lines.append(f'sandbox = "{sandbox}"')
+    return "\n".join([*lines, extra]) + "\n"
+
+
 def expd(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

@@ -32,6 +32,7 @@ from tests.repos import (
     git,
     group_members,
     make_repo,
+    measure_toml,
     processes_in,
     results,
     start,
@@ -253,14 +254,14 @@ def kill_daemon(paths: RunPaths) -> None:
 
 class Slow:
     """A sleeping child for the repository `root/repo`. The agent's copy is committed into it and
-    marks the tree's `.expd/slow/`, so a confined agent can run it; a measurement's (unconfined)
-    copy marks a folder under `root`."""
+    marks the tree's `.expd/slow/`, so a confined agent can run it; a measurement's copy lives in
+    and marks `root/slow/`, which the program lists in `[measure] writable`."""
 
     def __init__(self, root: Path) -> None:
         self.repo = root / "repo"
         self.dir = root / "slow"
         self.dir.mkdir()
-        self.script = root / "slow.sh"
+        self.script = self.dir / "slow.sh"
         self.script.write_text(SLOW_SH)
         self.script.chmod(0o755)
 
@@ -306,8 +307,9 @@ def in_flight_pgid(paths: RunPaths, experiment: int, stage: str) -> int:
 def test_external_kill_while_child_runs(tmp_path: Path, stage: str, experiment: int) -> None:
     """The daemon dies while its agent (or measurement) sleeps; resume kills the orphaned group.
 
-    The agent is landlocked where the kernel can (else unconfined): under bwrap it would die with
-    the daemon instead of waiting for the resume (tests/test_sandbox.py tests that)."""
+    The agent (or the measurement) is landlocked where the kernel can (else unconfined): under
+    bwrap it would die with the daemon instead of waiting for the resume (tests/test_sandbox.py
+    tests that)."""
     slow = Slow(tmp_path)
     confined = "landlock" if sandbox.probe("landlock").ok else "none"
     repo = make_repo(
@@ -315,6 +317,7 @@ def test_external_kill_while_child_runs(tmp_path: Path, stage: str, experiment: 
         max_experiments=MAX,
         measure_sh=MEASURE_CANDIDATES_SLOW,
         sandbox=confined if stage == "agent" else None,
+        toml_extra="" if stage == "agent" else measure_toml(slow.dir, sandbox=confined),
     )
     env = slow.agent(experiment) if stage == "agent" else slow.measuring()
     # Only `expd start` has the slow child; the resumed daemon runs without it.

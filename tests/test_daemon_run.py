@@ -31,6 +31,7 @@ from tests.repos import (
     git,
     group_members,
     make_repo,
+    measure_toml,
     processes_in,
     results,
     start,
@@ -56,13 +57,14 @@ only folder a confined agent may write, so these runs keep the default sandbox."
 
 class Gate:
     """A gate for the repository `root/repo`: the agent's side is `gate.sh`, committed into it,
-    and the tree's `.expd/gate/`; a measurement's (unconfined) side is under `root`."""
+    and the tree's `.expd/gate/`; a measurement's side is `root/gate/` (with its own `gate.sh`),
+    which the program lists in `[measure] writable` (the measurement is confined too)."""
 
     def __init__(self, root: Path) -> None:
         self.repo = root / "repo"
         self.dir = root / "gate"
         self.dir.mkdir()
-        self.script = root / "gate.sh"
+        self.script = self.dir / "gate.sh"
         self.script.write_text(GATE_SH)
         self.script.chmod(0o755)
 
@@ -269,7 +271,12 @@ def test_abort_kills_the_child_and_reverts(tmp_path: Path, gate: Gate, stage: st
         slow_candidates = MEASURE_SH.replace(
             "${MEASURE_EXTRA:-true}", 'if [ "$x" != 0 ]; then ${MEASURE_EXTRA:-true}; fi'
         )
-        repo = make_repo(tmp_path / "repo", max_experiments=5, measure_sh=slow_candidates)
+        repo = make_repo(
+            tmp_path / "repo",
+            max_experiments=5,
+            measure_sh=slow_candidates,
+            toml_extra=measure_toml(gate.dir),
+        )
         paths = start(repo, env={"GATE_DIR": str(gate.dir), "MEASURE_EXTRA": f"{gate.script} any"})
         gate.wait_started("measure")
     pgid = child_pgid(paths, 1, stage)
@@ -386,11 +393,12 @@ def test_build_runs_once_per_measurement_series(tmp_path: Path) -> None:
         tmp_path / "repo",
         max_experiments=2,
         measure_sh=counting,
-        toml_extra='[measure]\nbuild = "echo build >> \\"$COUNT_DIR/log\\""\n',
+        toml_extra=measure_toml(
+            tmp_path / "count", extra='build = "echo build >> \\"$COUNT_DIR/log\\""'
+        ),
     )
     edit_toml(repo, "repeats = 1", "repeats = 3")
     count_dir = tmp_path / "count"
-    count_dir.mkdir()
     paths = start(repo, env={"COUNT_DIR": str(count_dir)})
     final = wait_finished(paths)
     assert final.termination_reason == "max_experiments", final.message

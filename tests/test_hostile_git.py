@@ -200,15 +200,15 @@ def test_an_untracked_file_planted_in_the_measurement_tree_is_removed(tmp_path: 
 def test_measurement_runs_in_expd_tree(tmp_path: Path) -> None:
     """`$EXPD_WORKTREE` of the measurement is expd's measurement tree, not the agent's."""
     measure = (
-        '#!/bin/bash\npwd >> "$EXPD_RUN_DIR/../../where.txt"\n'
-        'echo "$EXPD_WORKTREE" >> "$EXPD_RUN_DIR/../../where.txt"\necho "{\\"score\\": 1}"\n'
+        '#!/bin/bash\npwd >> "$EXPD_DIAGNOSTICS_FILE"\n'
+        'echo "$EXPD_WORKTREE" >> "$EXPD_DIAGNOSTICS_FILE"\necho "{\\"score\\": 1}"\n'
     )
     repo = unconfined_repo(
         tmp_path / "repo", agent_sh=hostile_agent("true"), measure_sh=measure, max_experiments=1
     )
     h, paths = hostile_start(add_user_work(repo))
     check_invariants(h, paths)
-    where = set((paths.dir.parent.parent / "where.txt").read_text().split())
+    where = set(paths.diagnostics.read_text().split())
     agent_tree = manifest(paths).worktree
     assert len(where) == 1 and agent_tree not in where
     assert "/.expd/eval/" in where.pop()

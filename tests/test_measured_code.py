@@ -1,10 +1,9 @@
 """The code a confined agent commits, when expd builds and measures it.
 
-The sandbox confines the agent's turn. The build and the measurement are expd's and run
-unconfined, in the measurement tree, and what they run is the candidate: the agent's committed
-code. This agent changes a tracked helper the measure command runs (nothing protects it) so that,
-measured, it writes into the user's checkout and copies `run.key` there. docs/security.md states
-the gap; the test is expected to fail until the measurement is confined too.
+The sandbox confines the agent's turn, and what the build and the measurement run is the
+candidate: the agent's committed code. This agent changes a tracked helper the measure command runs
+(nothing protects it) so that, measured, it would write into the user's checkout and copy `run.key`
+there; the measurement's own sandbox (`[measure] sandbox`) refuses both.
 """
 
 from __future__ import annotations
@@ -37,9 +36,6 @@ echo "{\"score\": $((d + 1))}"
 """
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the build and the measurement run the candidate's code unconfined"
-)
 def test_a_confined_agents_code_stays_confined_when_measured(tmp_path: Path) -> None:
     if not sandbox.probe("bwrap").ok:
         pytest.skip(f"bwrap is not available here: {sandbox.probe('bwrap').detail}")

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -271,7 +272,13 @@ def test_bwrap_mounts_hide_the_repository_and_bind_the_tree_back(tmp_path: Path)
     )
     ops = sandbox.Sandbox("bwrap", c, ("bwrap",)).wrap(["true"], cwd=tree, tmp=tmp_path / "t")
     flat = " ".join(ops)
-    assert flat.startswith(f"bwrap --bind {tmp_path / 't'} /tmp --tmpfs {repo} ")
+    view = "--ro-bind / / --dev /dev --proc /proc"
+    assert flat.startswith(f"bwrap {view} --bind {tmp_path / 't'} /tmp --tmpfs {repo} ")
+    # A measurement keeps the host's device nodes (GPUs): /dev is bound, not made afresh.
+    measuring = sandbox.Sandbox("bwrap", replace(c, host_dev=True), ("bwrap",))
+    flat = " ".join(measuring.wrap(["true"], cwd=tree, tmp=tmp_path / "t"))
+    assert flat.startswith("bwrap --ro-bind / / --dev-bind /dev /dev --proc /proc --bind ")
+    flat = " ".join(ops)
     assert f"--tmpfs {repo / '.expd'}" not in flat  # inside a hidden one already
     assert flat.index(f"--tmpfs {repo} ") < flat.index(f"--bind {tree} {tree}")
     assert f"--ro-bind {objects / 'objects'}" in flat and f"--tmpfs {tmp_path / 'state'}" in flat

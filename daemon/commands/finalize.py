@@ -15,7 +15,7 @@ import anyio
 import msgspec
 
 from daemon.commands.finalize_summary import Confirmation, Outcome, write_summary
-from daemon.commands.validate import sigterm_interrupts
+from daemon.commands.validate import measure_sandbox, sigterm_interrupts
 from daemon.ops.git.eval_tree import EvalTree, scratch_tree
 from daemon.ops.git.lookup import (
     branch_exists,
@@ -173,12 +173,17 @@ def finalize(
         measure_env = {
             **os.environ,
             **env,
-            "EXPD_RUN_DIR": str(ref.paths.dir),
             "EXPD_RUN_ID": manifest.run_id,
             "EXPD_WORKTREE": str(wt),
             "EXPD_PROGRAM_DIR": str(program.dir),
         }
-        measurer = Measurer(config=config, program=program, worktree=wt, env=measure_env)
+        measure_env.pop("EXPD_RUN_DIR", None)
+        # The agent's commits run here: confined as in the run, its trees and record hidden.
+        hidden = (ref.paths.dir, Path(manifest.worktree), tree.gitdir)
+        box = measure_sandbox(config, repo, wt, program, hidden)
+        measurer = Measurer(
+            config=config, program=program, worktree=wt, env=measure_env, sandbox=box
+        )
         confirmation = anyio.run(_confirm, measurer, tree, manifest.base_commit, final, config)
         if confirmation.status != "confirmed" and not force:
             said = confirmation.status.replace("_", " ")

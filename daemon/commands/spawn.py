@@ -94,10 +94,11 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
         )
 
 
-def check_sandbox(mode: str) -> Choice:
-    """The sandbox `[agent] sandbox` resolves to here; a clear error when it cannot run."""
+def check_sandbox(mode: str, key: str = "[agent] sandbox") -> Choice:
+    """The sandbox `key` (`[agent]` or `[measure] sandbox`) resolves to here; a clear error when
+    it cannot run."""
     try:
-        return resolve(mode)
+        return resolve(mode, key)
     except SandboxUnavailable as exc:
         raise UserError(str(exc)) from None
 
@@ -139,6 +140,7 @@ def start_run(
         raise UserError("--max-experiments must be ≥ 0")
     check_agent(config, repo.root)
     sandbox = check_sandbox(config.agent.sandbox)
+    measuring = check_sandbox(config.measure.sandbox, "[measure] sandbox")
     base = repo_head(repo.root)
     lock = lock_blocking(prog.start_lock)
     try:
@@ -172,6 +174,7 @@ def start_run(
             calibration=recent_calibration(prog),
             carry_forward="" if fresh else carry_forward(prog),
             sandbox=sandbox.backend,
+            measure_sandbox=measuring.backend,
         )
         exclude_expd(repo.root)  # runs and trees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
@@ -210,6 +213,11 @@ def resume_run(run_dir: Path) -> Started:
     load_program(prog)
     agent = manifest.config.get("agent")
     sandbox = check_sandbox(str((agent if isinstance(agent, dict) else {}).get("sandbox", "auto")))
+    measure = manifest.config.get("measure")
+    check_sandbox(
+        str((measure if isinstance(measure, dict) else {}).get("sandbox", "auto")),
+        "[measure] sandbox",
+    )
     lock = lock_blocking(prog.start_lock)
     try:
         if is_locked(prog.active_lock):

@@ -22,9 +22,11 @@ from typing import Any
 import anyio
 import msgspec
 
+from daemon.ops.confine import for_measure
 from daemon.ops.git.eval_tree import scratch_tree
 from daemon.ops.git.lookup import repo_head, tracked_files
 from daemon.ops.measure import Measurer, Sample
+from daemon.ops.sandbox import Sandbox, SandboxUnavailable
 from daemon.policies.noise import (
     DEFAULT_MAX_RUNS,
     USABLE_CV,
@@ -162,6 +164,22 @@ def unprotected(repo_root: Path, name: str) -> list[str]:
     ]
 
 
+def measure_sandbox(
+    config: ProgramConfig,
+    repo: Path,
+    tree: Path,
+    program: ProgramPaths,
+    private: tuple[Path, ...] = (),
+) -> Sandbox:
+    """The confinement of a measurement in the temporary tree `tree` (`[measure] sandbox`)."""
+    try:
+        return for_measure(
+            config.measure, repo=repo, tree=tree, program_dir=program.dir, private=private
+        )
+    except (SandboxUnavailable, OSError) as exc:
+        raise UserError(str(exc)) from None
+
+
 def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:
     """Calibrate program `name` of the repository at `repo_root`; stores and returns the result."""
     if runs < 2:
@@ -179,7 +197,8 @@ def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:
             "EXPD_WORKTREE": str(worktree),
             "EXPD_PROGRAM_DIR": str(program.dir),
         }
-        measurer = Measurer(config=config, program=program, worktree=worktree, env=env)
+        box = measure_sandbox(config, repo.root, worktree, program)
+        measurer = Measurer(config=config, program=program, worktree=worktree, env=env, sandbox=box)
         build, warmup, samples = anyio.run(_measure_series, measurer, runs)
     values = [s.metrics[config.metric] for s in samples if s.ok]
     failure = None

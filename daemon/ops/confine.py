@@ -10,18 +10,26 @@ the measurement tree and expd's private git dirs, the program folder, the run di
 outside the sandbox (container engines, the user's runtime directory with its D-Bus, SSH and GPG
 agents): a read-only file system still lets a process connect to a socket on it. Writable: the
 agent's tree; each agent kind adds its private state folders (daemon/agents/homes.py).
+
+A measurement (the build and every run of the measure command) executes the agent's committed
+code, so it is confined too (`measure_confinement`): it writes only the measurement tree, its
+private temporary directory, the diagnostics file and `[measure] writable`; it reads the program
+folder; the user's checkout and git directory (but the objects the tree borrows), the agent's
+tree, the run directories, expd's git dirs and the user's state are out of its sight.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from daemon.ops.git.store import TreeError, common_dir, open_user_repo
 from daemon.ops.sandbox import Confinement, Sandbox, make, resolve
 from shared.errors import UserError
 from shared.paths import state_dir
+from shared.schema import MeasureConfig
 
 SOCKETS = (
     "/run/docker.sock",
@@ -95,3 +103,62 @@ def run_confinement(
 def for_run(mode: str, *, repo: Path, tree: Path, private: Sequence[Path]) -> Sandbox:
     """The run's sandbox (`[agent] sandbox`); SandboxUnavailable when the one named cannot run."""
     return make(resolve(mode), run_confinement(repo, tree, private))
+
+
+def measure_confinement(
+    repo: Path,
+    tree: Path,
+    private: Sequence[Path],
+    *,
+    program_dir: Path,
+    writable: Sequence[Path] = (),
+) -> Confinement:
+    """`tree` (the measurement tree) and `writable` (the diagnostics file, `[measure] writable`)
+    writable; the program folder read-only; the rest as `run_confinement` hides it for the
+    agent, `private` included (the agent's tree, the run directory, expd's git dirs). Every run
+    directory of the program is hidden, and the program's locks."""
+    runs = program_dir / "runs"
+    locks = (program_dir / "start.lock", program_dir / "active.lock")
+    base = run_confinement(repo, tree, (*private, runs, *locks))
+    return replace(
+        base,
+        writable=tuple(Path(p).resolve() for p in writable),
+        readonly=(*base.readonly, program_dir.resolve()),
+        host_dev=True,
+    )
+
+
+def measure_writable(entries: Sequence[str], repo: Path) -> list[Path]:
+    """`[measure] writable` as paths: `~` expanded, relative ones from the repository; created
+    when missing (a cache folder), so the sandbox can bind it."""
+    out = []
+    for entry in entries:
+        path = Path(entry).expanduser()
+        path = path if path.is_absolute() else repo / path
+        if not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+        out.append(path)
+    return out
+
+
+def for_measure(
+    config: MeasureConfig,
+    *,
+    repo: Path,
+    tree: Path,
+    program_dir: Path,
+    private: Sequence[Path] = (),
+    diagnostics: Path | None = None,
+) -> Sandbox:
+    """The measurement's sandbox (`[measure] sandbox`); SandboxUnavailable when the one named
+    cannot run. The diagnostics file is created here, so there is a file to bind."""
+    choice = resolve(config.sandbox, "[measure] sandbox")
+    writable = measure_writable(config.writable, repo)
+    if diagnostics is not None:
+        diagnostics.parent.mkdir(parents=True, exist_ok=True)
+        diagnostics.touch(exist_ok=True)
+        writable.append(diagnostics)
+    confinement = measure_confinement(
+        repo, tree, private, program_dir=program_dir, writable=writable
+    )
+    return make(choice, confinement)

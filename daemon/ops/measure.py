@@ -1,7 +1,12 @@
-"""Running the program's measurement and reading its metrics."""
+"""Running the program's measurement and reading its metrics.
+
+The build and the measurement run the agent's committed code: both go through the measurement's
+sandbox (daemon/ops/confine.py `for_measure`), never as the user unconfined unless it is off.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -12,9 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.ops import children as process
+from daemon.ops.sandbox import UNCONFINED, Sandbox
 from shared.paths import ProgramPaths
 from shared.programs import parse_duration
 from shared.schema import ProgramConfig
+
+MARK_VAR = "EXPD_RUN_MARK"
+"""In a measurement's environment instead of `EXPD_RUN_DIR`: it names the run for the recovery of
+leftovers (daemon/service/recovery.py) without telling the measured code where the record is."""
+
+
+def run_mark(run_dir: Path) -> str:
+    """An opaque, stable token for the run directory (a digest of its path)."""
+    return hashlib.sha256(str(run_dir).encode()).hexdigest()[:24]
+
 
 _METRIC_LINE = re.compile(r"^\s*METRIC\s+([A-Za-z_][\w.-]*)\s*=\s*(\S+)\s*$")
 
@@ -75,6 +91,14 @@ class Measurer:
     program: ProgramPaths
     worktree: Path
     env: Mapping[str, str]
+    sandbox: Sandbox = UNCONFINED
+    """Confines the build and every measurement (the tree, temp, diagnostics file writable)."""
+
+    def _ready(self) -> None:
+        """The diagnostics file exists before each run: the sandbox binds that one file."""
+        path = self.env.get("EXPD_DIAGNOSTICS_FILE")
+        if path and self.sandbox.confined and not Path(path).exists():
+            Path(path).touch()
 
     @property
     def command(self) -> str:
@@ -95,8 +119,14 @@ class Measurer:
         if command is None:
             return Sample(ok=True)
         timeout = parse_duration(self.config.measure.build_timeout)
+        self._ready()
         result = await process.run(
-            command, cwd=self.worktree, env=self.env, timeout=timeout, on_start=on_start
+            command,
+            cwd=self.worktree,
+            env=self.env,
+            timeout=timeout,
+            on_start=on_start,
+            sandbox=self.sandbox,
         )
         if result.timed_out:
             return Sample(ok=False, error=f"build timed out after {timeout:g}s", duration=timeout)
@@ -110,9 +140,15 @@ class Measurer:
 
     async def once(self, on_start: Callable[[int], None] | None = None) -> Sample:
         timeout = parse_duration(self.config.measure.timeout)
+        self._ready()
         started = time.monotonic()
         result = await process.run(
-            self.command, cwd=self.worktree, env=self.env, timeout=timeout, on_start=on_start
+            self.command,
+            cwd=self.worktree,
+            env=self.env,
+            timeout=timeout,
+            on_start=on_start,
+            sandbox=self.sandbox,
         )
         duration = time.monotonic() - started
         if result.timed_out:

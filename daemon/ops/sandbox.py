@@ -11,6 +11,10 @@ agent's argv into a confined one (children.run is the only caller that starts pr
   paths, no signals to or abstract sockets of processes outside (ABI 6), no capabilities. It hides
   nothing: Landlock cannot take a subpath away from a readable parent.
 - `none`: the agent runs as the user, and everything says so.
+
+A measurement (the agent's committed code, built and run by expd) goes through the same backends
+with its own confinement (daemon/ops/confine.py, `measure_confinement`); it keeps the host's
+device nodes (`host_dev`) so a benchmark still reaches its GPUs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ BWRAP_BASE = (
 )
 """`--cap-drop ALL`: as root, bwrap keeps every capability, and an agent could unmount what hides."""
 BWRAP_VIEW = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
+BWRAP_HOST_DEV = ("--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc")
+"""A measurement's view: `--dev` makes a fresh /dev with only null, zero, tty, … and no GPU nodes
+(`/dev/nvidia*`, `/dev/dri`, `/dev/kfd`); the host's /dev is bound in instead."""
+GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/dri", "/dev/kfd")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts", "/dev/shm")
 """What a landlocked agent may still write outside its paths: the usual devices."""
 PROBE_TIMEOUT_S = 10.0
@@ -60,6 +68,8 @@ class Confinement:
     writable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = ()
     readonly: tuple[Path, ...] = ()
+    host_dev: bool = False
+    """The host's device nodes, GPUs included (measurements); else the usual few (the agent)."""
 
     def plus(self, writable: Iterable[Path]) -> Confinement:
         return replace(self, writable=(*self.writable, *writable))
@@ -99,10 +109,11 @@ class Sandbox:
         if c is None or self.backend == "none":
             return list(argv)
         if self.backend == "landlock":
-            paths = [c.tree, tmp, *c.writable, *DEVICES]
+            paths = [c.tree, tmp, *c.writable, *DEVICES, *(_gpus() if c.host_dev else ())]
             rules = [a for p in paths for a in ("--write", str(p))]
             return [*self.launcher, *rules, "--", *argv]
-        return [*self.launcher, *_mounts(c, tmp), "--chdir", str(cwd), "--", *argv]
+        view = BWRAP_HOST_DEV if c.host_dev else BWRAP_VIEW
+        return [*self.launcher, *view, *_mounts(c, tmp), "--chdir", str(cwd), "--", *argv]
 
     def environment(self, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
         """`env` with the private temporary directory (it is `/tmp` itself under bwrap)."""
@@ -113,6 +124,13 @@ class Sandbox:
 
 
 UNCONFINED = Sandbox()
+
+
+def _gpus() -> list[str]:
+    """The GPU device nodes present here (written to by CUDA, ROCm and DRM clients)."""
+    nodes = [p for p in GPU_DEVICES if os.path.exists(p)]
+    nodes += [str(p) for p in sorted(Path("/dev").glob("nvidia[0-9]*"))]
+    return nodes
 
 
 def _depth(path: Path) -> int:
@@ -183,7 +201,8 @@ def _try(argv: list[str]) -> str | None:
 
 @functools.cache
 def probe_bwrap() -> Probe:
-    """Run bwrap once: with its own user namespace if it may, else without (as root)."""
+    """Run bwrap once: with its own user namespace if it may, else without (as root). The
+    launcher stops before the view (`BWRAP_VIEW` or `BWRAP_HOST_DEV`), which `wrap` adds."""
     if not sys.platform.startswith("linux"):
         return Probe("bwrap", False, "Linux only")
     path = _bwrap_path()
@@ -192,8 +211,20 @@ def probe_bwrap() -> Probe:
     failure = ""
     with tempfile.TemporaryDirectory(prefix="expd-probe-") as tmp:
         for userns in (("--unshare-user",), ()):
-            launcher = (path, *BWRAP_BASE, *userns, *BWRAP_VIEW)
-            why = _try([*launcher, "--bind", tmp, "/tmp", "--tmpfs", "/mnt", "--", "/bin/true"])
+            launcher = (path, *BWRAP_BASE, *userns)
+            why = _try(
+                [
+                    *launcher,
+                    *BWRAP_VIEW,
+                    "--bind",
+                    tmp,
+                    "/tmp",
+                    "--tmpfs",
+                    "/mnt",
+                    "--",
+                    "/bin/true",
+                ]
+            )
             if why is None:
                 how = "own user, PID and IPC namespaces" if userns else "own PID and IPC namespaces"
                 return Probe("bwrap", True, f"{path} ({how})", launcher)
@@ -238,16 +269,17 @@ class Choice:
     launcher: tuple[str, ...] = ()
 
 
-def resolve(mode: str) -> Choice:
-    """`auto`: bwrap if it works, else landlock, else none; a named one must work."""
+def resolve(mode: str, key: str = "[agent] sandbox") -> Choice:
+    """`auto`: bwrap if it works, else landlock, else none; a named one must work. `key` names
+    the setting in messages (`[measure] sandbox` for measurements)."""
     if mode not in MODES:
-        raise SandboxUnavailable(f"[agent] sandbox = {mode!r}: use one of {', '.join(MODES)}")
+        raise SandboxUnavailable(f"{key} = {mode!r}: use one of {', '.join(MODES)}")
     if mode == "none":
-        return Choice("none", 'turned off by [agent] sandbox = "none"')
+        return Choice("none", f'turned off by {key} = "none"')
     if mode != "auto":
         found = probe(mode)
         if not found.ok:
-            raise SandboxUnavailable(f"[agent] sandbox = {mode!r} is not available: {found.detail}")
+            raise SandboxUnavailable(f"{key} = {mode!r} is not available: {found.detail}")
         return Choice(mode, found.detail, found.argv)
     bwrap = probe_bwrap()
     if bwrap.ok:

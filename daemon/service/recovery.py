@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from daemon.ops.measure import MARK_VAR, run_mark
 from daemon.service.recorder import Recorder
 from daemon.service.store import RunStore, repair_results
 from shared import codec, seal
@@ -96,11 +97,12 @@ def load_results(paths: RunPaths, key: bytes | None = None) -> tuple[list[Result
 def kill_leftovers(run_dir: Path, pgid: int | None, roots: tuple[Path, ...]) -> int:
     """Kill what a dead daemon's agent or measurement left running.
 
-    Every child expd starts carries `EXPD_RUN_DIR` in its environment, which survives `cd` and new
+    Every child expd starts carries `EXPD_RUN_DIR` (the agent) or `EXPD_RUN_MARK` (a measurement,
+    which is not told where the run directory is) in its environment, which survives `cd` and new
     sessions, so that (not the reusable pid) identifies them; the recorded process group is a
     second net for children that scrubbed their environment.
     """
-    marker = f"EXPD_RUN_DIR={run_dir}".encode()
+    markers = (f"EXPD_RUN_DIR={run_dir}".encode(), f"{MARK_VAR}={run_mark(run_dir)}".encode())
     me = os.getpid()
     killed = 0
     proc = Path("/proc")
@@ -112,7 +114,9 @@ def kill_leftovers(run_dir: Path, pgid: int | None, roots: tuple[Path, ...]) -> 
             group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
         except (OSError, IndexError, ValueError):
             continue
-        if marker in environ or (pgid and group == pgid and _cwd_inside(entry, roots)):
+        if any(m in environ for m in markers) or (
+            pgid and group == pgid and _cwd_inside(entry, roots)
+        ):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1

@@ -13,11 +13,11 @@ import watchfiles
 
 from daemon.agents.base import AgentUnavailable
 from daemon.agents.registry import make_agent
-from daemon.ops.confine import for_run
+from daemon.ops.confine import for_measure, for_run
 from daemon.ops.git.lookup import identity_env
 from daemon.ops.git.run_trees import run_trees
 from daemon.ops.git.store import TreeError
-from daemon.ops.measure import Measurer
+from daemon.ops.measure import MARK_VAR, Measurer, run_mark
 from daemon.ops.sandbox import SandboxUnavailable
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
@@ -66,14 +66,15 @@ async def _supervise(
     child_env = {**os.environ, **env}
     child_env.pop("EXPD_FAULT", None)
     # Only the measurement is told where the evaluator lives; the agent is not. It runs in the
-    # measurement tree, never in the agent's.
+    # measurement tree, never in the agent's, and is not told where the record is.
     measure_env = {
         **child_env,
         "EXPD_WORKTREE": str(measured.path),
         "EXPD_PROGRAM_DIR": str(program.dir),
         "EXPD_DIAGNOSTICS_FILE": str(paths.diagnostics),
+        MARK_VAR: run_mark(paths.dir),
     }
-    measurer = Measurer(config=config, program=program, worktree=measured.path, env=measure_env)
+    measure_env.pop("EXPD_RUN_DIR", None)
     try:
         agent = make_agent(
             config, kind=manifest.agent_kind, model=manifest.agent_model, run_dir=paths.dir
@@ -94,7 +95,25 @@ async def _supervise(
         state.termination_reason, state.message = "error", str(exc)
         store.phase("complete")
         return 1
+    try:
+        hidden = (paths.dir, worktree_path, measured.gitdir, worktree.gitdir)
+        measure_box = for_measure(
+            config.measure,
+            repo=program.repo,
+            tree=measured.path,
+            program_dir=program.dir,
+            private=hidden,
+            diagnostics=paths.diagnostics,
+        )
+    except (SandboxUnavailable, OSError) as exc:
+        state.termination_reason, state.message = "error", f"measurement: {exc}"
+        store.phase("complete")
+        return 1
+    measurer = Measurer(
+        config=config, program=program, worktree=measured.path, env=measure_env, sandbox=measure_box
+    )
     state.sandbox = sandbox.backend
+    state.measure_sandbox = measure_box.backend
 
     interrupted = recovered.interrupted
     if interrupted is not None:

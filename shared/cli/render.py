@@ -16,6 +16,7 @@ from shared.display import (
     fmt_num,
     fmt_pct,
     fmt_time,
+    measure_sandbox_line,
     metric_line,
     one_line,
     progress_of,
@@ -99,6 +100,8 @@ def status_text(s: StatusReport, now: float | None = None) -> str:
     rows.append(("run dir", s.run_dir))
     if s.sandbox:
         rows.append(("sandbox", sandbox_line(s.sandbox)))
+    if s.measure_sandbox:
+        rows.append(("measured", measure_sandbox_line(s.measure_sandbox)))
     if s.drift:
         rows.append(("drift", drift_text(s)))
     if s.noise:

@@ -24,6 +24,7 @@ from shared.display import (
     fmt_num,
     fmt_pct,
     fmt_time,
+    measure_sandbox_line,
     one_line,
     sandbox_line,
 )
@@ -129,6 +130,8 @@ def facts(rep: Report) -> list[tuple[str, str]]:
     done = sum(1 for r in rep.records if r.status != "baseline")
     at = f" (experiment {s.best_experiment})" if s.best_experiment is not None else ""
     sandbox = [("Sandbox", sandbox_line(s.sandbox))] if s.sandbox else []
+    if s.measure_sandbox:
+        sandbox.append(("Measurement", measure_sandbox_line(s.measure_sandbox)))
     return [
         ("Program", s.program),
         ("Run", s.run_id),

@@ -110,6 +110,8 @@ def phase_line(view: PhaseView, now: float) -> Content:
         parts += ["   daemon ", (view.probe.daemon, style)]
     if state.sandbox == "none":
         parts += ["   ", ("UNCONFINED agent", "$text-error bold")]
+    if state.measure_sandbox == "none":
+        parts += ["   ", ("UNCONFINED measurement", "$text-error bold")]
     return Content.assemble(*parts)
 
 
