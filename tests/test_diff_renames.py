@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from daemon.ops.git.diff import diff_patch, rename_name
 from daemon.ops.git.lookup import changed_paths
-from daemon.ops.git.store import diff_patch, open_user_repo, rename_name
+from daemon.ops.git.store import open_user_repo
 from shared.schema import DiffStat
 from tests.repos import git
 

@@ -1,7 +1,7 @@
 """The confinement of one run's agent: its own tree, and nothing of the user's or of expd's.
 
 The agent's tree is a repository of its own whose objects come from the user's repository through
-alternates (daemon/ops/git/store.py, `write_dotgit`): that objects directory — and the ones it
+alternates (daemon/ops/git/dotgit.py, `write_dotgit`): that objects directory — and the ones it
 borrows in turn — is all of the user's repository the agent needs, and it gets it read-only.
 
 Hidden: the user's repository (its checkout and its git directory: refs, config, hooks, index),

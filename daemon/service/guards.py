@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 
-from daemon.ops.git.agent_tree import Candidate
+from daemon.ops.git.candidate import Candidate
 from daemon.ops.git.lookup import changed_paths
 from shared.protect import Protected
 from shared.redact import Redactor

@@ -13,138 +13,29 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import stat
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pygit2
-from pygit2.enums import DeltaStatus, FileStatus
+from pygit2.enums import FileStatus
 
+from daemon.ops.git.candidate import Candidate, Capture, Check, agent_subject, changes
+from daemon.ops.git.diff import diff_patch
+from daemon.ops.git.dotgit import write_dotgit
 from daemon.ops.git.lookup import signature
 from daemon.ops.git.store import (
     TreeError,
     checkout,
-    copy_commits,
-    diff_patch,
     ensure_tree,
-    new_objects,
+    open_tree,
     open_user_repo,
-    private_repo,
-    set_own_ref,
     tree_problem,
-    write_dotgit,
 )
-from shared.schema import DiffStat
+from daemon.ops.git.user_writes import copy_commits, set_own_ref
 
-HEX = frozenset("0123456789abcdef")
 _ADD = FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
-
-
-@dataclass
-class Change:
-    path: str
-    status: str
-    """"added", "modified", "deleted" or "typechange" (e.g. a file became a symlink)."""
-    mode: int
-    """The new file mode (0 when deleted): 0o120000 is a symlink."""
-
-
-@dataclass
-class Candidate:
-    """The agent's change, known before anything is written into the user's repository: its commit
-    exists only in expd's private object store until it is published."""
-
-    commit: str
-    parent: str
-    message: str
-    changes: list[Change]
-    repo: pygit2.Repository
-
-    @property
-    def paths(self) -> list[str]:
-        return [c.path for c in self.changes]
-
-    def read(self, path: str, *, before: bool = False) -> bytes | None:
-        """The candidate's content of `path` (a symlink's target), None when it deletes it; with
-        `before`, the incumbent's (None when the change adds it)."""
-        try:
-            entry = self.repo[self.parent if before else self.commit].peel(pygit2.Tree)[path]
-        except KeyError:
-            return None
-        return self.repo[entry.id].read_raw()
-
-    def forget(self) -> None:
-        """Take a refused candidate back out of expd's private store: the index at the incumbent
-        again, and the loose objects it wrote there (its commit, new trees and blobs) removed, so
-        what it held is kept nowhere. The user's objects (reached through alternates) are not
-        touched: a refused candidate never got there."""
-        parent = self.repo[self.parent].peel(pygit2.Commit)
-        self.repo.index.read_tree(parent.tree)
-        self.repo.index.write()
-        objects = Path(self.repo.path) / "objects"
-        tree = self.repo[self.commit].peel(pygit2.Tree)
-        for oid in [self.commit, *new_objects(self.repo, tree, parent.tree)]:
-            name = str(oid)
-            (objects / name[:2] / name[2:]).unlink(missing_ok=True)
-
-
-@dataclass
-class Capture:
-    commit: str = ""
-    """The candidate (pinned in the user's repository), or the incumbent when nothing changed."""
-    patch: str = ""
-    stat: DiffStat = field(default_factory=DiffStat)
-    subject: str = ""
-    problem: str = ""
-    """Why nothing could be captured (the tree was deleted, a nested repository, …): a crash."""
-    refused: str = ""
-    """Why the check refused the change (e.g. a secret it adds): a crash; nothing was written
-    into the user's repository and the candidate was taken out of expd's private store."""
-
-
-Check = Callable[[Candidate], str]
-"""Looks at a candidate before it is published; a non-empty answer refuses it (the reason)."""
-
-
-def agent_subject(tree: Path, incumbent: str) -> str:
-    """The subject of the agent's own last commit, read without trusting its `.git` and without
-    libgit2: HEAD and a loose ref, then the loose commit object, each a small regular file opened
-    without following a final symlink or blocking on a FIFO; any doubt (a pack, an odd file) is ""."""
-    dotgit = tree / ".git"
-    try:
-        if not stat.S_ISDIR(os.lstat(dotgit).st_mode):
-            return ""
-        head = _small(dotgit / "HEAD").decode().strip()
-        if head.startswith("ref: "):
-            name = head[5:].strip()
-            if not name.startswith("refs/") or ".." in name.split("/"):
-                return ""
-            head = _small(dotgit / name).decode().strip()
-        if len(head) != 40 or head == incumbent or not all(c in HEX for c in head):
-            return ""
-        data = _small(dotgit / "objects" / head[:2] / head[2:])
-        raw = zlib.decompressobj().decompress(data, 1 << 16)
-    except (OSError, ValueError, zlib.error):
-        return ""
-    header, _, body = raw.partition(b"\0")
-    if not header.startswith(b"commit "):
-        return ""
-    lines = body.partition(b"\n\n")[2].decode(errors="replace").strip().splitlines()
-    return lines[0].strip()[:200] if lines else ""
-
-
-def _small(path: Path, limit: int = 1 << 20) -> bytes:
-    """A regular file's first `limit` bytes; OSError for anything else."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -157,9 +48,8 @@ class AgentTree:
     """expd's git dir for it, in the run directory."""
     branch: str
 
-    def _open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
-        user = open_user_repo(self.repo)
-        return user, private_repo(self.gitdir, self.path, user)
+    def open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
+        return open_tree(self.repo, self.gitdir, self.path)
 
     # --- blocking ------------------------------------------------------------------------------
 
@@ -174,7 +64,7 @@ class AgentTree:
 
     def _reset(self, commit: str) -> None:
         ensure_tree(self.path)
-        user, repo = self._open()
+        user, repo = self.open()
         try:
             checkout(repo, self.path, commit, clean=True)
         except (pygit2.GitError, OSError):
@@ -207,7 +97,7 @@ class AgentTree:
         if problem := tree_problem(self.path):
             return problem
         try:
-            _, repo = self._open()
+            _, repo = self.open()
             status = repo.status(untracked_files="all")
             nested = sorted(p for p in status if p.endswith("/"))
             if nested:
@@ -223,8 +113,8 @@ class AgentTree:
             if tree == parent.tree_id:
                 index.write()
                 return None
-            changes = _changes(repo, parent.tree, repo[tree])  # type: ignore[arg-type]
-            if nested := [c.path for c in changes if _inside_repository(self.path, c.path)]:
+            changed = changes(repo, parent.tree, repo[tree])  # type: ignore[arg-type]
+            if nested := [c.path for c in changed if _inside_repository(self.path, c.path)]:
                 return f"nested git repository around {nested[0]} (a directory with its own .git)"
             text = message()
             commit = repo.create_commit(
@@ -233,12 +123,12 @@ class AgentTree:
             index.write()
         except (pygit2.GitError, OSError, KeyError) as exc:
             return f"cannot capture the agent's change: {exc}"
-        return Candidate(str(commit), incumbent, text, changes, repo)
+        return Candidate(str(commit), incumbent, text, changed, repo)
 
     def publish_sync(self, candidate: Candidate, ref: str) -> Capture:
         """Copy the candidate into the user's repository, pin it under `ref`, put the tree's `.git`
         on it (the run's branch moves only when it is kept)."""
-        user, repo = self._open()
+        user, repo = self.open()
         copy_commits(repo, user, candidate.commit, candidate.parent)
         set_own_ref(user, ref, candidate.commit)
         write_dotgit(self.path, repo, user, candidate.commit, self.branch)
@@ -300,21 +190,6 @@ class AgentTree:
 
     async def keep(self, commit: str) -> None:
         await anyio.to_thread.run_sync(self.keep_sync, commit)
-
-
-def _changes(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> list[Change]:
-    names = {
-        DeltaStatus.ADDED: "added",
-        DeltaStatus.DELETED: "deleted",
-        DeltaStatus.TYPECHANGE: "typechange",
-    }
-    out = []
-    for delta in repo.diff(old, new).deltas:
-        deleted = delta.status == DeltaStatus.DELETED
-        path = delta.old_file.path if deleted else delta.new_file.path
-        status = names.get(delta.status, "modified")
-        out.append(Change(path, status, 0 if deleted else delta.new_file.mode))
-    return out
 
 
 def _inside_repository(tree: Path, path: str) -> bool:

@@ -20,13 +20,8 @@ from pathlib import Path
 import anyio
 import pygit2
 
-from daemon.ops.git.store import (
-    TreeError,
-    checkout,
-    open_user_repo,
-    private_repo,
-    write_dotgit,
-)
+from daemon.ops.git.dotgit import write_dotgit
+from daemon.ops.git.store import TreeError, checkout, open_tree
 
 
 @dataclass
@@ -39,8 +34,7 @@ class EvalTree:
     """expd's git dir for it."""
 
     def open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
-        user = open_user_repo(self.repo)
-        return user, private_repo(self.gitdir, self.path, user)
+        return open_tree(self.repo, self.gitdir, self.path)
 
     def checkout_sync(self, commit: str, *, clean: bool = True) -> None:
         """Tracked files exactly `commit`'s (a deleted or replaced tree is made again); untracked

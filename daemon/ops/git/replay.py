@@ -12,7 +12,7 @@ import pygit2
 
 from daemon.ops.git.eval_tree import EvalTree
 from daemon.ops.git.lookup import signature
-from daemon.ops.git.store import copy_commits
+from daemon.ops.git.user_writes import copy_commits
 
 
 @dataclass

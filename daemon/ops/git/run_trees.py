@@ -10,7 +10,8 @@ import pygit2
 
 from daemon.ops.git.agent_tree import AgentTree
 from daemon.ops.git.eval_tree import EvalTree
-from daemon.ops.git.store import TreeError, delete_own_ref, open_user_repo, set_own_ref
+from daemon.ops.git.store import TreeError, open_user_repo
+from daemon.ops.git.user_writes import delete_own_ref, set_own_ref
 from shared.errors import UserError
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import RunManifest
