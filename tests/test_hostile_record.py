@@ -368,7 +368,7 @@ def test_only_a_secret_the_change_adds_refuses_it(tmp_path: Path) -> None:
     assert final.termination_reason == "max_experiments"
     got = results(paths)
     assert [r.status for r in got] == ["baseline", "keep", "crash", "crash"], got
-    assert "conf.py" in got[1].diff.files and "settings.py" in got[1].diff.files
+    assert "settings.py => conf.py" in got[1].diff.files  # a move, named as git names it
     for record in got[2:]:
         assert f"${SECRET_NAME}" in record.reason and "refused" in record.reason, record.reason
         assert record.commit is None and not paths.patch(record.experiment).exists()
