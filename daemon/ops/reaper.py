@@ -5,7 +5,8 @@ child subreaper, so every orphan of its children is re-parented to it rather tha
 child's main process exits, `sweep` kills every descendant of the daemon that started since, walking
 /proc by parent pid until none is left. Only those orphans are reaped here, each by its own pid,
 never with `waitpid(-1)`, which would steal exit statuses from the children anyio waits for. (Under
-bwrap the PID namespace already ended them all; the sweep then finds nothing.)
+bwrap the PID namespace already ended them all; the sweep then finds only the namespace's init,
+orphaned to the daemon while the kernel tears the namespace down, and reaps it once it is a zombie.)
 
 The daemon also makes itself non-dumpable: its `/proc/<pid>/environ` is then refused to any process
 without CAP_SYS_PTRACE, such as a landlocked agent (which runs with no capabilities at all).
@@ -26,6 +27,9 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 SWEEP_LIMIT_S = 3.0
 """How long a sweep keeps killing (a fork bomb outruns it; SIGKILL in D state can take a while)."""
+SWEEP_POLL_S = (0.0005, 0.01)
+"""The first and the longest pause between passes: the leftover is usually a process already
+exiting (bwrap's namespace init), a zombie within a millisecond or two; doubling up to 10 ms."""
 
 
 def _prctl(option: int, value: int | ctypes.c_void_p) -> int:
@@ -112,6 +116,7 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
     me = os.getpid()
     killed: set[int] = set()
     deadline = time.monotonic() + SWEEP_LIMIT_S
+    pause, longest = SWEEP_POLL_S
     while True:
         left = 0
         for pid in descendants(me):
@@ -129,4 +134,5 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
                 killed.add(pid)
         if not left or time.monotonic() > deadline:
             return len(killed)
-        time.sleep(0.01)
+        time.sleep(pause)
+        pause = min(pause * 2, longest)

@@ -138,16 +138,28 @@ def _depth(path: Path) -> int:
 
 
 def _mounts(c: Confinement, tmp: Path) -> list[str]:
-    """bwrap's mount operations, shallow first so deeper binds land on top of hidden tmpfs."""
+    """bwrap's mount operations, shallow first so deeper binds land on top of hidden tmpfs.
+
+    What exists is looked at on every call (a hidden folder created since is still hidden); the
+    plan built from it is cached, as it is the same for every process of a run."""
+    paths = {Path(p) for p in (c.tree, *c.writable, *c.readonly, *c.hidden)}
+    found = frozenset((p, p.is_dir()) for p in paths if p.exists())
+    return ["--bind", str(tmp), "/tmp", *_plan(c, found)]
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(c: Confinement, found: frozenset[tuple[Path, bool]]) -> tuple[str, ...]:
+    """The mounts for `c` given which of its paths exist (and which of those are folders)."""
+    is_dir = dict(found)
     binds = {Path(p): "--bind" for p in (c.tree, *c.writable)}
     for path in c.readonly:
         binds.setdefault(Path(path), "--ro-bind")
-    hidden = [Path(h) for h in c.hidden if Path(h) not in binds and Path(h).exists()]
-    ops: list[tuple[Path, str]] = [(p, f) for p, f in binds.items() if p.exists()]
+    hidden = [Path(h) for h in c.hidden if Path(h) not in binds and Path(h) in is_dir]
+    ops: list[tuple[Path, str]] = [(p, f) for p, f in binds.items() if p in is_dir]
     hidden = [h for h in hidden if not _covered(h, hidden, binds)]
     # A folder is covered by an empty tmpfs; a file (a daemon's socket) by /dev/null.
-    ops += [(h, "--tmpfs" if h.is_dir() else "--null") for h in hidden]
-    out = ["--bind", str(tmp), "/tmp"]
+    ops += [(h, "--tmpfs" if is_dir[h] else "--null") for h in hidden]
+    out: list[str] = []
     for path, flag in sorted(ops, key=lambda item: _depth(item[0])):
         if flag == "--tmpfs":
             out += [flag, str(path)]
@@ -158,7 +170,7 @@ def _mounts(c: Confinement, tmp: Path) -> list[str]:
     for path, flag in ops:
         if flag == "--tmpfs":
             out += ["--remount-ro", str(path)]  # after the binds inside it exist
-    return out
+    return tuple(out)
 
 
 def _covered(path: Path, hidden: list[Path], binds: Mapping[Path, str]) -> bool:
