@@ -57,7 +57,7 @@ def program_listing(root: Path) -> list[ProgramListing]:
             entry.error = f"{program.toml}: missing"
         except UserError as exc:
             entry.error = str(exc)
-        for ref in runs.repo_runs(root, name):
+        for ref in runs.repo_runs(root, name, kind="program"):
             try:
                 entry.runs.append(build_status(ref.paths, run_id=ref.run_id))
             except ContractError as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shared import codec
 from shared.atomic import write_atomic
+from shared.bakeoffs.paths import BakeoffRunPaths
 from shared.errors import ContractError, UserError
 from shared.paths import RepoPaths, RunPaths, find_repo_root, index_dir
 from shared.schema import IndexEntry
@@ -28,10 +29,16 @@ class RunRef:
     stamp: str
     paths: RunPaths
     repo: Path | None = None
+    kind: str = "program"
+    """`program` or `bakeoff` (then `program` holds the bakeoff's name)."""
 
     @property
     def run_id(self) -> str:
         return f"{self.program}/{self.stamp}"
+
+    @property
+    def is_bakeoff(self) -> bool:
+        return self.kind == "bakeoff"
 
 
 def is_run_dir(directory: Path) -> bool:
@@ -40,27 +47,37 @@ def is_run_dir(directory: Path) -> bool:
 
 
 def ref_for_dir(directory: Path, repo: Path | None = None) -> RunRef:
-    """`<repo>/.expd/programs/<program>/runs/<stamp>` → its RunRef."""
+    """`<repo>/.expd/programs/<program>/runs/<stamp>` (or `bakeoffs/<name>/…`) → its RunRef."""
     directory = directory.resolve()
-    return RunRef(directory.parent.parent.name, directory.name, RunPaths(directory), repo)
+    owner = directory.parent.parent
+    if owner.parent.name == "bakeoffs":
+        return RunRef(owner.name, directory.name, BakeoffRunPaths(directory), repo, "bakeoff")
+    return RunRef(owner.name, directory.name, RunPaths(directory), repo)
 
 
-def repo_runs(repo: Path, program: str | None = None) -> list[RunRef]:
-    """Every run of `repo` (or of one program), oldest first: stamps sort chronologically."""
-    programs_dir = RepoPaths(repo).programs_dir
-    if not programs_dir.is_dir():
-        return []
+def repo_runs(repo: Path, program: str | None = None, *, kind: str | None = None) -> list[RunRef]:
+    """Every run of `repo` (or of one program or bakeoff, or of one `kind`), oldest first:
+    stamps sort chronologically."""
+    expd = RepoPaths(repo).expd
     out: list[RunRef] = []
-    for program_dir in programs_dir.iterdir():
-        if program is not None and program_dir.name != program:
+    for owner_kind, folder, make in (
+        ("program", "programs", RunPaths),
+        ("bakeoff", "bakeoffs", BakeoffRunPaths),
+    ):
+        owners_dir = expd / folder
+        if (kind is not None and kind != owner_kind) or not owners_dir.is_dir():
             continue
-        runs_dir = program_dir / "runs"
-        if not runs_dir.is_dir():
-            continue
-        for run_dir in runs_dir.iterdir():
-            if run_dir.name.startswith(".") or not run_dir.is_dir() or not is_run_dir(run_dir):
+        for owner_dir in owners_dir.iterdir():
+            if program is not None and owner_dir.name != program:
                 continue
-            out.append(RunRef(program_dir.name, run_dir.name, RunPaths(run_dir), repo))
+            runs_dir = owner_dir / "runs"
+            if not runs_dir.is_dir():
+                continue
+            for run_dir in runs_dir.iterdir():
+                if run_dir.name.startswith(".") or not run_dir.is_dir() or not is_run_dir(run_dir):
+                    continue
+                paths = make(run_dir)
+                out.append(RunRef(owner_dir.name, run_dir.name, paths, repo, owner_kind))
     out.sort(key=lambda ref: (ref.stamp, ref.program))
     return out
 
@@ -81,8 +98,22 @@ def match(arg: str, runs: list[RunRef], *, where: str) -> RunRef:
     raise UserError(f"{arg!r} is ambiguous in {where}: it matches {listed}{more}")
 
 
-def resolve(arg: str | None, cwd: Path | None = None) -> RunRef:
-    """The run a RUN argument names; with no argument, the newest run of the repo in `cwd`."""
+def resolve(arg: str | None, cwd: Path | None = None, *, kind: str | None = None) -> RunRef:
+    """The run a RUN argument names; with no argument, the newest run of the repo in `cwd`.
+
+    With `kind`, only runs of that kind (`program` or `bakeoff`) are the default, and naming a
+    run of the other kind is a clear error (the command does not apply to it).
+    """
+    ref = _resolve(arg, cwd, kind)
+    if kind is not None and ref.kind != kind:
+        hint = f"expd bakeoff … {ref.run_id}" if ref.is_bakeoff else f"expd … {ref.run_id}"
+        raise UserError(
+            f"{ref.run_id} is a {ref.kind} run: this command is for {kind} runs ({hint})"
+        )
+    return ref
+
+
+def _resolve(arg: str | None, cwd: Path | None, kind: str | None) -> RunRef:
     if arg:
         as_path = Path(arg).expanduser()
         if not as_path.is_absolute() and cwd is not None:
@@ -98,8 +129,12 @@ def resolve(arg: str | None, cwd: Path | None = None) -> RunRef:
     runs = repo_runs(root)
     if arg:
         return match(arg, runs, where=str(root))
+    if kind is not None:
+        runs = [r for r in runs if r.kind == kind]
     if not runs:
-        raise UserError(f"no runs in {root} (start one with: expd start NAME)")
+        what = "bakeoff runs" if kind == "bakeoff" else "runs"
+        how = "expd bakeoff start NAME" if kind == "bakeoff" else "expd start NAME"
+        raise UserError(f"no {what} in {root} (start one with: {how})")
     return runs[-1]
 
 
@@ -145,6 +180,6 @@ def indexed_runs() -> list[RunRef]:
         ref = ref_for_dir(Path(entry.run_dir), Path(entry.repo) if entry.repo else None)
         if entry.run_id and "/" in entry.run_id:
             program, stamp = entry.run_id.split("/", 1)
-            ref = RunRef(program, stamp, ref.paths, ref.repo)
+            ref = RunRef(program, stamp, ref.paths, ref.repo, ref.kind)
         refs.append(ref)
     return refs

@@ -7,6 +7,7 @@ It reads `state.json`, `run.json` and `daemon.json` and probes the lock, and nev
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 
@@ -172,9 +173,20 @@ def build_status(
     )
 
 
-def exit_code(status: StatusReport) -> int:
+def exit_code(status: Any) -> int:
     """`expd status` exit code: 0 running, 3 not running (finished or dead), 4 unresponsive."""
     daemon = status.daemon
     if daemon == "hung":
         return EXIT_HUNG
     return EXIT_RUNNING if daemon in ACTIVE else EXIT_NOT_RUNNING
+
+
+def run_status(paths: RunPaths, *, run_id: str | None = None, kind: str = "program") -> Any:
+    """The status of a program run (StatusReport) or of a bakeoff run (BakeoffStatus): both have
+    `run_id`, `phase`, `daemon`, `pid`, `message`, `termination_reason`, `repo`, `run_dir`."""
+    if kind == "bakeoff":
+        from shared.bakeoffs.paths import BakeoffRunPaths
+        from shared.bakeoffs.status import build_bakeoff_status
+
+        return build_bakeoff_status(BakeoffRunPaths(paths.dir), run_id=run_id)
+    return build_status(paths, run_id=run_id)

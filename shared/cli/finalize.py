@@ -24,7 +24,7 @@ def exclusions(text: str | None) -> list[int]:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     excluded = exclusions(args.exclude)
-    ref = runs.resolve(args.run)
+    ref = runs.resolve(args.run, kind="program")
     from daemon.commands.finalize import (
         finalize,  # git and the measurement stack: only this command
     )

@@ -195,6 +195,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         "replay a run's kept experiments onto its base as a review branch, re-measured",
         _finalize_args,
     ),
+    "bakeoff": (
+        "bakeoff:cmd_bakeoff",
+        "compare agent setups: variants × tasks × attempts (see: expd bakeoff --help)",
+        lambda p: importlib.import_module("shared.cli.bakeoff").add_arguments(p),
+    ),
     "demo": ("launch:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
 }
 

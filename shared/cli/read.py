@@ -114,7 +114,7 @@ def _baseline(paths: RunPaths, records: list[ResultRecord]) -> float | None:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    ref = runs.resolve(args.run)
+    ref = runs.resolve(args.run, kind="program")
     path = ref.paths.results
     if args.limit is not None:
         lines = last_lines(path, args.limit) if args.limit > 0 else []
@@ -159,7 +159,7 @@ def _current_log(paths: RunPaths) -> Path | None:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    ref = runs.resolve(args.run)
+    ref = runs.resolve(args.run, kind="program")
     paths = ref.paths
     if args.experiment is not None:
         log: Path | None = paths.agent_log(args.experiment)

@@ -244,7 +244,7 @@ def render(rep: Report, fmt: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`expd report`: write the report to stdout or `--output`."""
-    ref = resolve(args.run)
+    ref = resolve(args.run, kind="program")
     text = render(load(ref), args.format)
     if args.output is None:
         sys.stdout.write(text)

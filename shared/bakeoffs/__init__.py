@@ -1,0 +1,1 @@
+"""Bakeoffs: variants × tasks × attempts, scored by criteria (the contract both sides read)."""
