@@ -23,7 +23,8 @@ from shared.paths import RunPaths
 from shared.redact import Redactor, known_names
 from shared.schema import ControlFile, ControlRequest, RunState
 
-ACTIONS = ("stop", "abort", "set")
+ACTIONS = ("stop", "abort", "set", "replay", "retry")
+"""`replay` and `retry` are for bakeoff runs (`expd bakeoff replay`, `resume --retry-errors`)."""
 SETTABLE = ("max_experiments", "guidance")
 MAX_KEPT = 32
 
