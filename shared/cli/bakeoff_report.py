@@ -234,7 +234,9 @@ def term_report(doc: ReportDoc, *, compact: bool = False, color: bool = False) -
         widths = [max(len(r[i]) for r in [TERM_HEADER, *rows]) for i in range(len(TERM_HEADER))]
         for row, cells in zip(doc.ranking, rows, strict=True):
             styled = [
-                paint(c.rjust(w) if i in right else c.ljust(w), s, color)
+                " " * (w - len(c)) + paint(c, s, color)
+                if i in right
+                else paint(c, s, color) + " " * (w - len(c))
                 for i, (c, w, s) in enumerate(zip(cells, widths, _styles(doc, row), strict=True))
             ]
             lines.append("  ".join(styled).rstrip())

@@ -165,12 +165,14 @@ def diff_side(record: AttemptRecord, patch: str | None) -> dict[str, Any]:
     }
 
 
-def side_header(record: AttemptRecord) -> str:
+def side_header(record: AttemptRecord) -> list[str]:
+    """Two lines: who and how it did, then what it changed."""
     d = record.diff
     files = f"{len(d.files)} file{'s' if len(d.files) != 1 else ''} (+{d.added} −{d.removed})"
-    return f"{record.variant}: {record.status}, score {fmt_score(record.score)}, " + (
-        files if record.changed else "no change"
-    )
+    return [
+        f"{record.variant}: {record.status}, score {fmt_score(record.score)}",
+        files if record.changed else "no change",
+    ]
 
 
 def side_lines(record: AttemptRecord, patch: str | None) -> list[str]:
@@ -187,10 +189,13 @@ def side_by_side(
     """Two attempts' patches in two columns of half the width each, under a header that gives
     each attempt's status, score and files."""
     col = (width - 3) // 2
-    heads = [clean(side_header(left[0]), col), clean(side_header(right[0]), col)]
     a, b = side_lines(*left), side_lines(*right)
     rule = "─" * col
-    lines = [f"{heads[0]:<{col}} │ {heads[1]}", f"{rule}─┼─{rule}"]
+    lines = [
+        f"{clean(ha, col):<{col}} │ {clean(hb, col)}"
+        for ha, hb in zip(side_header(left[0]), side_header(right[0]), strict=True)
+    ]
+    lines.append(f"{rule}─┼─{rule}")
     for i in range(max(len(a), len(b))):
         la = clean(a[i], col) if i < len(a) else ""
         lb = clean(b[i], col) if i < len(b) else ""
