@@ -7,14 +7,9 @@ import msgspec
 import pytest
 
 from shared.bakeoffs.analysis import cause, error_groups, task_matrix
-from shared.bakeoffs.ranking import (
-    Comparison,
-    more_tasks,
-    rank,
-    sign_test,
-    wilson,
-)
+from shared.bakeoffs.ranking import Comparison, rank
 from shared.bakeoffs.schema import AttemptRecord, CriterionResult
+from shared.bakeoffs.stats import more_tasks, sign_test, wilson
 from tests import bakeoff_fakes as bf
 
 

@@ -23,6 +23,7 @@ from shared.bakeoffs.schema import AttemptRecord, BakeoffManifest, Mark, attempt
 from shared.bakeoffs.status import build_bakeoff_status, read_state
 from shared.cli import bakeoff_report as report
 from shared.cli import bakeoff_text as out
+from shared.cli.bakeoff_term import term_report
 from shared.cli.render import terminal_width
 from shared.errors import UserError
 from shared.locking import lock_blocking, unlock
@@ -121,7 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = html_page(doc, groups_with_logs(loaded))
     else:
         color = args.output is None and use_color(sys.stdout)
-        text = report.term_report(doc, compact=args.compact, color=color)
+        text = term_report(doc, compact=args.compact, color=color)
     if args.output is None:
         sys.stdout.write(text)
         return 0
