@@ -319,7 +319,7 @@ def test_errors_grouped_by_cause(repo: Path, capsys: Capsys) -> None:
     assert groups["no change"]["example_log"] == []
     _, text, _ = cli(capsys, "errors")
     blocks = text.split("\n\n")
-    assert blocks[0] == f"bk/{bf.STAMP}: 9 attempt(s) did not pass, 3 cause(s)"
+    assert blocks[0] == f"bk/{bf.STAMP}: 9 of 18 finished attempt(s) did not pass, 3 cause(s)"
     assert blocks[1].splitlines()[0].split() == ["4", "crash"]
     assert "│ line 7" in blocks[1] and "line 8" not in blocks[1]
     assert "the agent log is empty" in blocks[2]
@@ -329,7 +329,12 @@ def test_errors_when_everything_passed(repo: Path, capsys: Capsys) -> None:
     paths = bf.make_run(repo, bf.spec(1, ("a",)))
     bf.append(paths, bf.record("t000", "a", "passed"))
     _, out, _ = cli(capsys, "errors")
-    assert "every finished attempt passed" in out
+    assert (
+        out.strip() == f"bk/{bf.STAMP}: all 1 finished attempt(s) passed (or await a manual mark)"
+    )
+    bf.make_run(repo, bf.spec(1, ("a",)), stamp="20261130-090000")
+    _, out, _ = cli(capsys, "errors", "20261130-09")
+    assert out.strip() == "bk/20261130-090000: no attempt has finished yet"
 
 
 # --------------------------------------------------------------------------- diff

@@ -165,7 +165,9 @@ def matrix(doc: ReportDoc) -> str:
     return "".join(parts)
 
 
-def failures(groups: list[ErrorGroup]) -> str:
+def failures(groups: list[ErrorGroup], done: int) -> str:
+    if not done:
+        return "<p>No attempt has finished yet.</p>"
     if not groups:
         return "<p>Every finished attempt passed (or awaits a manual mark).</p>"
     parts = []
@@ -217,7 +219,7 @@ def html_page(doc: ReportDoc, groups: list[ErrorGroup]) -> str:
         matrix(doc),
         f"<p>{escape(LEGEND)}</p>",
         "<h2>Failures by cause</h2>",
-        failures(groups),
+        failures(groups, doc.done),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"

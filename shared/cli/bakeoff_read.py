@@ -18,7 +18,7 @@ from shared.atomic import append_line
 from shared.bakeoffs.analysis import ErrorGroup, error_groups
 from shared.bakeoffs.grading import apply_marks, latest, load_graded, read_marks, read_records
 from shared.bakeoffs.paths import BakeoffRunPaths
-from shared.bakeoffs.ranking import rank
+from shared.bakeoffs.ranking import rank, ranked_records
 from shared.bakeoffs.schema import AttemptRecord, BakeoffManifest, Mark, attempt_key
 from shared.bakeoffs.status import build_bakeoff_status, read_state
 from shared.cli import bakeoff_report as report
@@ -164,7 +164,8 @@ def cmd_errors(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"run_id": loaded.ref.run_id, "groups": groups})
     else:
-        print(out.errors_text(loaded.ref.run_id, groups))
+        finished = len(ranked_records(loaded.manifest.spec, loaded.records))
+        print(out.errors_text(loaded.ref.run_id, groups, finished))
     return 0
 
 

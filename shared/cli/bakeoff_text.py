@@ -127,12 +127,16 @@ def results_text(records: list[AttemptRecord], width: int = 120) -> str:
 # --------------------------------------------------------------------------- errors
 
 
-def errors_text(run_id: str, groups: list[ErrorGroup], log_width: int = 120) -> str:
+def errors_text(run_id: str, groups: list[ErrorGroup], finished: int, log_width: int = 120) -> str:
     """One block per cause, biggest first: counts per variant, the attempts, an example log."""
+    if not finished:
+        return f"{run_id}: no attempt has finished yet"
     if not groups:
-        return f"{run_id}: every finished attempt passed (or awaits a manual mark)"
+        return f"{run_id}: all {finished} finished attempt(s) passed (or await a manual mark)"
     total = sum(g.count for g in groups)
-    lines = [f"{run_id}: {total} attempt(s) did not pass, {len(groups)} cause(s)"]
+    lines = [
+        f"{run_id}: {total} of {finished} finished attempt(s) did not pass, {len(groups)} cause(s)"
+    ]
     for g in groups:
         per_variant = ", ".join(f"{v} {n}" for v, n in g.variants.items())
         lines += ["", f"{g.count:>4}  {one_line(g.cause)}", f"      variants: {per_variant}"]
