@@ -69,7 +69,7 @@ def graded(paths: BakeoffRunPaths, key: str) -> tuple[str, float | None]:
 def test_mark_the_only_manual_criterion(run: BakeoffRunPaths, capsys: Capsys) -> None:
     assert graded(run, "t000/a/1") == ("passed", 1.0)  # the manual one is not decided yet
     code, out, _ = cli(
-        capsys, "mark", "--task", "t000", "--variant", "a", "fail", "--note", "dense"
+        capsys, "mark", "bk", "--task", "t000", "--variant", "a", "fail", "--note", "dense"
     )
     assert code == 0
     assert out.strip() == "t000/a/1: criterion 1 (Is it readable?) marked fail → failed, score 0.50"
@@ -86,7 +86,7 @@ def test_mark_the_only_manual_criterion(run: BakeoffRunPaths, capsys: Capsys) ->
         "details": "marked fail: dense",
     }
     # The newest mark of a criterion wins.
-    assert cli(capsys, "mark", "--task", "t000", "--variant", "a", "pass")[0] == 0
+    assert cli(capsys, "mark", "bk", "--task", "t000", "--variant", "a", "pass")[0] == 0
     assert graded(run, "t000/a/1") == ("passed", 1.0)
 
 
@@ -96,7 +96,7 @@ def test_marks_turn_a_pending_attempt_into_a_ranked_one(
     _, before, _ = cli(capsys, "report", "--format", "json")
     b = next(r for r in json.loads(before)["ranking"] if r["variant"] == "b")
     assert (b["attempts"], b["pending"], b["unmarked"]) == (1, 1, 2)
-    base = ["mark", "--task", "t000", "--variant", "b"]
+    base = ["mark", "bk", "--task", "t000", "--variant", "b"]
     code, out, _ = cli(capsys, *base, "--criterion", "Is it r", "pass", "--json")
     assert code == 0
     doc = json.loads(out)
@@ -125,7 +125,7 @@ def test_marks_turn_a_pending_attempt_into_a_ranked_one(
 def test_mark_refusals_are_one_line(
     run: BakeoffRunPaths, capsys: Capsys, argv: list[str], message: str
 ) -> None:
-    code, out, err = cli(capsys, "mark", "--task", "t000", *argv)
+    code, out, err = cli(capsys, "mark", "bk", "--task", "t000", *argv)
     assert code == 1 and out == ""
     assert message in err and len(err.splitlines()) == 1
     assert read_marks(run) == []
@@ -140,7 +140,7 @@ def test_mark_refuses_attempts_without_manual_criteria_or_not_finished(
         ("t002", "a", "t002/a/1 of bk/20261130-080000 has not finished"),
         ("t999", "a", "no task 't999'"),
     ]:
-        code, _, err = cli(capsys, "mark", "--task", task, "--variant", variant, "pass")
+        code, _, err = cli(capsys, "mark", "bk", "--task", task, "--variant", variant, "pass")
         assert code == 1 and message in err
     assert not run.marks.exists()
 
@@ -158,7 +158,7 @@ def _proc_locks_waiting(inode: int) -> bool:
 
 def _mark_process(repo: Path, task: str, variant: str, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, **GIT_ENV, "PYTHONPATH": str(ROOT)}
-    argv = ["bakeoff", "mark", "--task", task, "--variant", variant, *extra]
+    argv = ["bakeoff", "mark", "bk", "--task", task, "--variant", variant, *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "shared.cli.main", *argv],
         cwd=repo,
