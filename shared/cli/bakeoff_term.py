@@ -39,7 +39,7 @@ def paint(text: str, style: str | None, color: bool) -> str:
 
 
 TERM_HEADER = ["#", "VARIANT", "PASSED", "SUCCESS (95%)", "SCORE", "ERR"]
-TERM_HEADER += ["COST", "", "$/PASS", "AGENT", ""]
+TERM_HEADER += ["COST", "", "$/PASS", "MEAN TIME", ""]
 
 
 def term_rows(doc: ReportDoc) -> list[list[str]]:
