@@ -71,7 +71,7 @@ def _report(p: Any) -> None:
 
 
 def _mark(p: Any) -> None:
-    _run(p)
+    _run(p, optional=False)
     _attempt(p)
     p.add_argument(
         "--criterion", metavar="K", help="which manual criterion: its index (from 0) or question"
