@@ -110,7 +110,9 @@ def bakeoff_listing(root: Path) -> list[BakeoffListing]:
             entry.error = str(exc)
         for ref in runs.repo_runs(root, name, kind="bakeoff"):
             try:
-                entry.runs.append(build_bakeoff_status(BakeoffRunPaths(ref.paths.dir), run_id=ref.run_id))
+                entry.runs.append(
+                    build_bakeoff_status(BakeoffRunPaths(ref.paths.dir), run_id=ref.run_id)
+                )
             except ContractError as exc:
                 entry.runs.append(UnreadableRun(run_id=ref.run_id, error=str(exc)))
         out.append(entry)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import msgspec
 
 from shared.bakeoffs.schema import AttemptRecord, BakeoffSpec
-from shared.display import DASH, fmt_duration
 
 
 class VariantProgress(msgspec.Struct, kw_only=True):
@@ -84,41 +83,3 @@ def overall_eta(rows: list[VariantProgress], concurrency: int) -> float | None:
         pace = row.mean_duration_s if row.mean_duration_s is not None else 0.0
         work += max(0, row.total - row.done) * pace
     return work / max(1, concurrency)
-
-
-PROGRESS_COLUMNS = (
-    "variant",
-    "done",
-    "running",
-    "passed",
-    "failed",
-    "errors",
-    "rate",
-    "cost",
-    "mean",
-    "ETA",
-)
-"""The per-variant table's columns, the same in the TUI and `expd status` (errors: and timeouts)."""
-
-
-def progress_cells(row: VariantProgress) -> tuple[str, ...]:
-    """One variant's row as people read it, in `PROGRESS_COLUMNS` order."""
-    rate = DASH if row.success_rate is None else f"{row.success_rate:.0%}"
-    if row.eta_s is None:
-        eta = DASH
-    elif row.done >= row.total:
-        eta = "done"
-    else:
-        eta = "~" + fmt_duration(row.eta_s)
-    return (
-        row.variant,
-        f"{row.done}/{row.total}",
-        str(row.running),
-        str(row.passed),
-        str(row.failed),
-        str(row.errors),
-        rate,
-        f"${row.cost_usd:.2f}",
-        fmt_duration(row.mean_duration_s),
-        eta,
-    )

@@ -10,10 +10,19 @@ from collections.abc import Callable
 from typing import TextIO
 
 from shared.bakeoffs.paths import BakeoffRunPaths
-from shared.bakeoffs.progress import PROGRESS_COLUMNS, VariantProgress, progress_cells
+from shared.bakeoffs.progress import VariantProgress
 from shared.bakeoffs.status import BakeoffStatus, build_bakeoff_status
 from shared.cli import render
-from shared.display import DASH, fmt_clock, fmt_duration, fmt_time, one_line, sandbox_line
+from shared.display import (
+    DASH,
+    PROGRESS_COLUMNS,
+    fmt_clock,
+    fmt_duration,
+    fmt_time,
+    one_line,
+    progress_cells,
+    sandbox_line,
+)
 from shared.listing import BakeoffListing, UnreadableRun
 from shared.runs import RunRef
 
@@ -191,7 +200,11 @@ def watch(
         s = read_status(ref)
         gone = s.daemon in ("finished", "dead")
         if redraw:
-            footer = "" if gone else f"\n\n[{fmt_clock()}] refreshing every {interval:g}s — Ctrl-C to quit"
+            footer = (
+                ""
+                if gone
+                else f"\n\n[{fmt_clock()}] refreshing every {interval:g}s — Ctrl-C to quit"
+            )
             out.write(f"{CLEAR}{status_text(s)}{footer}\n")
         else:
             key = (s.phase, s.daemon, s.done, s.cancelled, len(s.running), s.pending_marks)

@@ -1,0 +1,357 @@
+"""The dashboard of one bakeoff run: the tasks × variants grid, per-variant progress, and the
+selected attempt (its live agent stream, then its criteria and patch).
+
+Like the run dashboard it reacts to messages from its source and never reads run files; stop and
+abort are `control.json` requests sent from a thread worker after a confirmation, shown as
+"requested…" until the daemon acknowledges them. Leaving it (q) leaves the daemon running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from shared import control
+from shared.bakeoffs.progress import overall_eta, variant_progress
+from shared.bakeoffs.schema import (
+    AttemptRecord,
+    BakeoffManifest,
+    BakeoffState,
+    RunningAttempt,
+    attempt_key,
+)
+from shared.display import fmt_duration
+from shared.errors import ContractError
+from shared.liveness import Probe
+from shared.runs import RunRef
+from shared.schema import TERMINAL_PHASES
+from tui.bakeoff_messages import (
+    AttemptFilesLoaded,
+    AttemptLogAppended,
+    AttemptsUpdated,
+    BakeoffOpened,
+    BakeoffStateChanged,
+)
+from tui.bakeoff_source import BakeoffSourceLike, split_key
+from tui.messages import LivenessChanged, SourceProblem
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.attempt_detail import AttemptDetail
+from tui.widgets.bakeoff_grid import BakeoffGrid, Cell
+from tui.widgets.variant_progress import VariantProgressTable
+
+TICK_S = 1.0
+"""Elapsed time and a running attempt's age move on this timer; the rest moves on messages."""
+
+
+class BakeoffScreen(Screen[None]):
+    """Layout: header, then the grid over the progress table beside the selected attempt."""
+
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (120, "-wide"),
+    ]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "stop", "Stop"),
+        Binding("a", "abort", "Abort"),
+        Binding("q", "detach", "Detach"),
+    ]
+
+    def __init__(
+        self, ref: RunRef, source: BakeoffSourceLike, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__()
+        self.ref = ref
+        self.source = source
+        self.clock = clock
+        self.manifest = BakeoffManifest()
+        self.state: BakeoffState | None = None
+        self.probe: Probe | None = None
+        self.records: dict[str, AttemptRecord] = {}
+        self.running: dict[str, RunningAttempt] = {}
+        self.extra: dict[tuple[str, str], int] = {}
+        """Attempt numbers past the spec's (replays): the highest per cell."""
+        self.selected: str | None = None
+        self.requested: dict[str, str] = {}
+        """Sent, not yet acknowledged: request id → what the header calls it."""
+        self.problem: str | None = None
+        self.newer_version = False
+        self.opened = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="bk-header")
+        with Horizontal(id="bk-body"):
+            with Vertical(id="bk-left"):
+                yield BakeoffGrid(id="bk-grid")
+                yield VariantProgressTable(id="bk-progress")
+            yield AttemptDetail(id="bk-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(BakeoffGrid).border_title = "tasks × variants"
+        self.query_one(BakeoffGrid).focus()
+        self.refresh_header()
+        self.set_interval(TICK_S, self.tick)
+        self.source.attach(self)
+
+    def on_unmount(self) -> None:
+        self.source.detach()
+
+    def tick(self) -> None:
+        self.refresh_header()
+        if self.selected in self.running:
+            self.show_selected()
+
+    # ------------------------------------------------------------------ the matrix
+
+    @property
+    def finished(self) -> bool:
+        daemon_done = self.probe is not None and self.probe.daemon == "finished"
+        return daemon_done or (self.state is not None and self.state.phase in TERMINAL_PHASES)
+
+    def cell_of(self, task: str, variant: str) -> Cell:
+        count = max(self.manifest.spec.attempts, self.extra.get((task, variant), 0))
+        out = []
+        for n in range(1, count + 1):
+            key = attempt_key(task, variant, n)
+            record = self.records.get(key)
+            if key in self.running:
+                out.append("running")
+            elif record is not None and record.status:
+                out.append(record.status)
+            else:
+                out.append("pending")
+        return tuple(out)
+
+    def repaint(self, keys: Iterable[str]) -> None:
+        """Recompute the cells of these attempts, the progress table and the header."""
+        cells = {split_key(key)[:2] for key in keys}
+        grid = self.query_one(BakeoffGrid)
+        grid.update_cells((t, v, self.cell_of(t, v)) for t, v in cells)
+        self.refresh_progress()
+        self.refresh_header()
+
+    def note_attempt(self, task: str, variant: str, attempt: int) -> None:
+        if attempt > self.manifest.spec.attempts:
+            cell = (task, variant)
+            self.extra[cell] = max(self.extra.get(cell, 0), attempt)
+
+    def add_records(self, records: list[AttemptRecord]) -> list[str]:
+        for record in records:
+            self.records[record.key] = record
+            self.note_attempt(record.task, record.variant, record.attempt)
+        return [r.key for r in records]
+
+    def set_state(self, state: BakeoffState | None) -> list[str]:
+        """Take a new state; the attempts whose running-ness changed."""
+        self.state = state
+        before = set(self.running)
+        self.running = {r.key: r for r in state.running} if state is not None else {}
+        for r in [*self.running.values(), *(state.replays if state is not None else [])]:
+            self.note_attempt(r.task, r.variant, r.attempt)
+        return sorted(before ^ set(self.running))
+
+    def refresh_progress(self) -> None:
+        counts: dict[str, int] = {}
+        for r in self.running.values():
+            counts[r.variant] = counts.get(r.variant, 0) + 1
+        rows = variant_progress(self.manifest.spec, list(self.records.values()), counts)
+        self.query_one(VariantProgressTable).show(rows)
+
+    # ------------------------------------------------------------------ the header
+
+    def header_text(self) -> str:
+        spec, st = self.manifest.spec, self.state
+        phase = st.phase if st is not None else "starting"
+        detail = f" — {st.detail}" if st is not None and st.detail else ""
+        daemon = self.probe.daemon if self.probe is not None else "…"
+        first = f"{self.ref.run_id} · bakeoff · {phase}{detail} · daemon {daemon}"
+        matrix = [
+            r for r in self.records.values() if r.replay_of is None and r.status != "cancelled"
+        ]
+        count = {s: sum(1 for r in matrix if r.status == s) for s in ("passed", "failed")}
+        bad = {s: sum(1 for r in matrix if r.status == s) for s in ("error", "timeout")}
+        cost = st.cost_usd if st is not None else sum(r.cost_usd for r in self.records.values())
+        budget = f" of ${spec.max_cost_usd:.2f}" if spec.max_cost_usd is not None else ""
+        started = (st.started_at if st is not None else 0.0) or self.manifest.created_at
+        words = [
+            f"attempts {len(matrix)}/{spec.total()}",
+            f"{len(self.running)} running",
+            f"✓ {count['passed']}  ✗ {count['failed']}  E {bad['error']}  T {bad['timeout']}",
+            f"${cost:.2f}{budget}",
+        ]
+        if started:
+            words.append(f"elapsed {fmt_duration(self.clock() - started)}")
+        if not self.finished:
+            rows = self.query_one(VariantProgressTable).rows_shown
+            eta = overall_eta(rows, spec.concurrency)
+            if eta:
+                words.append(f"ETA ~{fmt_duration(eta)}")
+        lines = [first, " · ".join(words)]
+        notes = [f"{label} requested…" for label in self.requested.values()]
+        if st is not None and phase in TERMINAL_PHASES:
+            notes.append(f"ended: {st.termination_reason or phase}")
+        if daemon == "dead" and not self.finished:
+            notes.append(f"daemon is dead — resume with: expd bakeoff resume {self.ref.run_id}")
+        if daemon == "hung":
+            notes.append("daemon is unresponsive (see daemon.log)")
+        if st is not None and st.message:
+            notes.append(st.message)
+        if self.problem:
+            notes.append(self.problem)
+        if notes:
+            lines.append(" · ".join(notes))
+        return "\n".join(lines)
+
+    def refresh_header(self) -> None:
+        self.query_one("#bk-header", Static).update(self.header_text())
+
+    # ------------------------------------------------------------------ messages from the source
+
+    def on_bakeoff_opened(self, message: BakeoffOpened) -> None:
+        message.stop()
+        self.manifest = message.manifest
+        spec = self.manifest.spec
+        self.set_state(message.state)
+        self.add_records(message.records)
+        tasks = [t.id for t in spec.tasks]
+        variants = [v.id for v in spec.variants]
+        self.opened = True
+        grid = self.query_one(BakeoffGrid)
+        with self.app.batch_update():
+            grid.set_matrix(tasks, variants)
+            grid.update_cells((t, v, self.cell_of(t, v)) for t in tasks for v in variants)
+            self.refresh_progress()
+            self.refresh_header()
+        if self.selected is not None:
+            self.show_selected(load=True)
+
+    def on_bakeoff_state_changed(self, message: BakeoffStateChanged) -> None:
+        message.stop()
+        was_finished = self.finished
+        changed = self.set_state(message.state)
+        self.collect_acks(message.state)
+        self.repaint(changed)
+        if self.selected in changed:
+            self.show_selected(load=True)
+        if self.opened and not was_finished and self.finished:
+            st = message.state
+            self.notify(
+                f"{self.ref.run_id} ended: {st.termination_reason or st.phase}",
+                title=f"bakeoff {st.phase}",
+                severity="error" if st.phase == "crashed" else "information",
+                timeout=15,
+            )
+
+    def on_attempts_updated(self, message: AttemptsUpdated) -> None:
+        message.stop()
+        keys = self.add_records(message.records)
+        self.repaint(keys)
+        if self.selected in keys:
+            self.show_selected(load=True)
+
+    def on_attempt_log_appended(self, message: AttemptLogAppended) -> None:
+        message.stop()
+        self.query_one(AttemptDetail).append_log(message.key, message.lines, reset=message.reset)
+
+    def on_attempt_files_loaded(self, message: AttemptFilesLoaded) -> None:
+        message.stop()
+        self.query_one(AttemptDetail).show_files(message.key, message.patch, message.criteria_log)
+
+    def on_liveness_changed(self, message: LivenessChanged) -> None:
+        message.stop()
+        self.probe = message.probe
+        self.refresh_header()
+        self.refresh_bindings()
+
+    def on_source_problem(self, message: SourceProblem) -> None:
+        message.stop()
+        self.problem = message.text
+        self.newer_version = self.newer_version or message.newer_version
+        if not message.newer_version:
+            self.notify(message.text, title="run files", severity="warning")
+        self.refresh_header()
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ selection
+
+    def on_bakeoff_grid_attempt_selected(self, message: BakeoffGrid.AttemptSelected) -> None:
+        message.stop()
+        key = attempt_key(message.task, message.variant, message.attempt)
+        if key != self.selected or message.opened:
+            self.selected = key
+            self.source.follow(key)
+            self.show_selected(load=True)
+
+    def show_selected(self, *, load: bool = False) -> None:
+        key = self.selected
+        if key is None:
+            return
+        record = self.records.get(key) if key not in self.running else None
+        self.query_one(AttemptDetail).show(key, record, self.running.get(key), self.clock())
+        if load and record is not None:
+            self.source.load_attempt(key)
+
+    # ------------------------------------------------------------------ stop, abort, detach
+
+    def action_stop(self) -> None:
+        self.ask(
+            "Stop the bakeoff?",
+            "No new attempts start; those in flight finish and are recorded. "
+            f"Continue later with: expd bakeoff resume {self.ref.run_id}",
+            "Stop",
+            "stop",
+        )
+
+    def action_abort(self) -> None:
+        self.ask(
+            "Abort the bakeoff now?",
+            "Attempts in flight are killed and recorded as cancelled (a resume runs them again).",
+            "Abort",
+            "abort",
+        )
+
+    def ask(self, question: str, detail: str, yes: str, action: str) -> None:
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.send(action)
+
+        self.app.push_screen(ConfirmScreen(question, detail, yes=yes), answered)
+
+    @work(thread=True, group="control", exit_on_error=False)
+    def send(self, action: str) -> None:
+        """Write the request (a locked read-modify-write of control.json) off the event loop."""
+        try:
+            request_id = control.send(self.ref.paths, action, source="tui")
+        except (OSError, ContractError, ValueError) as exc:
+            self.app.call_from_thread(
+                self.notify, f"could not send {action}: {exc}", severity="error"
+            )
+            return
+        self.app.call_from_thread(self.sent, request_id, action)
+
+    def sent(self, request_id: str, label: str) -> None:
+        if self.state is not None and request_id in self.state.acked:
+            return  # the acknowledgement overtook us
+        self.requested[request_id] = label
+        self.refresh_header()
+
+    def collect_acks(self, state: BakeoffState) -> None:
+        for request_id in [r for r in self.requested if r in state.acked]:
+            label = self.requested.pop(request_id)
+            self.notify(f"{label}: acknowledged by the daemon", timeout=4)
+
+    def action_detach(self) -> None:
+        self.app.exit()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("stop", "abort") and (self.finished or self.newer_version):
+            return None  # shown disabled: there is no daemon to listen
+        return True
