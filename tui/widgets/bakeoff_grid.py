@@ -198,7 +198,7 @@ class BakeoffGrid(ScrollView, can_focus=True):
             return
         old = self._row
         self._row, self._col, self._attempt = row, col, attempt
-        self._scroll_to(row)
+        self._keep_in_view(row)
         self.refresh_line(old + 1)
         self.refresh_line(row + 1)
         self._announce()
@@ -211,7 +211,7 @@ class BakeoffGrid(ScrollView, can_focus=True):
     def page_rows(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
 
-    def _scroll_to(self, row: int) -> None:
+    def _keep_in_view(self, row: int) -> None:
         top = int(self.scroll_y)
         if row < top:
             self.scroll_to(y=row, animate=False)
