@@ -25,6 +25,7 @@ from shared.display import (
 )
 from shared.listing import BakeoffListing, UnreadableRun
 from shared.runs import RunRef
+from shared.status import ACTIVE
 
 RUNNING_SHOWN = 4
 """Attempts in flight named in the status; the rest are counted."""
@@ -95,7 +96,7 @@ def status_text(s: BakeoffStatus, now: float | None = None) -> str:
     phase = s.phase + (f" — {s.detail}" if s.detail else "")
     budget = f" of ${s.max_cost_usd:.2f}" if s.max_cost_usd is not None else ""
     started, updated = s.started_at, s.updated_at
-    eta = f", ETA ~{fmt_duration(s.eta_s)}" if s.eta_s else ""
+    eta = f", ETA ~{fmt_duration(s.eta_s)}" if s.eta_s and s.daemon in ACTIVE else ""
     rows = [
         ("run", f"{s.run_id} (bakeoff {s.name})"),
         ("daemon", render.daemon_line(s)),  # type: ignore[arg-type]  # the fields it reads match

@@ -189,7 +189,7 @@ class BakeoffScreen(Screen[None]):
         ]
         if started:
             words.append(f"elapsed {fmt_duration(self.clock() - started)}")
-        if not self.finished:
+        if daemon in ("running", "starting"):
             rows = self.query_one(VariantProgressTable).rows_shown
             eta = overall_eta(rows, spec.concurrency)
             if eta:
