@@ -91,7 +91,13 @@ def test_status_json_is_the_bakeoff_status(repo: Path, capsys: Capsys) -> None:
     assert code == 3  # no daemon holds the run: dead
     got = json.loads(out)
     assert got["kind"] == "bakeoff" and got["run_id"] == RUN_ID and got["daemon"] == "dead"
-    assert (got["total"], got["done"], got["passed"], got["failed"], got["errors"]) == (6, 3, 1, 1, 1)
+    assert (got["total"], got["done"], got["passed"], got["failed"], got["errors"]) == (
+        6,
+        3,
+        1,
+        1,
+        1,
+    )
     a, b = got["variants"]
     assert (a["variant"], a["done"], a["total"], a["passed"], a["errors"]) == ("a", 2, 3, 1, 1)
     assert a["success_rate"] == 0.5 and a["cost_usd"] == pytest.approx(0.30)
@@ -111,7 +117,13 @@ def test_status_text_has_the_header_and_the_progress_table(repo: Path, capsys: C
     assert "passed 1 · failed 1 · errors 1 · timeouts 0" in out
     assert "$0.40 · 3,000 tokens" in out and "t002/a/1 (agent" in out
     header = next(line for line in lines if line.startswith("VARIANT"))
-    assert header.split() == ["VARIANT", "DONE", "RUNNING", "PASSED", "FAILED", "ERRORS"] + [
+    assert header.split() == [
+        "VARIANT",
+        "DONE",
+        "RUNNING",
+        "PASSED",
+        "FAILED",
+        "ERRORS",
         "RATE",
         "COST",
         "MEAN",
@@ -218,12 +230,10 @@ def test_list_shows_bakeoffs_after_programs(repo: Path, capsys: Capsys) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("prog  score (lower is better)")
-    start = lines.index(
-        "bakeoff bk  1 task × 2 variants (baseline, careful) · 1 attempt each"
-    )
-    assert lines[start + 1].split() == [RUN_ID, "running", "dead", "3/6", "passed", "1", "·"] + [
-        "errors",
-        "1",
+    start = lines.index("bakeoff bk  1 task × 2 variants (baseline, careful) · 1 attempt each")
+    assert lines[start + 1].split() == [
+        RUN_ID,
+        *["running", "dead", "3/6", "passed", "1", "·", "errors", "1"],
     ]
     assert any(line.startswith("bakeoff zz  (invalid: ") for line in lines)
 
