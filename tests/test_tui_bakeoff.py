@@ -245,6 +245,31 @@ async def test_progress_table_numbers(tmp_path: Path) -> None:
         assert "variant" in shown and "67%" in shown and "$0.52" in shown
 
 
+async def test_replays_show_as_extra_attempts_and_columns(tmp_path: Path) -> None:
+    paths = bf.make_run(tmp_path / "repo", bf.spec(2, ("a", "b")))
+    bf.append(
+        paths,
+        bf.record("t000", "a", "failed"),
+        bf.record("t000", "b", "passed", attempt=2, replay_of="t000/a/1"),
+        bf.record("t000", "c", "passed", replay_of="t000/a/1"),  # a variant the run lacks
+    )
+    app = BakeoffApp(paths)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: opened(app, 2), what="the grid")
+        screen, grid, _ = parts(app)
+        assert grid.variants == ["a", "b", "c"]
+        assert grid.glyphs("t000", "b") == "·✓" and grid.glyphs("t000", "c") == "✓"
+        assert grid.glyphs("t001", "c") == "·"
+        table = screen.query_one(VariantProgressTable)
+        assert table.cells_of("b")[1] == "0/2"  # replays are not counted against the matrix
+        await pilot.press("right", "right")
+        assert grid.cursor == ("t000", "b", 2)
+
+        bf.append(paths, bf.record("t001", "d", "error", replay_of="t001/a/1"))
+        await until(pilot, lambda: grid.variants == ["a", "b", "c", "d"], timeout=10)
+        assert grid.glyphs("t001", "d") == "E" and grid.cursor == ("t000", "b", 2)
+
+
 def requests(paths: BakeoffRunPaths) -> list[ControlRequest]:
     found = codec.read_optional(paths.control, ControlFile)
     return found.requests if found is not None else []

@@ -77,7 +77,8 @@ class BakeoffScreen(Screen[None]):
         self.records: dict[str, AttemptRecord] = {}
         self.running: dict[str, RunningAttempt] = {}
         self.extra: dict[tuple[str, str], int] = {}
-        """Attempt numbers past the spec's (replays): the highest per cell."""
+        """Cells with attempts past the spec's (replays): the highest attempt number."""
+        self.spec_variants: set[str] = set()
         self.selected: str | None = None
         self.requested: dict[str, str] = {}
         """Sent, not yet acknowledged: request id → what the header calls it."""
@@ -130,16 +131,29 @@ class BakeoffScreen(Screen[None]):
                 out.append("pending")
         return tuple(out)
 
+    def extend_matrix(self, tasks: list[str], variants: list[str]) -> None:
+        """The spec's tasks and variants, then any a record or a replay brings (a replay may run
+        as a variant of the bakeoff's current bakeoff.toml, not of the run's)."""
+        for task, variant in self.extra:
+            if task not in tasks:
+                tasks.append(task)
+            if variant not in variants:
+                variants.append(variant)
+        self.query_one(BakeoffGrid).set_matrix(tasks, variants)
+
     def repaint(self, keys: Iterable[str]) -> None:
         """Recompute the cells of these attempts, the progress table and the header."""
         cells = {split_key(key)[:2] for key in keys}
         grid = self.query_one(BakeoffGrid)
+        known = set(grid.variants)
+        if self.opened and any(v not in known for _, v in cells):
+            self.extend_matrix(grid.row_keys, list(grid.variants))
         grid.update_cells((t, v, self.cell_of(t, v)) for t, v in cells)
         self.refresh_progress()
         self.refresh_header()
 
     def note_attempt(self, task: str, variant: str, attempt: int) -> None:
-        if attempt > self.manifest.spec.attempts:
+        if attempt > self.manifest.spec.attempts or variant not in self.spec_variants:
             cell = (task, variant)
             self.extra[cell] = max(self.extra.get(cell, 0), attempt)
 
@@ -219,14 +233,14 @@ class BakeoffScreen(Screen[None]):
         message.stop()
         self.manifest = message.manifest
         spec = self.manifest.spec
+        self.spec_variants = {v.id for v in spec.variants}
         self.set_state(message.state)
         self.add_records(message.records)
-        tasks = [t.id for t in spec.tasks]
-        variants = [v.id for v in spec.variants]
         self.opened = True
         grid = self.query_one(BakeoffGrid)
         with self.app.batch_update():
-            grid.set_matrix(tasks, variants)
+            self.extend_matrix([t.id for t in spec.tasks], [v.id for v in spec.variants])
+            tasks, variants = grid.row_keys, grid.variants
             grid.update_cells((t, v, self.cell_of(t, v)) for t in tasks for v in variants)
             self.refresh_progress()
             self.refresh_header()

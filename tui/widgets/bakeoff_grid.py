@@ -102,6 +102,7 @@ class BakeoffGrid(ScrollView, can_focus=True):
         self._widths: list[int] = []
         self._task_width = len("task")
         self._row = self._col = self._attempt = 0
+        self._announced = False
         self.changed: list[tuple[str, str]] = []
         """The cells the last `update_cells` changed (what it repainted)."""
 
@@ -131,11 +132,14 @@ class BakeoffGrid(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ writing
 
     def set_matrix(self, tasks: Iterable[str], variants: Sequence[str]) -> None:
-        """Add unseen tasks as rows (in order) and set the variant columns once."""
-        if not self.variants and variants:
-            self.variants = list(variants)
-            self._widths = [len(v) for v in self.variants]
-        was_empty = not self._tasks
+        """Add unseen tasks as rows and unseen variants as columns, in order (a replay may bring
+        a variant the run's spec lacks)."""
+        for variant in variants:
+            if variant not in self.variants:
+                self.variants.append(variant)
+                self._widths.append(len(variant))
+                for row in self._cells:
+                    row.append(())
         for task in tasks:
             if task not in self._index:
                 self._index[task] = len(self._tasks)
@@ -143,7 +147,8 @@ class BakeoffGrid(ScrollView, can_focus=True):
                 self._cells.append([() for _ in self.variants])
                 self._task_width = max(self._task_width, len(task))
         self._resize()
-        if was_empty and self._tasks and self.variants:
+        if not self._announced and self.cursor is not None:
+            self._announced = True  # the first attempt is under the cursor: say so once
             self._announce()
 
     def update_cells(self, cells: Iterable[tuple[str, str, Cell]]) -> list[tuple[str, str]]:
