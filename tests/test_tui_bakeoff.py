@@ -14,7 +14,14 @@ from textual.widgets import Static, TabbedContent
 from shared import codec
 from shared.atomic import write_atomic
 from shared.bakeoffs.paths import BakeoffRunPaths
-from shared.bakeoffs.schema import BakeoffState, Criterion, CriterionResult, Mark, RunningAttempt
+from shared.bakeoffs.schema import (
+    BakeoffState,
+    Criterion,
+    CriterionResult,
+    Mark,
+    Replay,
+    RunningAttempt,
+)
 from shared.runs import ref_for_dir
 from shared.schema import ControlFile, ControlRequest
 from tests import bakeoff_fakes as bf
@@ -268,6 +275,13 @@ async def test_replays_show_as_extra_attempts_and_columns(tmp_path: Path) -> Non
         bf.append(paths, bf.record("t001", "d", "error", replay_of="t001/a/1"))
         await until(pilot, lambda: grid.variants == ["a", "b", "c", "d"], timeout=10)
         assert grid.glyphs("t001", "d") == "E" and grid.cursor == ("t000", "b", 2)
+
+        # A replay asked for shows as not started, then as running.
+        asked = Replay(task="t001", variant="b", attempt=2, of="t001/a/1")
+        write_state(paths, replays=[asked])
+        await until(pilot, lambda: grid.glyphs("t001", "b") == "··", timeout=10, what="asked")
+        write_state(paths, replays=[asked], running=[running("t001", "b", 2)])
+        await until(pilot, lambda: grid.glyphs("t001", "b") == "·▶", timeout=10, what="running")
 
 
 def requests(paths: BakeoffRunPaths) -> list[ControlRequest]:

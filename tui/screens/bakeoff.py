@@ -146,7 +146,7 @@ class BakeoffScreen(Screen[None]):
         cells = {split_key(key)[:2] for key in keys}
         grid = self.query_one(BakeoffGrid)
         known = set(grid.variants)
-        if self.opened and any(v not in known for _, v in cells):
+        if self.opened and any(v not in known or not grid.has_row(t) for t, v in cells):
             self.extend_matrix(grid.row_keys, list(grid.variants))
         grid.update_cells((t, v, self.cell_of(t, v)) for t, v in cells)
         self.refresh_progress()
@@ -164,13 +164,15 @@ class BakeoffScreen(Screen[None]):
         return [r.key for r in records]
 
     def set_state(self, state: BakeoffState | None) -> list[str]:
-        """Take a new state; the attempts whose running-ness changed."""
+        """Take a new state; the attempts whose cells may change (started, ended, replays asked)."""
         self.state = state
         before = set(self.running)
         self.running = {r.key: r for r in state.running} if state is not None else {}
-        for r in [*self.running.values(), *(state.replays if state is not None else [])]:
+        replays = state.replays if state is not None else []
+        for r in [*self.running.values(), *replays]:
             self.note_attempt(r.task, r.variant, r.attempt)
-        return sorted(before ^ set(self.running))
+        asked = {attempt_key(r.task, r.variant, r.attempt) for r in replays}
+        return sorted((before ^ set(self.running)) | asked)
 
     def refresh_progress(self) -> None:
         counts: dict[str, int] = {}

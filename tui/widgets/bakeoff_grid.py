@@ -116,6 +116,9 @@ class BakeoffGrid(ScrollView, can_focus=True):
     def row_count(self) -> int:
         return len(self._tasks)
 
+    def has_row(self, task: str) -> bool:
+        return task in self._index
+
     def cell(self, task: str, variant: str) -> Cell:
         return self._cells[self._index[task]][self.variants.index(variant)]
 
