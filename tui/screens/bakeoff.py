@@ -12,14 +12,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from shared import control
 from shared.bakeoffs.progress import overall_eta, variant_progress
 from shared.bakeoffs.schema import (
     AttemptRecord,
@@ -29,7 +27,6 @@ from shared.bakeoffs.schema import (
     attempt_key,
 )
 from shared.display import fmt_duration
-from shared.errors import ContractError
 from shared.liveness import Probe
 from shared.runs import RunRef
 from shared.schema import TERMINAL_PHASES
@@ -42,7 +39,7 @@ from tui.bakeoff_messages import (
 )
 from tui.bakeoff_source import BakeoffSourceLike, split_key
 from tui.messages import LivenessChanged, SourceProblem
-from tui.screens.confirm import ConfirmScreen
+from tui.screens.bakeoff_controls import BakeoffControls
 from tui.widgets.attempt_detail import AttemptDetail
 from tui.widgets.bakeoff_grid import BakeoffGrid, Cell
 from tui.widgets.variant_progress import VariantProgressTable
@@ -51,7 +48,7 @@ TICK_S = 1.0
 """Elapsed time and a running attempt's age move on this timer; the rest moves on messages."""
 
 
-class BakeoffScreen(Screen[None]):
+class BakeoffScreen(BakeoffControls, Screen[None]):
     """Layout: header, then the grid over the progress table beside the selected attempt."""
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
@@ -81,7 +78,6 @@ class BakeoffScreen(Screen[None]):
         self.spec_variants: set[str] = set()
         self.selected: str | None = None
         self.requested: dict[str, str] = {}
-        """Sent, not yet acknowledged: request id → what the header calls it."""
         self.problem: str | None = None
         self.newer_version = False
         self.opened = False
@@ -315,54 +311,7 @@ class BakeoffScreen(Screen[None]):
         if load and record is not None:
             self.source.load_attempt(key)
 
-    # ------------------------------------------------------------------ stop, abort, detach
-
-    def action_stop(self) -> None:
-        self.ask(
-            "Stop the bakeoff?",
-            "No new attempts start; those in flight finish and are recorded. "
-            f"Continue later with: expd bakeoff resume {self.ref.run_id}",
-            "Stop",
-            "stop",
-        )
-
-    def action_abort(self) -> None:
-        self.ask(
-            "Abort the bakeoff now?",
-            "Attempts in flight are killed and recorded as cancelled (a resume runs them again).",
-            "Abort",
-            "abort",
-        )
-
-    def ask(self, question: str, detail: str, yes: str, action: str) -> None:
-        def answered(ok: bool | None) -> None:
-            if ok:
-                self.send(action)
-
-        self.app.push_screen(ConfirmScreen(question, detail, yes=yes), answered)
-
-    @work(thread=True, group="control", exit_on_error=False)
-    def send(self, action: str) -> None:
-        """Write the request (a locked read-modify-write of control.json) off the event loop."""
-        try:
-            request_id = control.send(self.ref.paths, action, source="tui")
-        except (OSError, ContractError, ValueError) as exc:
-            self.app.call_from_thread(
-                self.notify, f"could not send {action}: {exc}", severity="error"
-            )
-            return
-        self.app.call_from_thread(self.sent, request_id, action)
-
-    def sent(self, request_id: str, label: str) -> None:
-        if self.state is not None and request_id in self.state.acked:
-            return  # the acknowledgement overtook us
-        self.requested[request_id] = label
-        self.refresh_header()
-
-    def collect_acks(self, state: BakeoffState) -> None:
-        for request_id in [r for r in self.requested if r in state.acked]:
-            label = self.requested.pop(request_id)
-            self.notify(f"{label}: acknowledged by the daemon", timeout=4)
+    # ------------------------------------------------------------------ detach
 
     def action_detach(self) -> None:
         self.app.exit()
