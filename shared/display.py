@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: this module stays importable without the contract
+    from shared.bakeoffs.progress import VariantProgress
     from shared.status import StatusReport
 
 DASH = "—"
@@ -121,3 +122,42 @@ def sandbox_line(sandbox: str | None) -> str:
     if not sandbox:
         return ""
     return SANDBOX_WORDS.get(sandbox, sandbox)
+
+
+PROGRESS_COLUMNS = (
+    "variant",
+    "done",
+    "running",
+    "passed",
+    "failed",
+    "errors",
+    "rate",
+    "cost",
+    "mean",
+    "ETA",
+)
+"""A bakeoff's per-variant progress table, the same in the TUI and `expd status` (errors
+counts errors and timeouts)."""
+
+
+def progress_cells(row: VariantProgress) -> tuple[str, ...]:
+    """One variant's row as people read it, in `PROGRESS_COLUMNS` order."""
+    rate = DASH if row.success_rate is None else f"{row.success_rate:.0%}"
+    if row.eta_s is None:
+        eta = DASH
+    elif row.done >= row.total:
+        eta = "done"
+    else:
+        eta = "~" + fmt_duration(row.eta_s)
+    return (
+        row.variant,
+        f"{row.done}/{row.total}",
+        str(row.running),
+        str(row.passed),
+        str(row.failed),
+        str(row.errors),
+        rate,
+        f"${row.cost_usd:.2f}",
+        fmt_duration(row.mean_duration_s),
+        eta,
+    )

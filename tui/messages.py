@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from shared.listing import ProgramListing
+from shared.listing import BakeoffListing, ProgramListing
 from shared.liveness import Probe
 from shared.schema import ResultRecord, RunManifest, RunState
 
@@ -86,10 +86,16 @@ class ExperimentLoaded(Message):
 
 
 class ProgramsListed(Message):
-    """The repository's programs and their runs' statuses (`expd list`), and each valid
-    program's default number of experiments."""
+    """The repository's programs and bakeoffs and their runs' statuses (`expd list`), and each
+    valid program's default number of experiments."""
 
-    def __init__(self, programs: list[ProgramListing], max_experiments: dict[str, int]) -> None:
+    def __init__(
+        self,
+        programs: list[ProgramListing],
+        max_experiments: dict[str, int],
+        bakeoffs: list[BakeoffListing] | None = None,
+    ) -> None:
         super().__init__()
         self.programs = programs
         self.max_experiments = max_experiments
+        self.bakeoffs = bakeoffs or []

@@ -16,7 +16,7 @@ from textual.worker import get_current_worker
 
 from shared import codec
 from shared.errors import ContractError
-from shared.listing import ProgramListing, program_listing
+from shared.listing import BakeoffListing, ProgramListing, bakeoff_listing, program_listing
 from shared.paths import RepoPaths, RunPaths
 from shared.schema import DaemonInfo
 from shared.tail import last_bytes
@@ -113,7 +113,7 @@ class RunFiles:
 
 
 class ListingSource:
-    """The home screen's programs and runs, re-read on each `refresh` in a thread worker of the
+    """The home screen's programs, bakeoffs and runs, re-read on each `refresh` in a thread worker of the
     target and posted as `ProgramsListed`; a refresh while one is under way is dropped."""
 
     def __init__(self, root: Path) -> None:
@@ -134,6 +134,7 @@ class ListingSource:
     def _list(self, target: MessagePump) -> None:
         try:
             programs, max_experiments = read_listing(self.root)
+            bakeoffs: list[BakeoffListing] = bakeoff_listing(self.root)
         finally:
             self._busy.release()
-        target.post_message(ProgramsListed(programs, max_experiments))
+        target.post_message(ProgramsListed(programs, max_experiments, bakeoffs))

@@ -1,4 +1,4 @@
-"""Read-only commands: status, results, logs, list.
+"""Read-only commands: status, results, logs, list (program and bakeoff runs alike).
 
 Everything here reads run files directly and imports only the standard library, msgspec and
 `shared`, so these commands answer in milliseconds and work while the daemon runs.
@@ -19,10 +19,10 @@ from shared import codec, display, runs
 from shared.cli import render
 from shared.cli.follow import decode_results, follow_progress, watch_screen
 from shared.errors import ContractError, UserError
-from shared.listing import ProgramListing, UnreadableRun, program_listing
+from shared.listing import ProgramListing, UnreadableRun, bakeoff_listing, program_listing
 from shared.paths import RunPaths, find_repo_root
 from shared.schema import ResultRecord
-from shared.status import StatusReport, build_status, exit_code, read_state
+from shared.status import StatusReport, build_status, exit_code, read_state, run_status
 from shared.tail import head_lines, last_lines, read_complete_lines, read_from
 
 LOG_POLL_S = 0.5
@@ -46,9 +46,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             raise UserError("--all lists every active run: it takes no RUN and no --watch")
         return _status_all(args.json)
     ref = runs.resolve(args.run)
+    if args.watch and args.json:
+        raise UserError("--watch redraws for people: it cannot be combined with --json")
+    if ref.is_bakeoff:
+        return _bakeoff_status(ref, watch=args.watch, as_json=args.json)
     if args.watch:
-        if args.json:
-            raise UserError("--watch redraws for people: it cannot be combined with --json")
         return _watch(ref)
     status = build_status(ref.paths, run_id=ref.run_id)
     if args.json:
@@ -59,11 +61,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status_all(as_json: bool) -> int:
-    """Runs of every repository that are not finished (the dead ones need a resume)."""
-    statuses: list[StatusReport] = []
+    """Runs (programs' and bakeoffs') of every repository that are not finished (the dead ones
+    need a resume)."""
+    statuses: list[Any] = []
     for ref in runs.indexed_runs():
         try:
-            status = build_status(ref.paths, run_id=ref.run_id)
+            status = run_status(ref.paths, run_id=ref.run_id, kind=ref.kind)
         except ContractError as exc:
             warn(str(exc))
             continue
@@ -74,10 +77,30 @@ def _status_all(as_json: bool) -> int:
     if as_json:
         emit_json(statuses)
     elif statuses:
-        print(render.status_table(statuses))
+        from shared.cli import bakeoff_render
+
+        print(bakeoff_render.status_table(statuses))
     else:
         print("no active runs")
     return 0
+
+
+def _bakeoff_status(ref: runs.RunRef, *, watch: bool, as_json: bool) -> int:
+    from shared.cli import bakeoff_render
+
+    if watch:
+        try:
+            final = bakeoff_render.watch(ref, sys.stdout)
+        except KeyboardInterrupt:
+            print()
+            final = bakeoff_render.read_status(ref)
+        return exit_code(final)
+    status = bakeoff_render.read_status(ref)
+    if as_json:
+        emit_json(status)
+    else:
+        print(bakeoff_render.status_text(status))
+    return exit_code(status)
 
 
 def _watch(ref: runs.RunRef) -> int:
@@ -266,10 +289,17 @@ def listing_text(root: Path, programs: list[ProgramListing]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Programs and their runs, then bakeoffs and theirs (`kind` tells them apart in JSON)."""
     root = find_repo_root()
     programs = program_listing(root)
+    bakeoffs = bakeoff_listing(root)
     if args.json:
-        emit_json(programs)
+        emit_json([*programs, *bakeoffs])
+    elif bakeoffs:
+        from shared.cli import bakeoff_render
+
+        text = bakeoff_render.listing_text(bakeoffs)
+        print(f"{listing_text(root, programs)}\n\n{text}" if programs else text)
     else:
         print(listing_text(root, programs))
     return 0

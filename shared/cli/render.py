@@ -113,7 +113,8 @@ def status_text(s: StatusReport, now: float | None = None) -> str:
     return f"{text}\n\n{warning}" if warning else text
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart, trailing spaces cut."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]
@@ -121,21 +122,25 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+STATUS_HEADER = ["RUN", "DAEMON", "PHASE", "N/MAX", "BEST", "IMPROVEMENT", "REPO"]
+
+
+def status_row(s: StatusReport) -> list[str]:
+    """One run's line of `expd status --all`, in `STATUS_HEADER` order."""
+    return [
+        s.run_id,
+        s.daemon,
+        s.phase,
+        progress_of(s),
+        fmt_num(s.best),
+        better_word(s.improvement_pct) or DASH,
+        s.repo or DASH,
+    ]
+
+
 def status_table(statuses: Iterable[StatusReport]) -> str:
     """Several runs, one line each (`expd status --all`)."""
-    rows = [
-        [
-            s.run_id,
-            s.daemon,
-            s.phase,
-            progress_of(s),
-            fmt_num(s.best),
-            better_word(s.improvement_pct) or DASH,
-            s.repo or DASH,
-        ]
-        for s in statuses
-    ]
-    return _table(["RUN", "DAEMON", "PHASE", "N/MAX", "BEST", "IMPROVEMENT", "REPO"], rows)
+    return table(STATUS_HEADER, [status_row(s) for s in statuses])
 
 
 def result_line(rec: ResultRecord, baseline: float | None) -> str:
@@ -183,7 +188,7 @@ def results_table(records: list[ResultRecord], baseline: float | None, width: in
         [*row, truncate(r.description, desc_w), truncate(r.reason, reason_w)]
         for row, r in zip(rows, records, strict=True)
     ]
-    return _table(["#", "STATUS", "METRIC", "Δ%", "DESCRIPTION", "REASON"], full)
+    return table(["#", "STATUS", "METRIC", "Δ%", "DESCRIPTION", "REASON"], full)
 
 
 def _tsv_cell(value: Any) -> str:

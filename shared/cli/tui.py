@@ -1,4 +1,5 @@
-"""Commands that open the Textual UI: `expd` on a terminal, `expd attach`, and `--attach`.
+"""Commands that open the Textual UI: `expd` on a terminal, `expd attach`, and `--attach` (a
+program run's dashboard, or a bakeoff run's).
 
 Textual is imported inside `open_tui` only: this module is loaded by the read paths' dispatcher,
 and `expd status` must not pay for it. Leaving the UI never stops a run; on the way out it says
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from shared import runs
 from shared.errors import ContractError, UserError
 from shared.paths import find_repo_root
-from shared.status import ACTIVE, StatusReport, build_status
+from shared.status import ACTIVE, run_status
 
 NEEDS_TERMINAL = "expd attach needs a terminal; use expd status --watch"
 
@@ -37,9 +39,10 @@ def open_tui(*, repo: Path | None = None, run: runs.RunRef | None = None) -> run
     return app.last_run
 
 
-def final_status(ref: runs.RunRef) -> StatusReport | None:
+def final_status(ref: runs.RunRef) -> Any:
+    """The run's status (a program's StatusReport or a bakeoff's BakeoffStatus), or None."""
     try:
-        return build_status(ref.paths, run_id=ref.run_id)
+        return run_status(ref.paths, run_id=ref.run_id, kind=ref.kind)
     except ContractError:
         return None
 
@@ -55,7 +58,11 @@ def reattach_hint(ref: runs.RunRef) -> str:
     return f"{where}expd attach {ref.run_id}"
 
 
-def goodbye(ref: runs.RunRef | None) -> StatusReport | None:
+def resume_command(ref: runs.RunRef) -> str:
+    return f"expd bakeoff resume {ref.run_id}" if ref.is_bakeoff else f"expd resume {ref.run_id}"
+
+
+def goodbye(ref: runs.RunRef | None) -> Any:
     """After the UI: say the run keeps going (if it does); the run's final status otherwise."""
     if ref is None:
         return None
@@ -72,8 +79,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     ref = runs.resolve(args.run)
     last = open_tui(run=ref)
     status = goodbye(last)
-    if status is not None and status.daemon == "dead":
-        print(f"The daemon of {status.run_id} is not running: expd resume {status.run_id}")
+    if last is not None and status is not None and status.daemon == "dead":
+        print(f"The daemon of {status.run_id} is not running: {resume_command(last)}")
     return 0
 
 

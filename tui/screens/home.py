@@ -1,4 +1,5 @@
-"""Home: the repository's programs and their runs, refreshed from the run files every two seconds.
+"""Home: the repository's programs and bakeoffs and their runs, refreshed from the run files every
+two seconds.
 
 The listing is read by a `ListingSource` in a thread worker (a few small files per run, never
 `results.jsonl`) and reconciled into the table by row key: changed cells are updated in place, so
@@ -23,21 +24,33 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from shared.display import metric_line
-from shared.listing import ProgramListing, UnreadableRun
+from shared.bakeoffs.paths import BakeoffPaths
+from shared.listing import BakeoffListing, ProgramListing, UnreadableRun
 from shared.paths import RepoPaths
 from shared.runs import RunRef
 from shared.status import StatusReport
 from tui.messages import ProgramsListed
 from tui.reads import ListingSource
-from tui.screens.home_rows import COLUMNS, EMPTY, rows_of, styled
+from tui.screens.home_rows import (
+    BAKEOFF,
+    BAKEOFF_RUN,
+    COLUMNS,
+    EMPTY,
+    bakeoff_detail,
+    bakeoff_rows,
+    bakeoff_status,
+    is_header,
+    program_detail,
+    rows_of,
+    styled,
+)
 from tui.screens.new_run import NewRun, NewRunScreen
 
 REFRESH_S = 2.0
 
 
 class HomeScreen(Screen[None]):
-    """Programs and runs; enter opens a run, n starts one, r resumes a dead one."""
+    """Programs, bakeoffs and runs; enter opens a run, n starts one, r resumes a dead one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_run", "Open", show=True),
@@ -56,9 +69,12 @@ class HomeScreen(Screen[None]):
     class Launched(Message):
         """A `start`/`resume` subprocess finished (successfully or not)."""
 
-        def __init__(self, what: str, code: int, stdout: str, stderr: str) -> None:
+        def __init__(
+            self, what: str, code: int, stdout: str, stderr: str, kind: str = "program"
+        ) -> None:
             super().__init__()
             self.what, self.code, self.stdout, self.stderr = what, code, stdout, stderr
+            self.kind = kind
 
     def __init__(self, repo: Path) -> None:
         super().__init__()
@@ -67,6 +83,7 @@ class HomeScreen(Screen[None]):
         self.programs: dict[str, ProgramListing] = {}
         self.statuses: dict[str, StatusReport | UnreadableRun] = {}
         self.max_experiments: dict[str, int] = {}
+        self.bakeoffs: dict[str, BakeoffListing] = {}
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
         self.loaded = False
@@ -101,11 +118,14 @@ class HomeScreen(Screen[None]):
         self.programs = {p.program: p for p in message.programs}
         self.statuses = {s.run_id: s for p in message.programs for s in p.runs}
         self.max_experiments = message.max_experiments
+        self.bakeoffs = {b.bakeoff: b for b in message.bakeoffs}
         table = self.query_one("#home-runs", DataTable)
-        self.query_one("#home-empty").display = not message.programs
-        table.display = bool(message.programs)
+        anything = bool(message.programs or message.bakeoffs)
+        self.query_one("#home-empty").display = not anything
+        table.display = anything
+        rows = rows_of(message.programs) + bakeoff_rows(message.bakeoffs)
         with self.app.batch_update():
-            self._reconcile(table, rows_of(message.programs))
+            self._reconcile(table, rows)
         self._show_detail()
 
     def _reconcile(self, table: DataTable[Text], rows: list[tuple[str, tuple[str, ...]]]) -> None:
@@ -116,19 +136,18 @@ class HomeScreen(Screen[None]):
                 old = self._cells.get(key, ())
                 for col, value in enumerate(cells):
                     if col >= len(old) or old[col] != value:
-                        program_row = key.startswith("program:")
-                        table.update_cell(key, COLUMNS[col], styled(col, value, program_row))
+                        table.update_cell(key, COLUMNS[col], styled(col, value, is_header(key)))
         else:
             current = self.selected_key()
             table.clear()
             for key, cells in rows:
-                program_row = key.startswith("program:")
-                table.add_row(*(styled(c, v, program_row) for c, v in enumerate(cells)), key=key)
+                header = is_header(key)
+                table.add_row(*(styled(c, v, header) for c, v in enumerate(cells)), key=key)
             self._order = keys
             if current in keys:
                 table.move_cursor(row=keys.index(current), animate=False)
             else:  # the newest run of the first program that has one
-                runs = [i for i, key in enumerate(keys) if not key.startswith("program:")]
+                runs = [i for i, key in enumerate(keys) if not is_header(key)]
                 table.move_cursor(row=runs[0] if runs else 0, animate=False)
         self._cells = dict(rows)
 
@@ -142,16 +161,30 @@ class HomeScreen(Screen[None]):
 
     def selected_program(self) -> str | None:
         key = self.selected_key()
-        if key is None:
+        if key is None or key.startswith((BAKEOFF, BAKEOFF_RUN)):
             return None
         return key.removeprefix("program:").partition("/")[0]
 
+    def selected_bakeoff(self) -> str | None:
+        key = self.selected_key()
+        if key is None or not key.startswith((BAKEOFF, BAKEOFF_RUN)):
+            return None
+        return key.removeprefix(BAKEOFF).removeprefix(BAKEOFF_RUN).partition("/")[0]
+
     def selected_run(self) -> RunRef | None:
         key = self.selected_key()
-        if key is None or key.startswith("program:"):
+        if key is None or is_header(key):
             return None
-        program, _, stamp = key.partition("/")
-        return RunRef(program, stamp, RepoPaths(self.repo).program(program).run(stamp), self.repo)
+        if key.startswith(BAKEOFF_RUN):
+            return self.ref_of(key.removeprefix(BAKEOFF_RUN), "bakeoff")
+        return self.ref_of(key, "program")
+
+    def ref_of(self, run_id: str, kind: str) -> RunRef:
+        owner, _, stamp = run_id.partition("/")
+        if kind == "bakeoff":
+            paths = BakeoffPaths(self.repo, owner).run(stamp)
+            return RunRef(owner, stamp, paths, self.repo, "bakeoff")
+        return RunRef(owner, stamp, RepoPaths(self.repo).program(owner).run(stamp), self.repo)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
@@ -162,28 +195,10 @@ class HomeScreen(Screen[None]):
         detail = self.query_one("#home-detail", Static)
         if key is None:
             detail.update("")
-        elif key.startswith("program:"):
-            p = self.programs.get(key.removeprefix("program:"))
-            if p is None:
-                return
-            if p.error:
-                detail.update(f"{p.program}: invalid program: {p.error}")
-            else:
-                more = "" if p.runs else " · no runs yet"
-                detail.update(
-                    f"{p.program}: {p.metric} ({p.direction} is better) · "
-                    f"agent {p.agent}{more} · n: new run"
-                )
+        elif key.startswith((BAKEOFF, BAKEOFF_RUN)):
+            detail.update(bakeoff_detail(key, self.bakeoffs))
         else:
-            s = self.statuses.get(key)
-            if not isinstance(s, StatusReport):
-                detail.update(f"{key}: unreadable: {s.error if s is not None else ''}")
-                return
-            hint = "enter: open · r: resume" if s.daemon == "dead" else "enter: open"
-            words = [key, f"{s.phase} ({s.daemon})", metric_line(s)]
-            if s.message:
-                words.append(s.message)
-            detail.update(" · ".join(w for w in [*words, hint] if w))
+            detail.update(program_detail(key, self.programs, self.statuses))
 
     # ------------------------------------------------------------------ actions
 
@@ -200,6 +215,10 @@ class HomeScreen(Screen[None]):
         self.post_message(self.RunChosen(ref))
 
     def action_new_run(self) -> None:
+        bakeoff = self.selected_bakeoff()
+        if bakeoff is not None:
+            self._new_bakeoff_run(bakeoff)
+            return
         name = self.selected_program()
         if name is None or name not in self.programs:
             self.notify("no program selected (create one with: expd init NAME …)")
@@ -217,17 +236,29 @@ class HomeScreen(Screen[None]):
         argv = ["start", choice.program, "--json", "--max-experiments", str(choice.max_experiments)]
         self._launch(f"starting a run of {choice.program}", [*argv, "--agent", choice.agent])
 
+    def _new_bakeoff_run(self, name: str) -> None:
+        b = self.bakeoffs.get(name)
+        if b is not None and b.error:
+            self.notify(f"{name} is invalid: {b.error}", severity="error", timeout=8)
+            return
+        self._launch(f"starting a run of bakeoff {name}", ["bakeoff", "start", name, "--json"])
+
     def action_resume_run(self) -> None:
         ref = self.selected_run()
         if ref is None:
             self.notify("select a run to resume")
             return
-        status = self.statuses.get(ref.run_id)
-        daemon = status.daemon if isinstance(status, StatusReport) else None
+        status = (
+            bakeoff_status(ref.run_id, self.bakeoffs)
+            if ref.is_bakeoff
+            else self.statuses.get(ref.run_id)
+        )
+        daemon = None if isinstance(status, UnreadableRun | None) else status.daemon
         if daemon != "dead":
             self.notify(f"{ref.run_id} is {daemon}: only a dead run can be resumed")
             return
-        self._launch(f"resuming {ref.run_id}", ["resume", ref.run_id, "--json"])
+        argv = ["resume", ref.run_id, "--json"]
+        self._launch(f"resuming {ref.run_id}", ["bakeoff", *argv] if ref.is_bakeoff else argv)
 
     def action_quit(self) -> None:
         self.app.exit()
@@ -236,14 +267,15 @@ class HomeScreen(Screen[None]):
 
     def _launch(self, what: str, argv: list[str]) -> None:
         self.notify(f"{what}…")
+        kind = "bakeoff" if argv[0] == "bakeoff" else "program"
         self.run_worker(
-            lambda: self._launch_blocking(what, argv),
+            lambda: self._launch_blocking(what, argv, kind),
             thread=True,
             group="home-launch",
             exit_on_error=False,
         )
 
-    def _launch_blocking(self, what: str, argv: list[str]) -> None:
+    def _launch_blocking(self, what: str, argv: list[str], kind: str) -> None:
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "shared.cli.main", *argv],
@@ -254,9 +286,9 @@ class HomeScreen(Screen[None]):
                 timeout=120,
                 check=False,
             )
-            self.post_message(self.Launched(what, proc.returncode, proc.stdout, proc.stderr))
+            self.post_message(self.Launched(what, proc.returncode, proc.stdout, proc.stderr, kind))
         except (OSError, subprocess.TimeoutExpired) as exc:
-            self.post_message(self.Launched(what, -1, "", str(exc)))
+            self.post_message(self.Launched(what, -1, "", str(exc), kind))
 
     def on_home_screen_launched(self, message: Launched) -> None:
         self.refresh_listing()
@@ -269,7 +301,5 @@ class HomeScreen(Screen[None]):
         except (msgspec.DecodeError, KeyError, TypeError):
             self.notify(f"{message.what}: unexpected output", severity="error")
             return
-        program, _, stamp = run_id.partition("/")
         self.notify(f"run {run_id} started")
-        ref = RunRef(program, stamp, RepoPaths(self.repo).program(program).run(stamp), self.repo)
-        self.post_message(self.RunChosen(ref))
+        self.post_message(self.RunChosen(self.ref_of(run_id, message.kind)))
