@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 PR_SET_DUMPABLE = 4
@@ -27,6 +28,8 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 SWEEP_LIMIT_S = 3.0
 """How long a sweep keeps killing (a fork bomb outruns it; SIGKILL in D state can take a while)."""
+MAX_DEPTH = 64
+"""How far up the sweep looks for the child a process belongs to."""
 SWEEP_POLL_S = (0.0005, 0.01)
 """The first and the longest pause between passes: the leftover is usually a process already
 exiting (bwrap's namespace init), a zombie within a millisecond or two; doubling up to 10 ms."""
@@ -105,8 +108,42 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def sweep(since: int | None, exclude: int | None = None) -> int:
+def carries(pid: int, marks: Collection[bytes]) -> bool:
+    """Whether `pid`'s environment holds one of `marks` (`NAME=value`); False when unreadable."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(m in environ for m in marks)
+
+
+def _spared(pid: int, me: int, spare: Collection[int], marks: Collection[bytes]) -> bool:
+    """Whether `pid` belongs to a child still running: it or a process above it (up to this one)
+    is such a child's main process or carries its mark. Looked up now, not from a list made
+    before: the other child may have started a process since."""
+    here = pid
+    for _ in range(MAX_DEPTH):
+        if here in spare or (marks and carries(here, marks)):
+            return True
+        fields = proc_stat(here)
+        if fields is None or len(fields) < 2 or int(fields[1]) in (me, 0, 1):
+            return False
+        here = int(fields[1])
+    return False
+
+
+def sweep(
+    since: int | None,
+    exclude: int | None = None,
+    *,
+    spare: Collection[int] = (),
+    marks: Collection[bytes] = (),
+) -> int:
     """Kill every descendant of this process started at or after `since`; how many there were.
+
+    Children still running beside the one that ended (a bakeoff runs several at once) are spared:
+    their main processes `spare` with everything below them, and every process (an orphan of
+    theirs included) whose environment, or an ancestor's, carries one of their `marks`.
 
     A no-op unless this process is a subreaper (the daemon): elsewhere orphans went to init, and
     the descendants left would be the caller's own children.
@@ -122,6 +159,8 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
         for pid in descendants(me):
             fields = proc_stat(pid)
             if pid == exclude or fields is None or len(fields) < 20 or int(fields[19]) < since:
+                continue
+            if (spare or marks) and fields[0] not in "ZX" and _spared(pid, me, spare, marks):
                 continue
             if fields[0] in "ZX":
                 if fields[1] == str(me):  # an orphan adopted by us: its status is ours to take
