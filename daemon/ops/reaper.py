@@ -28,6 +28,9 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 SWEEP_LIMIT_S = 3.0
 """How long a sweep keeps killing (a fork bomb outruns it; SIGKILL in D state can take a while)."""
+SETTLE_S = 0.2
+"""How long the sweep waits for a process whose environment it cannot read yet (one a running
+child just started is in the middle of `exec`); after that it is killed like any leftover."""
 MAX_DEPTH = 64
 """How far up the sweep looks for the child a process belongs to."""
 SWEEP_POLL_S = (0.0005, 0.01)
@@ -108,28 +111,37 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def carries(pid: int, marks: Collection[bytes]) -> bool:
-    """Whether `pid`'s environment holds one of `marks` (`NAME=value`); False when unreadable."""
+def carries(pid: int, marks: Collection[bytes]) -> bool | None:
+    """Whether `pid`'s environment holds one of `marks` (`NAME=value`); None when it cannot be
+    told: unreadable, or empty (a process in the middle of `exec` shows none for a moment)."""
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
-        return False
-    return any(m in environ for m in marks)
+        return None
+    if not environ:
+        return None
+    return any(m in environ.split(b"\0") for m in marks)
 
 
-def _spared(pid: int, me: int, spare: Collection[int], marks: Collection[bytes]) -> bool:
+def _spared(pid: int, me: int, spare: Collection[int], marks: Collection[bytes]) -> bool | None:
     """Whether `pid` belongs to a child still running: it or a process above it (up to this one)
-    is such a child's main process or carries its mark. Looked up now, not from a list made
-    before: the other child may have started a process since."""
+    is such a child's main process or carries its mark; None when an environment on the way
+    could not be read. Looked up now, not from a list made before: the other child may have
+    started a process since."""
     here = pid
+    unsure = False
     for _ in range(MAX_DEPTH):
-        if here in spare or (marks and carries(here, marks)):
+        if here in spare:
             return True
+        found = carries(here, marks) if marks else False
+        if found:
+            return True
+        unsure = unsure or found is None
         fields = proc_stat(here)
         if fields is None or len(fields) < 2 or int(fields[1]) in (me, 0, 1):
-            return False
+            break
         here = int(fields[1])
-    return False
+    return None if unsure else False
 
 
 def sweep(
@@ -152,7 +164,8 @@ def sweep(
         return 0
     me = os.getpid()
     killed: set[int] = set()
-    deadline = time.monotonic() + SWEEP_LIMIT_S
+    began = time.monotonic()
+    deadline = began + SWEEP_LIMIT_S
     pause, longest = SWEEP_POLL_S
     while True:
         left = 0
@@ -160,8 +173,13 @@ def sweep(
             fields = proc_stat(pid)
             if pid == exclude or fields is None or len(fields) < 20 or int(fields[19]) < since:
                 continue
-            if (spare or marks) and fields[0] not in "ZX" and _spared(pid, me, spare, marks):
-                continue
+            if (spare or marks) and fields[0] not in "ZX":
+                spared = _spared(pid, me, spare, marks)
+                if spared:
+                    continue
+                if spared is None and time.monotonic() - began < SETTLE_S:
+                    left += 1  # look again on the next pass, once its `exec` is done
+                    continue
             if fields[0] in "ZX":
                 if fields[1] == str(me):  # an orphan adopted by us: its status is ours to take
                     with contextlib.suppress(ChildProcessError):
