@@ -232,4 +232,5 @@ def _end_leftovers(pgid: int, since: int | None) -> None:
     kill_group(pgid, signal.SIGKILL)
     spare = [pid for pid in _running.values() if pid is not None]
     marks = [f"{MARK_ENV}={token}".encode() for token in _running]
-    reaper.sweep(since, exclude=pgid, spare=spare, marks=marks)
+    starting = len(spare) < len(marks)
+    reaper.sweep(since, exclude=pgid, spare=spare, marks=marks, reap=not starting)

@@ -150,12 +150,15 @@ def sweep(
     *,
     spare: Collection[int] = (),
     marks: Collection[bytes] = (),
+    reap: bool = True,
 ) -> int:
     """Kill every descendant of this process started at or after `since`; how many there were.
 
     Children still running beside the one that ended (a bakeoff runs several at once) are spared:
     their main processes `spare` with everything below them, and every process (an orphan of
-    theirs included) whose environment, or an ancestor's, carries one of their `marks`.
+    theirs included) whose environment, or an ancestor's, carries one of their `marks`. Their
+    exit statuses are theirs: a zombie in `spare` is never reaped, and none is while `reap` is
+    False (a child is starting, its pid not known yet).
 
     A no-op unless this process is a subreaper (the daemon): elsewhere orphans went to init, and
     the descendants left would be the caller's own children.
@@ -181,7 +184,8 @@ def sweep(
                     left += 1  # look again on the next pass, once its `exec` is done
                     continue
             if fields[0] in "ZX":
-                if fields[1] == str(me):  # an orphan adopted by us: its status is ours to take
+                # An orphan adopted by us: its status is ours to take (never a running child's).
+                if reap and pid not in spare and fields[1] == str(me):
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(pid, os.WNOHANG)
                 continue
