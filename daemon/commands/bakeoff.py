@@ -20,13 +20,14 @@ import msgspec
 from daemon.commands import spawn
 from daemon.ops.git.lookup import repo_head, resolve_commit
 from daemon.ops.sandbox import Choice
-from shared import __version__, codec, control, runs
+from shared import __version__, codec, control, runs, seal
 from shared.atomic import write_atomic
 from shared.bakeoffs.config import load_bakeoff
-from shared.bakeoffs.grading import latest, read_records
+from shared.bakeoffs.grading import decode_attempt, latest
 from shared.bakeoffs.paths import BakeoffPaths, BakeoffRunPaths
 from shared.bakeoffs.schema import (
     FINISHED,
+    AttemptRecord,
     BakeoffManifest,
     BakeoffSpec,
     BakeoffState,
@@ -39,6 +40,7 @@ from shared.locking import lock_blocking, unlock
 from shared.paths import find_repo_root
 from shared.programs import exclude_expd
 from shared.schema import AgentConfig, ProgramConfig
+from shared.tail import read_complete_lines
 
 REPLAY_WAIT_S = 15.0
 POLL_S = 0.05
@@ -149,9 +151,18 @@ def _read_manifest(paths: BakeoffRunPaths) -> BakeoffManifest:
     return manifest
 
 
+def trusted_records(paths: BakeoffRunPaths) -> dict[str, AttemptRecord]:
+    """The newest record of each attempt among the lines the run's daemon sealed (as a daemon
+    would trust them: a line someone else wrote or changed does not count)."""
+    key = seal.load_key(paths)
+    lines = read_complete_lines(paths.attempts)
+    trusted = (line for line in lines if key is None or seal.unseal(key, line) is not None)
+    return latest(r for r in map(decode_attempt, trusted) if r is not None)
+
+
 def _left(paths: BakeoffRunPaths, spec: BakeoffSpec, *, retry: bool) -> int:
     """How many attempts of the matrix a daemon would still run."""
-    newest = latest(read_records(paths))
+    newest = trusted_records(paths)
     left = 0
     for task in spec.tasks:
         for n in range(1, spec.attempts + 1):
@@ -228,7 +239,7 @@ def request_replay(
     paths = BakeoffRunPaths(Path(run_dir).resolve())
     manifest = _read_manifest(paths)
     key = attempt_key(task, variant, attempt)
-    if key not in latest(read_records(paths)):
+    if key not in trusted_records(paths):
         raise UserError(f"attempt {key} is not recorded in run {manifest.run_id}")
     value = {
         "task": task,
