@@ -23,7 +23,8 @@ from tests.repos import git, wait_for
 
 PREAMBLE = """#!/bin/bash
 cat > /dev/null
-if [ -n "$MARKS" ]; then echo "$EXPD_TASK/$EXPD_VARIANT/$EXPD_ATTEMPT $(date +%s.%N)" >> "$MARKS"; fi
+key="$EXPD_TASK/$EXPD_VARIANT/$EXPD_ATTEMPT"
+if [ -n "$MARKS" ]; then echo "$key $(date +%s.%N)" >> "$MARKS"; fi
 ${AGENT_EXTRA:-true}
 """
 SOLVE = 'mkdir -p answers && echo "solved-$EXPD_TASK" > "answers/$EXPD_TASK.txt"\n'
@@ -38,7 +39,8 @@ AGENTS = {
 
 
 def criteria(task: str) -> str:
-    return f'["test_pass:test -f answers/{task}.txt", "command:grep -q solved-{task} answers/{task}.txt"]'
+    exists = f"test_pass:test -f answers/{task}.txt"
+    return f'["{exists}", "command:grep -q solved-{task} answers/{task}.txt"]'
 
 
 def make_bakeoff_repo(
@@ -140,11 +142,3 @@ def marks(path: Path) -> list[str]:
     if not path.exists():
         return []
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-
-def mark_times(path: Path) -> dict[str, float]:
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in path.read_text().splitlines()
-        if line.strip()
-    }

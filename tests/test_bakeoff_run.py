@@ -5,15 +5,19 @@ stop and abort are checked in the files it leaves."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon.commands.bakeoff import start_bakeoff
+from shared import codec
 from shared.bakeoffs.paths import BakeoffPaths, BakeoffRunPaths, attempt_ref
 from shared.errors import UserError
+from shared.schema import DaemonInfo
 from tests.bakeoff_repos import (
     bk_state,
     events,
@@ -127,7 +131,9 @@ def test_a_timed_out_attempt_is_pinned_and_its_processes_are_gone(tmp_path: Path
 
 def _budget_model(body: dict[str, Any]) -> Reply:
     """Writes the answer the briefing asks for, then says it is done."""
-    task = re.search(r"answers/(t\d+)\.txt", json.dumps(body["messages"])).group(1)  # type: ignore[union-attr]
+    found = re.search(r"answers/(t\d+)\.txt", json.dumps(body["messages"]))
+    assert found is not None
+    task = found.group(1)
     if body["messages"][-1]["role"] == "user":
         path = f"answers/{task}.txt"
         return Reply.tool_calls([Call("write_file", {"path": path, "content": f"solved-{task}\n"})])
@@ -246,3 +252,49 @@ def test_start_refuses_what_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no bakeoff 'other'"):
         start_bakeoff(bk.repo, "other")
     assert not bk.runs_dir.exists() or not any(bk.runs_dir.iterdir())
+
+
+def test_sigterm_stops_and_a_second_one_aborts(tmp_path: Path) -> None:
+    bk = _slow_bakeoff(tmp_path / "repo", "60")
+    paths = start(bk.repo)
+    wait_for(lambda: len(bk_state(paths).running) == 2, 20, "two attempts running")
+    pid = codec.read(paths.daemon_json, DaemonInfo).pid
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: bk_state(paths).phase == "stopping", 10, "the daemon to stop starting")
+    assert len(bk_state(paths).running) == 2  # the running attempts go on
+    os.kill(pid, signal.SIGTERM)
+    state = wait_done(paths)
+    assert state.termination_reason == "aborted"
+    assert set(statuses(paths).values()) == {"cancelled"}
+    assert processes_in(bk.repo) == []
+
+
+def test_secrets_reach_no_file_and_a_change_adding_one_is_refused(tmp_path: Path) -> None:
+    secret = "sk-canary-0123456789abcdef"
+    leaky = (
+        "#!/bin/bash\ncat > /dev/null\n"
+        'echo "my token is $API_TOKEN"\n'
+        'mkdir -p answers && echo "$API_TOKEN" > "answers/$EXPD_TASK.txt"\n'
+        'echo "EXPD-DESCRIPTION: used $API_TOKEN"\n'
+    )
+    bk = make_bakeoff_repo(
+        tmp_path / "repo",
+        tasks=1,
+        variants={"leaky": "leaky"},
+        agents={"leaky": leaky},
+        env={"API_TOKEN": secret},
+    )
+    paths = start(bk.repo)
+    wait_done(paths)
+    record = newest(paths)["t0/leaky/1"]
+    assert record.status == "error" and "$API_TOKEN" in (record.error or "")
+    assert record.ref is None and not record.changed
+    assert record.answer == "used [redacted:API_TOKEN]"
+    log = paths.attempt("t0", "leaky", 1).agent_log.read_text()
+    assert "my token is [redacted:API_TOKEN]" in log
+    # bakeoff.toml holds the value (the user wrote it there) and run.json, the resolved spec,
+    # a copy of it (as a program run's run.json holds its `[agent] env`); nothing else does.
+    for path in (bk.repo / ".expd").rglob("*"):
+        if path.is_file() and path.name not in ("bakeoff.toml", "run.json"):
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in git(bk.repo, "log", "--all", "-p")

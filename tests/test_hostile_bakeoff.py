@@ -63,6 +63,13 @@ CHECK = '#!/bin/bash\ngrep -qx "solved-$1" "answers/$1.txt"\n'
 """The hidden test, in the bakeoff folder: the criteria read it, the agents cannot."""
 
 
+def all_sealed(paths: BakeoffRunPaths) -> bool:
+    """Whether every line of attempts.jsonl is one the daemon sealed."""
+    key = seal.load_key(paths)
+    assert key is not None
+    return all(seal.unseal(key, line) for line in read_complete_lines(paths.attempts))
+
+
 def verdicts(log: str) -> dict[str, str]:
     out = {}
     for line in log.splitlines():
@@ -106,9 +113,7 @@ def test_a_confined_agent_reaches_no_other_tree_the_bakeoff_or_the_record(
     for record in newest(paths).values():
         files = git(repo, "show", "--name-only", "--format=", record.commit or "")
         assert files.splitlines() == [f"answers/{record.task}.txt"], files
-    key = seal.load_key(paths)
-    lines = read_complete_lines(paths.attempts)
-    assert len(lines) == 4 and all(seal.unseal(key, line) for line in lines)  # type: ignore[arg-type]
+    assert len(read_complete_lines(paths.attempts)) == 4 and all_sealed(paths)
 
 
 def test_an_ignored_file_left_in_the_tree_reaches_no_criterion_and_no_next_attempt(
@@ -149,7 +154,9 @@ FORGER = (
     + r"""
 record=$(ls -d "$HOSTILE_REPO"/.expd/bakeoffs/bk/runs/*)/attempts.jsonl
 sed -i 's/"status":"failed"/"status":"passed"/' "$record"
-echo '{"task":"'$EXPD_TASK'","variant":"forger","attempt":1,"status":"passed","score":1.0,"seal":"'$(printf '0%.0s' $(seq 64))'"}' >> "$record"
+fake=$(printf '0%.0s' $(seq 64))
+forged='"variant":"forger","attempt":1,"status":"passed","score":1.0'
+echo '{"task":"'$EXPD_TASK'",'"$forged"',"seal":"'$fake'"}' >> "$record"
 echo FORGED
 if [ "$EXPD_TASK" = t1 ] && [ -n "$FORGER_ONCE" ] && [ ! -e "$FORGER_ONCE" ]; then
   touch "$FORGER_ONCE"; sleep 60
@@ -183,9 +190,7 @@ def test_edits_of_attempts_jsonl_are_put_back_by_the_live_daemon(tmp_path: Path)
         "t2/half/1": "passed",
         "t2/forger/1": "error",
     }
-    key = seal.load_key(paths)
-    lines = read_complete_lines(paths.attempts)
-    assert len(lines) == 6 and all(seal.unseal(key, line) for line in lines)  # type: ignore[arg-type]
+    assert len(read_complete_lines(paths.attempts)) == 6 and all_sealed(paths)
     assert sum(1 for e in events(paths) if e.kind == "record_restored") >= 3
     assert state.termination_reason == "finished"
 
@@ -224,5 +229,4 @@ def test_a_record_edited_while_the_daemon_was_dead_is_not_trusted(tmp_path: Path
         ("t0/half/1", "passed"),
         ("t1/half/1", "failed"),
     ]
-    key = seal.load_key(paths)
-    assert all(seal.unseal(key, line) for line in read_complete_lines(paths.attempts))  # type: ignore[arg-type]
+    assert all_sealed(paths)

@@ -92,7 +92,8 @@ def resolve_bases(spec: BakeoffSpec, repo: Path) -> str:
         commit = resolve_commit(repo, task.base_ref)
         if commit is None:
             raise UserError(
-                f"task {task.id!r} ({task.source}): base {task.base_ref!r} is not a commit of {repo}"
+                f"task {task.id!r} ({task.source}): base {task.base_ref!r} "
+                f"is not a commit of {repo}"
             )
         task.base = commit
     return head

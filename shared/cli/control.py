@@ -28,7 +28,8 @@ SET_USAGE = "usage: expd set [RUN] max-experiments N | guidance TEXT"
 
 
 def _status(ref: runs.RunRef) -> Any:
-    """A program run's StatusReport or a bakeoff run's BakeoffStatus (both have what is read here)."""
+    """A program run's StatusReport or a bakeoff run's BakeoffStatus (both have what is read
+    here)."""
     return run_status(ref.paths, run_id=ref.run_id, kind=ref.kind)
 
 

@@ -56,8 +56,8 @@ class AgentTree:
     # --- blocking ------------------------------------------------------------------------------
 
     def reset_sync(self, commit: str) -> None:
-        """Put the tree back at `commit` on the run's branch (if any): tracked files restored, untracked
-        ones removed (ignored ones stay), `.git` afresh; a deleted tree is made again. Raises
+        """Put the tree back at `commit` (on the run's branch, if any): tracked files restored,
+        untracked ones removed (ignored ones stay), `.git` afresh; a deleted tree is made again. Raises
         TreeError when the result is not exactly that."""
         try:
             self._reset(commit)
