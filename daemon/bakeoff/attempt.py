@@ -170,7 +170,9 @@ class Attempts:
         self._usage(record, outcome, streamed)
         description = self.store.redactor.text(outcome.description)
         record.answer = (description or "\n".join(tail))[-ANSWER_MAX:]
-        self.store.event("agent_end", key=job.key, error=outcome.error, seconds=record.duration_s)
+        self.store.event(
+            "agent_end", key=job.key, error=outcome.error, seconds=round(record.duration_s, 3)
+        )
         problem = await self._capture(slot, job, record, description[:MESSAGE_MAX])
         record.error_class = outcome.error_class
         if outcome.timed_out:

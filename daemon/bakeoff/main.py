@@ -16,7 +16,7 @@ from pathlib import Path
 from daemon.ops.reaper import harden_daemon
 from daemon.service.heartbeat import Heart
 from daemon.service.log import install, log, redactor
-from daemon.service.main import _innermost, _take
+from daemon.service.main import innermost, take_lock
 from shared import codec, seal
 from shared.atomic import write_atomic
 from shared.bakeoffs.paths import BakeoffRunPaths
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     install(run_redactor(manifest))
     for name in HIDDEN_VARS:
         os.environ.pop(name, None)
-    if _take(try_lock_dir, paths.dir) is None or _take(try_lock, paths.daemon_lock) is None:
+    if take_lock(try_lock_dir, paths.dir) is None or take_lock(try_lock, paths.daemon_lock) is None:
         log("another daemon already owns this run; exiting")
         return 1
     harden_daemon()  # orphans of its children come back to it; its environment stays its own
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log("internal error:\n" + traceback.format_exc())
         try:
-            mark_crashed(paths, manifest, _innermost(exc))
+            mark_crashed(paths, manifest, innermost(exc))
         except Exception:
             log("could not record the crash in state.json:\n" + traceback.format_exc())
         return 2
