@@ -104,6 +104,8 @@ class Attempts:
         self, slot: Slot, job: Job, running: RunningAttempt, record: AttemptRecord
     ) -> None:
         files = self.store.attempt_files(job.task.id, job.variant, job.attempt)
+        for stale in (files.patch, files.criteria_log):  # an interrupted or retried run's
+            stale.unlink(missing_ok=True)
         prompt = self.store.redactor.text(job.prompt)
         self.store.write_file(files.prompt, prompt)
         base = job.task.base
