@@ -14,8 +14,8 @@ from typing import Any
 from shared import codec, runs
 from shared.bakeoffs.config import load_bakeoff, scaffold
 from shared.bakeoffs.grading import read_records
-from shared.bakeoffs.paths import BakeoffPaths, BakeoffRunPaths, attempt_key, check_id
-from shared.bakeoffs.schema import BakeoffManifest, BakeoffSpec
+from shared.bakeoffs.paths import BakeoffPaths, BakeoffRunPaths, check_id
+from shared.bakeoffs.schema import BakeoffManifest, BakeoffSpec, attempt_key
 from shared.bakeoffs.status import BakeoffStatus, build_bakeoff_status, read_state
 from shared.cli.bakeoff_follow import follow_attempts, summary_lines
 from shared.cli.read import emit_json
