@@ -25,6 +25,7 @@ from shared.locking import try_lock, unlock
 from shared.runs import ref_for_dir
 from shared.schema import DaemonInfo
 from tests.bakeoff_fakes import STAMP, append, make_run, record, spec
+from tests.bakeoff_repos import make_bakeoff_repo, newest, statuses, wait_done
 from tests.repos import expd, git
 
 VARIANT = '[[variant]]\nid = "a"\nkind = "command"\ncommand = "true"\n'
@@ -338,3 +339,73 @@ def test_follow_says_when_the_daemon_is_gone(repo: Path) -> None:
     text = out.getvalue()
     assert "[1/1] passed    t000 · a #1" in text
     assert f"not running (resume with: expd bakeoff resume bk/{STAMP})" in text
+
+
+# --------------------------------------------------------------------------- with the real daemon
+
+
+def test_start_json_then_replay_relaunches_the_daemon(tmp_path: Path) -> None:
+    bakeoff = make_bakeoff_repo(
+        tmp_path / "repo", tasks=2, variants={"solver": "solver", "breaker": "breaker"}
+    )
+    repo = bakeoff.repo
+    started = expd("bakeoff", "start", "bk", "--json", cwd=repo)
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    assert set(info) == {"run_id", "pid", "run_dir"}
+    run = info["run_id"]
+    paths = BakeoffRunPaths(Path(info["run_dir"]))
+    assert run.startswith("bk/") and paths.dir.parent == bakeoff.runs_dir
+    final = wait_done(paths)
+    assert final.termination_reason == "finished", final.message
+    assert statuses(paths) == {
+        "t0/solver/1": "passed",
+        "t0/breaker/1": "error",
+        "t1/solver/1": "passed",
+        "t1/breaker/1": "error",
+    }
+    one_line_error(expd("bakeoff", "resume", run, cwd=repo))
+
+    replayed = expd(
+        "bakeoff",
+        "replay",
+        run,
+        "--task",
+        "t1",
+        "--variant",
+        "breaker",
+        "--as",
+        "solver",
+        "--json",
+        cwd=repo,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    answer = json.loads(replayed.stdout)
+    assert answer["run_id"] == run and answer["relaunched"] is True
+    assert answer["attempt"] == "t1/solver/2" and answer["request_id"]
+    wait_done(paths)
+    record = newest(paths)["t1/solver/2"]
+    assert (record.status, record.replay_of) == ("passed", "t1/breaker/1")
+
+
+def test_start_attach_off_a_terminal_follows_to_the_end(tmp_path: Path) -> None:
+    bakeoff = make_bakeoff_repo(
+        tmp_path / "repo", tasks=2, variants={"solver": "solver", "half": "half"}
+    )
+    attached = expd("bakeoff", "start", "bk", "--attach", cwd=bakeoff.repo, timeout=120)
+    assert attached.returncode == 0, attached.stderr + attached.stdout
+    out = attached.stdout
+    assert out.startswith("started bakeoff run bk/")
+    assert "  matrix   2 tasks × 2 variants × 1 attempt = 4 attempts, 2 at once" in out
+    assert "watch:   expd attach bk/" in out and "--watch" in out
+    done = sorted(
+        line.split("  score")[0].split("] ", 1)[1] for line in out.splitlines() if " · " in line
+    )
+    assert [d.split()[0] for d in done] == ["failed", "passed", "passed", "passed"]
+    assert "t1 · half #1" in done[0]
+    summary = [
+        line.split() for line in out.splitlines() if line.startswith("  ") and " done " in line
+    ]
+    rows = {words[0]: " ".join(words[1:6]) for words in summary}
+    assert rows == {"solver": "2/2 done 2 passed (100%)", "half": "2/2 done 1 passed (50%)"}
+    assert out.rstrip().splitlines()[-1].startswith("report: expd bakeoff report bk/")

@@ -58,9 +58,9 @@ def attempt_line(record: AttemptRecord, done: int, total: int) -> str:
 
 
 def phase_line(status: BakeoffStatus) -> str:
-    running = f", {len(status.running)} running" if status.running else ""
-    detail = f" ({status.detail})" if status.detail else ""
-    return f"[{display.fmt_clock()}] {status.phase}{detail}: {status.done}/{status.total} attempts{running}"
+    """`[12:00:01] running: 3/9 attempts`, or the daemon's own words for where it is."""
+    where = status.detail or f"{status.done}/{status.total} attempts"
+    return f"[{display.fmt_clock()}] {status.phase}: {where}"
 
 
 def summary_lines(status: BakeoffStatus) -> list[str]:
@@ -114,7 +114,7 @@ def follow_attempts(
                 counted.add(record.key)
             print(attempt_line(record, len(counted), status.total), file=out)
         gone = _gone(status, started, clock)
-        key = (status.phase, status.detail, status.daemon)
+        key = (status.phase, status.daemon)
         if key != last:
             last = key
             print(phase_line(status), file=out)

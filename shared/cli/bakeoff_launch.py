@@ -21,6 +21,7 @@ from shared.cli.bakeoff_follow import follow_attempts, summary_lines
 from shared.cli.read import emit_json
 from shared.display import sandbox_line
 from shared.errors import ContractError, UserError
+from shared.liveness import held
 from shared.paths import find_repo_root
 from shared.programs import exclude_expd
 from shared.status import ACTIVE
@@ -261,8 +262,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"the daemon was not running: relaunched it (pid {relaunched.pid})")
     deadline = time.monotonic() + ACK_TIMEOUT_S
     while not _acked(paths, request_id):
-        status = _status(ref)
-        if status is not None and status.daemon in ("dead", "finished"):
+        # The lock, not the phase: a relaunched daemon shows the last run's end until it writes.
+        if not held(paths) and not _acked(paths, request_id):
             raise UserError(
                 f"the daemon of {ref.run_id} ended before it took replay request {request_id} "
                 f"(resume with: expd bakeoff resume {ref.run_id})"
