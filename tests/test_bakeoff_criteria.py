@@ -28,7 +28,7 @@ from daemon.ops.git.eval_tree import EvalTree
 from shared.bakeoffs.config import Where, parse_criterion
 from shared.bakeoffs.paths import BakeoffPaths
 from shared.bakeoffs.schema import Criterion, CriterionResult
-from tests.repos import git, make_repo
+from tests.repos import git, make_repo, wait_for
 
 
 class Judge:
@@ -288,8 +288,16 @@ async def test_a_timeout_kills_the_process_group(judge: Judge, tmp_path: Path) -
     assert verdicts(results) == [False, False, True]
     assert [r.details for r in results[:2]] == ["timed out after 0.5s"] * 2
     child = int(pidfile.read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(child, 0)
+    wait_for(lambda: not alive(child), 10, "the timed-out command's child to die")
+
+
+def alive(pid: int) -> bool:
+    """A live process (a zombie left to a subreaper that does not reap it is dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_a_checkout_that_fails_fails_every_remaining_criterion(judge: Judge) -> None:
