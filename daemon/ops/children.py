@@ -13,6 +13,7 @@ import shutil
 import signal
 import tempfile
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ MAX_TAIL_LINE = 2000
 """Each kept stderr line, at most (the last 20 are kept for error messages)."""
 DRAIN_S = 0.5
 """How long output is still read after the main process exited, before its leftovers are killed."""
+MARK_ENV = "EXPD_CHILD_MARK"
+"""A token in each child's environment, which its orphans keep: while it runs, the sweep after
+another child (a bakeoff runs several at once) leaves them alone."""
+
+_running: dict[str, int | None] = {}
+"""The token of every child starting or running now → its main process (None while it starts:
+its environment already carries the token once it exists)."""
 
 
 @dataclass
@@ -154,6 +162,9 @@ async def run(
 
     tmp = Path(tempfile.mkdtemp(prefix="expd-agent-tmp-")) if sandbox.confined else None
     argv = ["/bin/bash", "-c", command]
+    mark = uuid.uuid4().hex
+    env = {**env, MARK_ENV: mark}
+    _running[mark] = None
     if tmp is not None:
         argv, env = sandbox.wrap(argv, cwd=cwd, tmp=tmp), sandbox.environment(env, tmp)
     try:
@@ -165,10 +176,12 @@ async def run(
             start_new_session=True,
         )
     except BaseException:
+        _running.pop(mark, None)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     since = reaper.start_time(process.pid)
+    _running[mark] = process.pid
     if on_start is not None:
         on_start(process.pid)
     exited = False
@@ -196,6 +209,7 @@ async def run(
             await _terminate(process)
         raise
     finally:
+        _running.pop(mark, None)
         _end_leftovers(process.pid, since)
         # Close the pipes now, not at garbage collection (possibly after the event loop is gone).
         with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_GRACE_S):
@@ -213,6 +227,10 @@ async def run(
 
 
 def _end_leftovers(pgid: int, since: int | None) -> None:
-    """Kill what is left in the child's process group, then (in the daemon) every orphan since."""
+    """Kill what is left in the child's process group, then (in the daemon) every orphan since,
+    sparing the children still running beside it."""
     kill_group(pgid, signal.SIGKILL)
-    reaper.sweep(since, exclude=pgid)
+    spare = [pid for pid in _running.values() if pid is not None]
+    marks = [f"{MARK_ENV}={token}".encode() for token in _running]
+    starting = len(spare) < len(marks)
+    reaper.sweep(since, exclude=pgid, spare=spare, marks=marks, reap=not starting)

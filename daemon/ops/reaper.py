@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 PR_SET_DUMPABLE = 4
@@ -27,6 +28,11 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 SWEEP_LIMIT_S = 3.0
 """How long a sweep keeps killing (a fork bomb outruns it; SIGKILL in D state can take a while)."""
+SETTLE_S = 0.2
+"""How long the sweep waits for a process whose environment it cannot read yet (one a running
+child just started is in the middle of `exec`); after that it is killed like any leftover."""
+MAX_DEPTH = 64
+"""How far up the sweep looks for the child a process belongs to."""
 SWEEP_POLL_S = (0.0005, 0.01)
 """The first and the longest pause between passes: the leftover is usually a process already
 exiting (bwrap's namespace init), a zombie within a millisecond or two; doubling up to 10 ms."""
@@ -105,8 +111,54 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def sweep(since: int | None, exclude: int | None = None) -> int:
+def carries(pid: int, marks: Collection[bytes]) -> bool | None:
+    """Whether `pid`'s environment holds one of `marks` (`NAME=value`); None when it cannot be
+    told: unreadable, or empty (a process in the middle of `exec` shows none for a moment)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    if not environ:
+        return None
+    return any(m in environ.split(b"\0") for m in marks)
+
+
+def _spared(pid: int, me: int, spare: Collection[int], marks: Collection[bytes]) -> bool | None:
+    """Whether `pid` belongs to a child still running: it or a process above it (up to this one)
+    is such a child's main process or carries its mark; None when an environment on the way
+    could not be read. Looked up now, not from a list made before: the other child may have
+    started a process since."""
+    here = pid
+    unsure = False
+    for _ in range(MAX_DEPTH):
+        if here in spare:
+            return True
+        found = carries(here, marks) if marks else False
+        if found:
+            return True
+        unsure = unsure or found is None
+        fields = proc_stat(here)
+        if fields is None or len(fields) < 2 or int(fields[1]) in (me, 0, 1):
+            break
+        here = int(fields[1])
+    return None if unsure else False
+
+
+def sweep(
+    since: int | None,
+    exclude: int | None = None,
+    *,
+    spare: Collection[int] = (),
+    marks: Collection[bytes] = (),
+    reap: bool = True,
+) -> int:
     """Kill every descendant of this process started at or after `since`; how many there were.
+
+    Children still running beside the one that ended (a bakeoff runs several at once) are spared:
+    their main processes `spare` with everything below them, and every process (an orphan of
+    theirs included) whose environment, or an ancestor's, carries one of their `marks`. Their
+    exit statuses are theirs: a zombie in `spare` is never reaped, and none is while `reap` is
+    False (a child is starting, its pid not known yet).
 
     A no-op unless this process is a subreaper (the daemon): elsewhere orphans went to init, and
     the descendants left would be the caller's own children.
@@ -115,7 +167,8 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
         return 0
     me = os.getpid()
     killed: set[int] = set()
-    deadline = time.monotonic() + SWEEP_LIMIT_S
+    began = time.monotonic()
+    deadline = began + SWEEP_LIMIT_S
     pause, longest = SWEEP_POLL_S
     while True:
         left = 0
@@ -123,8 +176,16 @@ def sweep(since: int | None, exclude: int | None = None) -> int:
             fields = proc_stat(pid)
             if pid == exclude or fields is None or len(fields) < 20 or int(fields[19]) < since:
                 continue
+            if (spare or marks) and fields[0] not in "ZX":
+                spared = _spared(pid, me, spare, marks)
+                if spared:
+                    continue
+                if spared is None and time.monotonic() - began < SETTLE_S:
+                    left += 1  # look again on the next pass, once its `exec` is done
+                    continue
             if fields[0] in "ZX":
-                if fields[1] == str(me):  # an orphan adopted by us: its status is ours to take
+                # An orphan adopted by us: its status is ours to take (never a running child's).
+                if reap and pid not in spare and fields[1] == str(me):
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(pid, os.WNOHANG)
                 continue

@@ -25,13 +25,13 @@ from shared.schema import RunManifest
 LOCK_RETRY_S = 0.2
 
 
-def _innermost(exc: BaseException) -> str:
+def innermost(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
 
 
-def _take(lock: Callable[[Path], int | None], path: Path) -> int | None:
+def take_lock(lock: Callable[[Path], int | None], path: Path) -> int | None:
     """The lock's fd (held until the process exits), retried briefly: a reader probing it
     (`expd status`) holds it for a moment."""
     deadline = time.monotonic() + LOCK_RETRY_S
@@ -61,11 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     install(run_redactor(manifest))
     # The directories' own locks first: a lock file can be unlinked, a directory's fd cannot.
-    if _take(try_lock_dir, paths.dir) is None or _take(try_lock, paths.daemon_lock) is None:
+    if take_lock(try_lock_dir, paths.dir) is None or take_lock(try_lock, paths.daemon_lock) is None:
         log("another daemon already owns this run; exiting")
         return 1
     program = ProgramPaths(Path(manifest.repo), manifest.program)
-    if _take(try_lock_dir, program.dir) is None or _take(try_lock, program.active_lock) is None:
+    if (
+        take_lock(try_lock_dir, program.dir) is None
+        or take_lock(try_lock, program.active_lock) is None
+    ):
         log(f"another run of program {manifest.program!r} is active; exiting")
         return 1
     harden_daemon()  # orphans of its children come back to it; its environment stays its own
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from daemon.service.supervisor import mark_crashed
 
-            mark_crashed(paths, manifest, _innermost(exc))
+            mark_crashed(paths, manifest, innermost(exc))
         except Exception:
             log("could not record the crash in state.json:\n" + traceback.format_exc())
         return 2

@@ -42,15 +42,16 @@ class KeyLost(Exception):
     """The run's results are sealed but its key is gone: nothing in them can be trusted."""
 
 
-def open_key(paths: RunPaths) -> bytes | None:
+def open_key(paths: RunPaths, record: Path | None = None) -> bytes | None:
     """The run's key; a run that has recorded nothing yet gets one, a run from before seals none.
 
-    Raises `KeyLost` when sealed results exist without a (readable) key.
+    Raises `KeyLost` when sealed lines exist in the run's record (`results.jsonl`, or `record`)
+    without a (readable) key.
     """
     key = seal.load_key(paths)
     if key is not None:
         return key
-    lines = read_complete_lines(paths.results)
+    lines = read_complete_lines(record or paths.results)
     if any(seal.is_sealed(line) for line in lines):
         raise KeyLost(
             f"{seal.key_path(paths).name} is missing or unreadable, so the results of this run "

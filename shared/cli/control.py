@@ -14,7 +14,7 @@ from shared import control, runs
 from shared.cli import render
 from shared.cli.read import emit_json, warn
 from shared.errors import UserError
-from shared.status import ACTIVE, StatusReport, build_status
+from shared.status import ACTIVE, run_status
 
 POLL_S = 0.2
 ABORT_WAIT_S = 10.0
@@ -27,10 +27,20 @@ SET_KEYS = {
 SET_USAGE = "usage: expd set [RUN] max-experiments N | guidance TEXT"
 
 
-def running_run(arg: str | None) -> tuple[runs.RunRef, StatusReport]:
+def _status(ref: runs.RunRef) -> Any:
+    """A program run's StatusReport or a bakeoff run's BakeoffStatus (both have what is read
+    here)."""
+    return run_status(ref.paths, run_id=ref.run_id, kind=ref.kind)
+
+
+def _resume_hint(ref: runs.RunRef) -> str:
+    return f"expd bakeoff resume {ref.run_id}" if ref.is_bakeoff else f"expd resume {ref.run_id}"
+
+
+def running_run(arg: str | None) -> tuple[runs.RunRef, Any]:
     """The run and its status, refusing runs whose daemon is gone (nobody would read a request)."""
     ref = runs.resolve(arg)
-    status = build_status(ref.paths, run_id=ref.run_id)
+    status = _status(ref)
     if status.daemon == "finished":
         reason = status.termination_reason
         raise UserError(
@@ -39,7 +49,7 @@ def running_run(arg: str | None) -> tuple[runs.RunRef, StatusReport]:
         )
     if status.daemon == "dead":
         raise UserError(
-            f"run {ref.run_id} is not running: daemon is dead — resume with: expd resume {ref.run_id}"
+            f"run {ref.run_id} is not running: daemon is dead — resume with: {_resume_hint(ref)}"
         )
     if status.daemon == "hung":
         warn(f"the daemon of {ref.run_id} is unresponsive; the request waits until it recovers")
@@ -60,7 +70,7 @@ def wait_for(
 
 
 def _stopped(ref: runs.RunRef) -> Callable[[], bool]:
-    return lambda: build_status(ref.paths, run_id=ref.run_id).daemon not in ACTIVE
+    return lambda: _status(ref).daemon not in ACTIVE
 
 
 def _report(
@@ -73,18 +83,29 @@ def _report(
 
 
 def _final_line(ref: runs.RunRef) -> str:
-    status = build_status(ref.paths, run_id=ref.run_id)
+    status = _status(ref)
     if status.daemon == "dead":
+        if ref.is_bakeoff:
+            return f"run {ref.run_id}: daemon is dead — resume with: {_resume_hint(ref)}"
         return f"run {ref.run_id}: {render.alert(status)}"
     reason = status.termination_reason
     return f"run {ref.run_id} is {status.phase}" + (f" ({reason})" if reason else "")
 
 
+CONSEQUENCES = {
+    "stop": "the running attempts finish first; nothing new starts",
+    "abort": "the running attempts are cancelled and recorded as such",
+}
+"""What `stop` and `abort` do to a bakeoff run (a program run's are the callers')."""
+
+
 def _request(
     args: argparse.Namespace, action: str, consequence: str
-) -> tuple[runs.RunRef, StatusReport, str]:
+) -> tuple[runs.RunRef, Any, str]:
     """Send `action` to the run `args` names and say so; the run, its status and the request id."""
     ref, status = running_run(args.run)
+    if ref.is_bakeoff:
+        consequence = CONSEQUENCES.get(action, consequence)
     request_id = control.send(ref.paths, action)
     text = f"{action} requested for {ref.run_id} (request {request_id}): {consequence}"
     _report(args, ref, action, request_id, text)
@@ -124,7 +145,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
     pid = status.pid
     raise UserError(
         f"the daemon did not acknowledge the abort within {ABORT_WAIT_S:g} s; if it is stuck: "
-        f"kill -9 {pid if pid else '<pid>'}, then: expd resume {ref.run_id}"
+        f"kill -9 {pid if pid else '<pid>'}, then: {_resume_hint(ref)}"
     )
 
 
@@ -155,6 +176,8 @@ def parse_set(words: list[str]) -> tuple[str | None, str, Any]:
 def cmd_set(args: argparse.Namespace) -> int:
     run, key, value = parse_set(args.words)
     ref, _ = running_run(run)
+    if ref.is_bakeoff:
+        raise UserError(f"{ref.run_id} is a bakeoff run: expd set is for program runs")
     request_id = control.send(ref.paths, "set", key=key, value=value)
     shown = (
         value
@@ -170,6 +193,6 @@ def cmd_set(args: argparse.Namespace) -> int:
                 f"the daemon did not acknowledge request {request_id} within {SET_WAIT_S:g} s"
                 f" (see: expd status {ref.run_id})"
             )
-        message = build_status(ref.paths, run_id=ref.run_id).message
+        message = _status(ref).message
         _say(args, f"acknowledged{': ' + message if message else ''}")
     return 0

@@ -46,7 +46,9 @@ class AgentTree:
     """The agent's tree."""
     gitdir: Path
     """expd's git dir for it, in the run directory."""
-    branch: str
+    branch: str | None
+    """The run's branch in the user's repository; None: no branch there, the tree's `.git` is
+    detached at its commit (a bakeoff's attempts, each pinned under its own ref)."""
 
     def open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
         return open_tree(self.repo, self.gitdir, self.path)
@@ -54,8 +56,8 @@ class AgentTree:
     # --- blocking ------------------------------------------------------------------------------
 
     def reset_sync(self, commit: str) -> None:
-        """Put the tree back at `commit` on the run's branch: tracked files restored, untracked
-        ones removed (ignored ones stay), `.git` afresh; a deleted tree is made again. Raises
+        """Put the tree back at `commit` (on the run's branch, if any): tracked files restored,
+        untracked ones removed (ignored ones stay), `.git` afresh; a deleted tree is made again. Raises
         TreeError when the result is not exactly that."""
         try:
             self._reset(commit)
@@ -87,6 +89,8 @@ class AgentTree:
         self._point_branch(open_user_repo(self.repo), commit)
 
     def _point_branch(self, user: pygit2.Repository, commit: str) -> None:
+        if self.branch is None:
+            return
         ref = user.references.get(f"refs/heads/{self.branch}")
         if ref is None or str(ref.target) != commit:
             set_own_ref(user, f"refs/heads/{self.branch}", commit)

@@ -1,0 +1,1 @@
+"""Bakeoff runs: the daemon's side (daemon process)."""
