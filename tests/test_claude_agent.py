@@ -335,3 +335,14 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z" and os.path.exists(f"/proc/{pid}")
+
+
+def test_a_bakeoff_attempt_is_briefed_as_a_task_not_an_experiment(tmp_path: Path) -> None:
+    agent = ClaudeAgent(program())
+    task = AgentTask(2, tmp_path, tmp_path, "Fix the parser.", tmp_path / "p", 1, {})
+    task.purpose, task.title = "task", "bakeoff fix-parser fast #2"
+    argv, stdin = agent.command(task)
+    briefing = argv[argv.index("--append-system-prompt") + 1]
+    assert "compares agent setups on tasks" in briefing and "Fix the parser." in briefing
+    assert "final answer" in stdin.decode() and "experiment" not in stdin.decode()
+    assert task.name == "bakeoff fix-parser fast #2"

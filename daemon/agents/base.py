@@ -65,6 +65,15 @@ class AgentTask:
     on_process_start: Callable[[int], None] = lambda pgid: None
     sandbox: Sandbox = UNCONFINED
     """Where the agent's processes may write and what they may see (see daemon/ops/sandbox.py)."""
+    purpose: str = "experiment"
+    """`experiment` (one change in a program's loop) or `task` (a bakeoff attempt: do the task,
+    end with the final answer): the adapters frame the prompt accordingly."""
+    title: str = ""
+    """How the attempt is named to the agent's CLI (a session title); empty: `experiment N`."""
+
+    @property
+    def name(self) -> str:
+        return self.title or f"experiment {self.experiment}"
 
 
 @dataclass

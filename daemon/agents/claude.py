@@ -42,6 +42,14 @@ done, end with a one-line summary of what you changed — it becomes the experim
 INSTRUCTION = (
     "Carry out experiment {n} as briefed in the system prompt, then summarise it in one line."
 )
+TASK_PREAMBLE = """You are running unattended inside expd, which compares agent setups on tasks: \
+nobody will answer questions or permission prompts. Work only in the current directory (a git \
+worktree). Committing is optional: expd commits your work and checks it against the task's \
+criteria. When you are done, end with your final answer: what the task asks for, or a one-line \
+summary of what you changed.
+
+"""
+TASK_INSTRUCTION = "Carry out the task briefed in the system prompt, then give your final answer."
 MAX_ARG_BYTES = 100_000
 """A briefing longer than this goes on stdin instead (Linux caps one argument at 128 KiB)."""
 KEY_ENVS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -59,8 +67,10 @@ class ClaudeAgent(StatelessAgent):
         """The argv and the stdin for one experiment."""
         argv = [self.executable, "-p", "--output-format", "stream-json", "--verbose"]
         argv += ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"]
-        stdin = INSTRUCTION.format(n=task.experiment)
-        briefing = PREAMBLE + task.prompt
+        if task.purpose == "task":
+            stdin, briefing = TASK_INSTRUCTION, TASK_PREAMBLE + task.prompt
+        else:
+            stdin, briefing = INSTRUCTION.format(n=task.experiment), PREAMBLE + task.prompt
         if len(briefing.encode()) <= MAX_ARG_BYTES:
             argv += ["--append-system-prompt", briefing]
         else:

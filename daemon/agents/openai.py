@@ -43,6 +43,11 @@ tools to inspect and change files and to run commands; paths are relative to the
 cannot leave it. Make the ONE change the instructions below ask for. Committing is optional: expd \
 commits, measures and keeps or reverts your change. When you are done, reply WITHOUT calling a \
 tool, with a one-line summary of what you changed — it becomes the experiment's description."""
+TASK_PREAMBLE = """You are a coding agent working in a git worktree (your current directory). Use \
+the tools to inspect and change files and to run commands; paths are relative to the worktree and \
+cannot leave it. Carry out the task below. Committing is optional: expd commits your work and \
+checks it against the task's criteria. When you are done, reply WITHOUT calling a tool, with your \
+final answer: what the task asks for, or a one-line summary of what you changed."""
 
 
 class OpenAIAgent(StatelessAgent):
@@ -123,10 +128,16 @@ class OpenAIAgent(StatelessAgent):
     ) -> tuple[str, str | None]:
         """Talk until a final message: (its text, None), or (last text, why it stopped early)."""
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": f"{PREAMBLE}\n\n{task.prompt}"},
+            {
+                "role": "system",
+                "content": f"{TASK_PREAMBLE if task.purpose == 'task' else PREAMBLE}\n\n"
+                f"{task.prompt}",
+            },
             {
                 "role": "user",
-                "content": f"Make your change for experiment {task.experiment} now; "
+                "content": "Carry out the task now; finish with your final answer."
+                if task.purpose == "task"
+                else f"Make your change for experiment {task.experiment} now; "
                 "finish with the one-line summary.",
             },
         ]

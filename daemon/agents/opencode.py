@@ -112,7 +112,7 @@ class OpenCodeAgent(StatelessAgent):
 
     def command(self, task: AgentTask) -> list[str]:
         argv = [self.executable, "run", "--format", "json", "--title"]
-        argv.append(f"expd experiment {task.experiment}")
+        argv.append(f"expd {task.name}")
         if self.model:
             model = self.model
             if self.config.base_url and not model.startswith(f"{PROVIDER}/"):

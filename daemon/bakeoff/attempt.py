@@ -150,6 +150,8 @@ class Attempts:
             run_dir=slot.home,
             prompt=prompt,
             prompt_file=files.prompt,
+            purpose="task",
+            title=f"bakeoff {job.task.id} {job.variant} #{job.attempt}",
             timeout=job.task.timeout_s or spec.timeout_s,
             env={
                 **config.env,
