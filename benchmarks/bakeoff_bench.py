@@ -9,10 +9,18 @@ heartbeat), then measures:
 2. open: the real app (`ExpdApp`, headless under `run_test`) with the real `BakeoffSource`, from
    app start until the grid has every task's row with every cell filled. Goal ≤ 1 s.
 
-Each measurement is a function of the run directory, so other modes (a run the real daemon is
-filling, say) can reuse them.
+With `--live`, the real daemon runs the matrix instead, on a generated repository whose agents
+are instant shell scripts (tests/bakeoff_repos.py: solver, half, breaker; two criteria commands per
+task), and the benchmark adds:
+
+3. scheduling: the wall time of the whole matrix × concurrency / attempts (all-in, per attempt),
+   split into the agent's own time (its process, started in the sandbox), the criteria's time
+   (checkouts and commands) and the rest — expd's scheduling: a fresh tree per attempt, the capture
+   and pinning of the change, the sealed record. Goal for the rest ≤ 50 ms.
+4. status while the daemon runs (the same measurement as 1, on the live run).
 
     python benchmarks/bakeoff_bench.py [--tasks 200] [--variants 3] [--attempts 2] [--repeats 10]
+    python benchmarks/bakeoff_bench.py --live [--sandbox auto|none] [--concurrency 2]
 
 Prints one JSON object.
 """
@@ -107,7 +115,7 @@ def measure_status(paths: BakeoffRunPaths, repeats: int, cache: Path) -> dict[st
     }
 
 
-async def open_once(ref: RunRef, tasks: int) -> float:
+async def open_once(ref: RunRef, tasks: int, last: str) -> float:
     """Seconds from app start until the grid shows every task with every cell filled."""
     from tui.app import ExpdApp
     from tui.screens.bakeoff import BakeoffScreen
@@ -118,7 +126,6 @@ async def open_once(ref: RunRef, tasks: int) -> float:
         if not isinstance(screen, BakeoffScreen) or not screen.opened:
             return False
         grid = screen.query_one(BakeoffGrid)
-        last = f"t{tasks - 1:03d}"
         return grid.row_count == tasks and all(grid.cell(last, v) for v in grid.variants)
 
     start = time.perf_counter()
@@ -133,13 +140,60 @@ async def open_once(ref: RunRef, tasks: int) -> float:
 
 def measure_open(paths: BakeoffRunPaths, tasks: int, repeats: int) -> dict[str, Any]:
     """The dashboard's open time (ms) over `repeats` fresh apps (after one to warm imports)."""
+    from shared.bakeoffs.schema import BakeoffManifest
+
     ref = ref_for_dir(paths.dir)
-    times = [asyncio.run(open_once(ref, tasks)) * 1000 for _ in range(repeats + 1)][1:]
+    last = codec.read(paths.run_json, BakeoffManifest).spec.tasks[-1].id
+    times = [asyncio.run(open_once(ref, tasks, last)) * 1000 for _ in range(repeats + 1)][1:]
     return {
         "median_ms": round(statistics.median(times), 1),
         "max_ms": round(max(times), 1),
         "runs": repeats,
         "goal_ms": 1000,
+    }
+
+
+def measure_live(
+    base: Path, tasks: int, attempts: int, concurrency: int, sandbox: str, repeats: int
+) -> tuple[BakeoffRunPaths, dict[str, Any]]:
+    """Run the matrix with the real daemon; the split of each attempt's time, and status while it
+    runs."""
+    from daemon.commands.bakeoff import start_bakeoff
+    from shared.bakeoffs.grading import read_records
+    from tests.bakeoff_repos import make_bakeoff_repo, wait_done
+
+    bk = make_bakeoff_repo(
+        base / "live",
+        tasks=tasks,
+        attempts=attempts,
+        concurrency=concurrency,
+        timeout="60s",
+        sandbox=None if sandbox == "auto" else sandbox,
+    )
+    start = time.perf_counter()
+    started = start_bakeoff(bk.repo, bk.name)
+    paths = BakeoffRunPaths(started.run_dir)
+    time.sleep(1.0)  # let the matrix get going before status is timed against it
+    live_status = measure_status(paths, repeats, base / "pycache")
+    state = wait_done(paths, timeout=3600)
+    wall = time.perf_counter() - start
+    records = read_records(paths)
+    n = len(records)
+    all_in = wall * concurrency / n * 1000
+    agent = statistics.mean(r.duration_s for r in records) * 1000
+    criteria = statistics.mean(r.criteria_s for r in records) * 1000
+    return paths, {
+        "phase": f"{state.phase} ({state.termination_reason})",
+        "sandbox": started.sandbox,
+        "concurrency": concurrency,
+        "attempts": n,
+        "wall_s": round(wall, 1),
+        "per_attempt_all_in_ms": round(all_in, 1),
+        "agent_ms": round(agent, 1),
+        "criteria_ms": round(criteria, 1),
+        "scheduling_ms": round(all_in - agent - criteria, 1),
+        "goal_scheduling_ms": 50,
+        "status_json_while_running": live_status,
     }
 
 
@@ -150,7 +204,25 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--open-repeats", type=int, default=5)
+    parser.add_argument("--live", action="store_true", help="run the matrix with the real daemon")
+    parser.add_argument("--sandbox", choices=("auto", "bwrap", "landlock", "none"), default="auto")
+    parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
+    if args.live:
+        with tempfile.TemporaryDirectory(prefix="expd-bakeoff-bench-") as tmp:
+            paths, live = measure_live(
+                Path(tmp), args.tasks, args.attempts, args.concurrency, args.sandbox, args.repeats
+            )
+            report = {
+                "machine": f"{platform.machine()} · {os.cpu_count()} cpus · "
+                f"Python {platform.python_version()}",
+                "matrix": f"{args.tasks} tasks × 3 variants × {args.attempts} attempts (live)",
+                "scheduling": live,
+                "status_json_after": measure_status(paths, args.repeats, Path(tmp) / "pycache"),
+                "dashboard_open": measure_open(paths, args.tasks, args.open_repeats),
+            }
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return
     with tempfile.TemporaryDirectory(prefix="expd-bakeoff-bench-") as tmp:
         base = Path(tmp)
         paths = build_run(base, args.tasks, args.variants, args.attempts)

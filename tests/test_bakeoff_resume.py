@@ -32,7 +32,7 @@ from tests.bakeoff_repos import (
     statuses,
     wait_done,
 )
-from tests.repos import group_members, wait_for
+from tests.repos import expd, group_members, wait_for
 
 
 def start(root: Path) -> BakeoffRunPaths:
@@ -66,7 +66,10 @@ def test_kill_9_mid_matrix_then_resume_runs_no_finished_attempt_twice(tmp_path: 
     interrupted = {r.key for r in bk_state(paths).running} - before
     started = Counter(marks(ran))  # an interrupted attempt's agent may not have started yet
     assert before
-    resume_bakeoff(paths.dir)
+    # `expd resume` hands a bakeoff run to `expd bakeoff resume`.
+    resumed = expd("resume", f"bk/{paths.dir.name}", cwd=bk.repo)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout
     state = wait_done(paths)
     assert state.termination_reason == "finished" and state.resumes == 1
     keys = [r.key for r in records(paths)]

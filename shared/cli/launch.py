@@ -176,6 +176,11 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     ref = runs.resolve(args.run)
+    if ref.is_bakeoff:
+        from shared.cli.bakeoff_launch import cmd_resume as resume_bakeoff
+
+        args.run, args.retry_errors = str(ref.paths.dir), False
+        return resume_bakeoff(args)
     try:
         status: StatusReport | None = build_status(ref.paths, run_id=ref.run_id)
     except ContractError:
