@@ -132,3 +132,41 @@ def test_the_tui_never_imports_the_daemon_or_the_cli() -> None:
     loaded = tui_imports()
     assert [m for m in loaded if m.split(".")[0] in ("daemon", "git", "pygit2")] == []
     assert [m for m in loaded if m.startswith("shared.cli")] == []
+
+
+@pytest.fixture(scope="module")
+def bakeoff_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository whose only run is a finished bakeoff run, with attempts and their files."""
+    from tests import bakeoff_fakes as bf
+
+    repo = git_repo(tmp_path_factory.mktemp("hygiene-bakeoff") / "repo")
+    paths = bf.make_run(repo, bf.spec(tasks=2), phase="complete")
+    bf.append(
+        paths,
+        bf.record("t000", "a", "passed", patch_files=["m.py"]),
+        bf.record("t000", "b", "failed", patch_files=["m.py"]),
+        bf.record("t001", "a", "error", error="agent exited with code 1"),
+    )
+    bf.write_attempt_files(paths, "t000", "a", patch="+x\n", log="worked\n")
+    bf.write_attempt_files(paths, "t000", "b", patch="-x\n", log="tried\n")
+    return repo
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "bk", "--json"],
+        ["status", "bk"],
+        ["list", "--json"],
+        ["bakeoff", "results", "bk", "--json"],
+        ["bakeoff", "report", "bk", "--format", "json"],
+        ["bakeoff", "report", "bk", "--format", "html"],
+        ["bakeoff", "report", "bk"],
+        ["bakeoff", "errors", "bk"],
+        ["bakeoff", "diff", "bk", "--task", "t000", "a", "b"],
+    ],
+)
+def test_bakeoff_read_commands_import_nothing_heavy(bakeoff_repo: Path, argv: list[str]) -> None:
+    got = run_probe(bakeoff_repo, *argv)
+    assert got["loaded"] == [], f"expd {' '.join(argv)} imported {got['loaded']}"
+    assert got["code"] in (0, 3), got["stderr"]
