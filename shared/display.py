@@ -117,11 +117,15 @@ def measure_sandbox_line(sandbox: str | None) -> str:
     return MEASURE_WORDS.get(sandbox, sandbox)
 
 
-def sandbox_line(sandbox: str | None) -> str:
-    """What confines the run's agent, for people; "" for runs that predate the record of it."""
+def sandbox_line(sandbox: str | None, *, bakeoff: bool = False) -> str:
+    """What confines the run's agent, for people; "" for runs that predate the record of it.
+    A bakeoff's agents are hidden the bakeoff (its criteria) instead of a program."""
     if not sandbox:
         return ""
-    return SANDBOX_WORDS.get(sandbox, sandbox)
+    words = SANDBOX_WORDS.get(sandbox, sandbox)
+    if bakeoff:
+        words = words.replace("the program, the run", "the bakeoff, the run, other attempts")
+    return words
 
 
 PROGRESS_COLUMNS = (

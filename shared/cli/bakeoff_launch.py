@@ -71,7 +71,7 @@ def _announce(args: argparse.Namespace, verb: str, started: Any) -> None:
     except ContractError:
         pass
     if started.sandbox:
-        lines.append(f"  sandbox  {sandbox_line(started.sandbox)}")
+        lines.append(f"  sandbox  {sandbox_line(started.sandbox, bakeoff=True)}")
     if started.sandbox_detail:
         lines.append(f"           ({started.sandbox_detail})")
     lines.append(

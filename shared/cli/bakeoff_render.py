@@ -113,7 +113,7 @@ def status_text(s: BakeoffStatus, now: float | None = None) -> str:
         rows.append(("running", running_line(s, now)))
     rows.append(("run dir", s.run_dir))
     if s.sandbox:
-        rows.append(("sandbox", sandbox_line(s.sandbox)))
+        rows.append(("sandbox", sandbox_line(s.sandbox, bakeoff=True)))
     if s.message:
         rows.append(("note", one_line(s.message)))
     text = "\n".join(f"{key:<9} {value}" for key, value in rows)

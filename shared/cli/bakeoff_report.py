@@ -183,7 +183,7 @@ def facts(doc: ReportDoc) -> list[tuple[str, str]]:
         ("Started", fmt_time(doc.started_at)),
     ]
     if doc.sandbox:
-        out.append(("Sandbox", sandbox_line(doc.sandbox)))
+        out.append(("Sandbox", sandbox_line(doc.sandbox, bakeoff=True)))
     return out
 
 
