@@ -16,7 +16,9 @@ class VariantProgressTable(Static):
     it repaints only when a cell changed."""
 
     DEFAULT_CSS = """
-    VariantProgressTable { height: auto; max-height: 14; padding: 0 1; }
+    VariantProgressTable {
+        height: auto; max-height: 14; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -45,6 +47,7 @@ def table_content(rows: list[tuple[str, ...]]) -> Content:
         for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
             text = cell.ljust(width) if i == 0 else cell.rjust(width)
             style = "bold" if n == 0 or i == 0 else ""
-            parts += [(text, style) if style else text, "  " if i < len(row) - 1 else ""]
+            sep = ("  " if i == 0 else " ") if i < len(row) - 1 else ""
+            parts += [(text, style) if style else text, sep]
         parts.append("\n" if n < len(rows) else "")
     return Content.assemble(*parts)
