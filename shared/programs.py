@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from shared.arms import check_arms
 from shared.errors import UserError
 from shared.paths import PROGRAM_FILES, ProgramPaths, RepoPaths, check_program_name
 from shared.protect import check_pattern
@@ -116,6 +117,7 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
         fail("[agent] kind 'command' needs [agent] command")
     if config.agent.kind == "tune" and not config.tune.params:
         fail("[agent] kind 'tune' needs at least one [tune.params.NAME] table")
+    check_arms(config, source=source)
     for pattern in config.measure.protect:
         if problem := check_pattern(pattern):
             fail(f"[measure] protect: {problem}")

@@ -122,6 +122,22 @@ class AgentConfig(_Typed):
     """The budget of the context packet each agent receives, in characters."""
     sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
     """What confines the agent: `auto` is bwrap if it works here, else Landlock, else none."""
+    temperature: float | None = None
+    """`openai`: the sampling temperature (None: the endpoint's default)."""
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    """Reasoning effort: `codex` (`model_reasoning_effort`) and `openai` (`reasoning_effort`)."""
+
+
+class ArmsPolicy(_Typed):
+    """`[arms_policy]`: how experiments are shared between `[[arms]]`."""
+
+    allocation: Literal["round_robin", "thompson"] = "thompson"
+    """`thompson` samples each arm's probability of a keep per dollar and picks the best draw;
+    `round_robin` takes turns."""
+    min_share: float = 0.1
+    """The floor: an arm below this share of the experiments is picked next (none starves)."""
+    seed: int | None = None
+    """For Thompson's draws (None: a fresh seed per run)."""
 
 
 class TuneParam(_Typed):
@@ -153,6 +169,10 @@ class ProgramConfig(_Typed):
     loop: LoopConfig = msgspec.field(default_factory=LoopConfig)
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     tune: TuneConfig = msgspec.field(default_factory=TuneConfig)
+    arms: list[dict[str, Any]] = []
+    """`[[arms]]`: `id`, any `[agent]` key, `prompt_addendum` — checked and resolved by
+    `shared.arms.arms_of` (an arm's keys override `[agent]`)."""
+    arms_policy: ArmsPolicy = msgspec.field(default_factory=ArmsPolicy)
 
 
 # --------------------------------------------------------------------------- daemon-written files
@@ -200,6 +220,23 @@ class InFlight(_Lenient):
     pgid: int | None = None
 
 
+class ArmStats(_Lenient):
+    """One arm's outcomes so far in a run (rebuilt from results.jsonl on resume)."""
+
+    id: str = ""
+    experiments: int = 0
+    keeps: int = 0
+    errors: int = 0
+    """Crashes: the agent failed, produced nothing or was interrupted."""
+    improvement_pct: float = 0.0
+    """The sum of its keeps' gains, each relative to the incumbent it beat (positive: better)."""
+    cost_usd: float = 0.0
+    tokens: int = 0
+    agent_s: float = 0.0
+    paused: str = ""
+    """Why the arm gets no experiments now (its provider is unavailable); empty: it runs."""
+
+
 class RunState(_Lenient):
     """`state.json`: the daemon's whole view of the run, replaced atomically on every change."""
 
@@ -244,6 +281,9 @@ class RunState(_Lenient):
     """The sandbox the daemon confines the agent with (bwrap, landlock or none; empty: older)."""
     measure_sandbox: str = ""
     """The sandbox the daemon confines the build and the measurement with (as `sandbox`)."""
+    arm_stats: list[ArmStats] = []
+    """Per-arm outcomes, in the order of `[[arms]]` (empty: the program has no arms). Not named
+    `arms`: state files in the wild may carry an unrelated field of that name."""
 
 
 class DiffStat(_Lenient):
@@ -275,6 +315,8 @@ class ResultRecord(_Lenient):
     """What the decision was based on, as stored: read and written through `shared.evidence`,
     which types it by policy (msgspec cannot decode `{}` or an unknown policy as a tagged union)."""
     session_id: str | None = None
+    arm: str | None = None
+    """The arm that made the change (None: the program has no arms; the baseline)."""
 
 
 class Event(_Lenient):

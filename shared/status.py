@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from shared import codec
+from shared.arms import ArmStatus, arm_status
 from shared.errors import ContractError
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
@@ -96,6 +97,8 @@ class StatusReport(msgspec.Struct, kw_only=True):
     confined: bool = False
     measure_sandbox: str | None = None
     """What confines the build and the measurement (as `sandbox`; None: the run predates it)."""
+    arms: list[ArmStatus] = []
+    """Per-arm outcomes (empty: the program has no arms)."""
 
 
 def read_state(paths: RunPaths) -> RunState | None:
@@ -170,6 +173,7 @@ def build_status(
         sandbox=st.sandbox or mf.sandbox or None,
         confined=(st.sandbox or mf.sandbox) in CONFINED,
         measure_sandbox=st.measure_sandbox or mf.measure_sandbox or None,
+        arms=arm_status(st.arm_stats),
     )
 
 
