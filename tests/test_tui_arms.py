@@ -23,7 +23,7 @@ from tui.app import ExpdApp
 from tui.messages import ResultsAppended, RunOpened, StateChanged
 from tui.screens.run import RunScreen
 from tui.widgets import AgentLog, ArmsPanel, ResultsTable
-from tui.widgets.arms_panel import BAR_MIN, bar
+from tui.widgets.arms_panel import BAR_MIN, LEGEND, bar
 
 SnapCompare = Callable[..., bool]
 SMALL = (80, 24)
@@ -81,6 +81,11 @@ def filled(line: str) -> float:
     return sum(blocks.index(c) / 8 for c in line if c in blocks[1:])
 
 
+async def wait(pilot: Pilot[Any], predicate: Callable[[], object], what: str = "") -> None:
+    """Until `predicate()` holds: file watching on a loaded machine may take a while."""
+    await until(pilot, predicate, timeout=15.0, what=what)
+
+
 def ref_of(run: FakeRun) -> RunRef:
     return RunRef(run.program, run.stamp, run.paths, run.repo)
 
@@ -93,7 +98,7 @@ async def test_panel_shows_every_arm_and_follows_state_json(tmp_path: Path) -> N
     try:
         app = ExpdApp(run=ref_of(run))
         async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunScreen) and panel_of(app).rows)
+            await wait(pilot, lambda: isinstance(app.screen, RunScreen) and panel_of(app).rows)
             panel = panel_of(app)
             assert panel.display and panel.region.height == 2 + 1 + 3  # border, header, arms
             assert panel.border_title == "arms · thompson · floor 10%"
@@ -105,7 +110,7 @@ async def test_panel_shows_every_arm_and_follows_state_json(tmp_path: Path) -> N
             assert fast[:8] == ("fast", "", "6", "3", "50%", "$0.30", "10s", "60%")
             assert careful[:8] == ("careful", "", "3", "1", "33%", "$0.90", "30s", "30%")
             assert broken[:8] == ("broken", "paused", "1", "0", "0%", "$0.00", "5s", "10%")
-            assert panel.tooltip == f"broken paused: {REASON}"
+            assert panel.tooltip == f"{LEGEND}\nbroken paused: {REASON}"
 
             header, *lines = panel_lines(app)
             assert header.split() == ["arm", "exp", "keeps", "keep%", "cost", "agent", "share"]
@@ -124,12 +129,12 @@ async def test_panel_shows_every_arm_and_follows_state_json(tmp_path: Path) -> N
                 ArmStats(id="broken", experiments=1, errors=1, agent_s=5.0),  # resumed
             ]
             run.write_state(phase="agent_running", experiment=15, arm_stats=grown)
-            await until(
+            await wait(
                 pilot, lambda: panel.cells_of("careful").experiments == "7", what="new state"
             )
             assert panel.cells_of("fast")[2:8] == ("7", "4", "57%", "$0.35", "10s", "47%")
             assert panel.cells_of("careful").share_text == "47%"
-            assert panel.cells_of("broken").paused == "" and panel.tooltip is None
+            assert panel.cells_of("broken").paused == "" and panel.tooltip == LEGEND
             lines = panel_lines(app)[1:]
             assert filled(lines[0]) == filled(lines[1]) > 7 * filled(lines[2]) - 1
     finally:
@@ -141,24 +146,24 @@ async def test_results_show_the_arm_and_the_detail_names_it(tmp_path: Path) -> N
     try:
         app = ExpdApp(run=ref_of(run))
         async with app.run_test(size=(140, 34)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await wait(pilot, lambda: isinstance(app.screen, RunScreen))
             table = screen_of(app).query_one(ResultsTable)
-            await until(pilot, lambda: table.row_count == 3, what="three rows")
+            await wait(pilot, lambda: table.row_count == 3, what="three rows")
             assert [c.label for c in table.columns][:4] == ["#", "status", "arm", "metric"]
             assert [table.get_row(k)[2].plain for k in ("0", "1", "2")] == [DASH, "fast", "careful"]
             assert table.render_line(0).text.split()[:4] == ["#", "status", "arm", "metric"]
 
             run.add_results(armed(3, "keep", 3.9, "careful"))
-            await until(pilot, lambda: table.has_row("3"), what="row 3")
+            await wait(pilot, lambda: table.has_row("3"), what="row 3")
             assert table.get_row("3")[2].plain == "careful"
 
             table.focus()
             await pilot.press("down")
             evidence = screen_of(app).query_one("#detail-evidence", Static)
-            await until(pilot, lambda: "#1 keep" in str(evidence.render()), what="detail")
+            await wait(pilot, lambda: "#1 keep" in str(evidence.render()), what="detail")
             assert "arm      fast" in str(evidence.render())
             await pilot.press("up")
-            await until(pilot, lambda: "#0 baseline" in str(evidence.render()))
+            await wait(pilot, lambda: "#0 baseline" in str(evidence.render()))
             assert "arm " not in str(evidence.render())  # the baseline belongs to no arm
     finally:
         run.die()
@@ -170,10 +175,10 @@ async def test_a_run_without_arms_has_no_panel_and_no_column(tmp_path: Path) -> 
     try:
         app = ExpdApp(run=ref_of(run))
         async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await wait(pilot, lambda: isinstance(app.screen, RunScreen))
             screen = screen_of(app)
             table = screen.query_one(ResultsTable)
-            await until(pilot, lambda: table.row_count == 2)
+            await wait(pilot, lambda: table.row_count == 2)
             panel = panel_of(app)
             assert not panel.display and panel.region.height == 0 and not panel.rows
             assert [c.label for c in table.columns] == [
@@ -187,10 +192,10 @@ async def test_a_run_without_arms_has_no_panel_and_no_column(tmp_path: Path) -> 
             table.focus()
             await pilot.press("down")
             evidence = screen.query_one("#detail-evidence", Static)
-            await until(pilot, lambda: "#1 keep" in str(evidence.render()))
+            await wait(pilot, lambda: "#1 keep" in str(evidence.render()))
             assert "arm " not in str(evidence.render())
             run.write_state(phase="measuring", experiment=2)  # a later state: still no arms
-            await until(pilot, lambda: screen.header_state().phase == "measuring")
+            await wait(pilot, lambda: screen.header_state().phase == "measuring")
             assert not panel.display and not table.arms
     finally:
         run.die()

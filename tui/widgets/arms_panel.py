@@ -26,6 +26,7 @@ BLOCKS = " ▏▎▍▌▋▊▉█"
 HEADER = ("arm", "", "exp", "keeps", "keep%", "cost", "agent")
 """The fixed columns; `agent` is the mean agent time per experiment. The share bar follows."""
 PAUSED = "paused"
+LEGEND = "agent: mean agent time per experiment · share: of the run's experiments so far"
 GAP = "  "
 
 
@@ -138,7 +139,8 @@ def _cells(
         if not w:
             continue
         text = cell.ljust(w) if i < 2 else cell.rjust(w)
-        style = "bold" if bold else CELL_STYLES.get(i, "") if cell not in ("0", "") else ""
+        emphasis = CELL_STYLES.get(i, "") if cell not in ("", "0") else ""
+        style = "bold" if bold else emphasis
         out += [(text, style) if style else text, GAP]
     return out
 
@@ -176,7 +178,7 @@ class ArmsPanel(Widget):
         self.border_title = title
         self.display = bool(rows)
         paused = [f"{row.id} paused: {row.reason}" for row in rows if row.paused]
-        self.tooltip = "\n".join(paused) or None
+        self.tooltip = "\n".join([LEGEND, *paused])
         self.refresh(layout=grew)
 
     def cells_of(self, arm_id: str) -> ArmRow:
