@@ -32,7 +32,15 @@ from tui.messages import (
 from tui.screens.help import HelpScreen
 from tui.screens.run_commands import RunCommands
 from tui.screens.run_controls import ABORT_TIMEOUT_S, Kill, RunControls
-from tui.widgets import AgentLog, ExperimentDetail, PhaseBar, ResultsTable, StatsHeader
+from tui.widgets import (
+    AgentLog,
+    ArmsPanel,
+    ExperimentDetail,
+    PhaseBar,
+    ResultsTable,
+    StatsHeader,
+)
+from tui.widgets.arms_panel import declared_arms
 from tui.widgets.stats_header import durations_of, metrics_of
 
 if TYPE_CHECKING:
@@ -50,7 +58,8 @@ END_SEVERITY: dict[str, SeverityLevel] = {
 
 
 class RunScreen(RunControls, Screen[None]):
-    """Layout: stats header, phase bar, results + experiment detail, live agent stream, footer."""
+    """Layout: stats header, phase bar, the arms (in a run with arms), results + experiment
+    detail, live agent stream, footer."""
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
         (0, "-narrow"),
@@ -94,6 +103,7 @@ class RunScreen(RunControls, Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatsHeader(id="stats")
         yield PhaseBar(id="phase")
+        yield ArmsPanel(id="arms")
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 yield ResultsTable(id="results")
@@ -130,19 +140,26 @@ class RunScreen(RunControls, Screen[None]):
             metric=str(config.get("metric", "")),
             direction=str(config.get("direction", "lower")),
             started_at=self.manifest.created_at,
+            arm_stats=declared_arms(config),
         )
 
     def add_results(self, records: list[ResultRecord]) -> None:
         table = self.query_one(ResultsTable)
+        if any(r.arm for r in records):
+            table.show_arms()
         table.add_results(records)
         self.metric_series = metrics_of(table.records)
         self.durations = durations_of(table.records)
 
     def refresh_all(self) -> None:
         now = self.clock()
+        state = self.header_state()
         self.query_one(StatsHeader).show(
-            self.ref.run_id, self.header_state(), self.metric_series, self.durations, now
+            self.ref.run_id, state, self.metric_series, self.durations, now
         )
+        self.query_one(ArmsPanel).show(state.arm_stats, self.manifest.config)
+        if state.arm_stats:
+            self.query_one(ResultsTable).show_arms()
         self.refresh_phase()
 
     def refresh_phase(self) -> None:

@@ -99,7 +99,8 @@ def sequential_summary(ev: SequentialEvidence) -> list[tuple[str, str]]:
 
 def evidence_content(record: ResultRecord) -> Content:
     """The decision and everything it was based on, as labelled lines."""
-    rows: list[tuple[str, str]] = [
+    rows: list[tuple[str, str]] = [("arm", record.arm)] if record.arm else []
+    rows += [
         ("metric", fmt_num(record.metric)),
         ("samples", fmt_value(record.samples)),
     ]

@@ -151,6 +151,15 @@ class LineTable(ScrollView, can_focus=True):
         if was_empty and self._keys:
             self.row_highlighted(self._keys[self._cursor])
 
+    def set_columns(
+        self, columns: Sequence[Column], rows: Iterable[tuple[str, Sequence[str], str]]
+    ) -> None:
+        """Other columns, with every known row's cells for them (keys, order, cursor and scroll
+        stay); then repaint once."""
+        self.columns = tuple(columns)
+        self._widths = [cell_len(column.label) for column in self.columns]
+        self.set_rows(rows)
+
     @property
     def table_width(self) -> int:
         return sum(self._widths) + 2 * len(self._widths)

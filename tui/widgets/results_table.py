@@ -44,11 +44,15 @@ COLUMNS = (
     Column("change", "diff", "right"),
     Column("description", "description"),
 )
+ARM_COLUMN = Column("arm", "arm")
+"""Shown after the status, only in a run with arms."""
+ARM_WIDTH = 16
 DESCRIPTION_WIDTH = 72
 
 
 class ResultsTable(LineTable):
-    """`add_results` is idempotent: a record already shown updates its row, a new one appends."""
+    """`add_results` is idempotent: a record already shown updates its row, a new one appends.
+    `show_arms` adds the arm column (once: a run never loses its arms)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         *LineTable.COMPONENT_CLASSES,
@@ -76,6 +80,7 @@ class ResultsTable(LineTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(COLUMNS, id=id)
         self.records: dict[int, ResultRecord] = {}
+        self.arms = False
 
     @property
     def baseline(self) -> float | None:
@@ -96,6 +101,16 @@ class ResultsTable(LineTable):
             changed = list(self.records.values())  # every Δ% is relative to the baseline
         self.set_rows((str(r.experiment), self.cells(r), r.status) for r in changed)
 
+    def show_arms(self) -> None:
+        """Add the arm column and fill it for the rows already shown."""
+        if self.arms:
+            return
+        self.arms = True
+        columns = (*COLUMNS[:2], ARM_COLUMN, *COLUMNS[2:])
+        self.set_columns(
+            columns, ((str(r.experiment), self.cells(r), r.status) for r in self.records.values())
+        )
+
     def tag_style(self, tag: str) -> Style:
         return self.get_component_rich_style(STATUS_CLASSES.get(tag, DIMMED), partial=True)
 
@@ -111,9 +126,11 @@ class ResultsTable(LineTable):
             description = ""
         if not description and record.status != "baseline":
             description = record.reason
+        arm = (truncate(record.arm, ARM_WIDTH) if record.arm else DASH,) if self.arms else ()
         return (
             str(record.experiment),
             word,
+            *arm,
             fmt_num(record.metric),
             delta,
             diff,
