@@ -24,7 +24,7 @@ from daemon.service.retry import RetryPolicy
 from daemon.service.store import RunStore
 from shared.arms import Arm
 from shared.programs import parse_duration
-from shared.schema import ArmStats, ProgramConfig, ResultRecord
+from shared.schema import ArmStats, ProgramConfig, ResultRecord, RunManifest
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,28 @@ class ArmAgents:
     async def close(self) -> None:
         for setup in self._setups.values():
             await setup.agent.close()
+
+
+def run_agent(
+    manifest: RunManifest,
+    config: ProgramConfig,
+    arms: list[Arm],
+    store: RunStore,
+    run_dir: Path,
+    sandbox_for: Callable[[str], Sandbox],
+) -> tuple[Agent, ArmAgents | None]:
+    """The agent a run's loop talks to: its arms', or the one `[agent]` (which raises
+    AgentUnavailable when it cannot be made: that run cannot start)."""
+    if not arms:
+        kind, model = manifest.agent_kind, manifest.agent_model
+        return make_agent(config, kind=kind, model=model, run_dir=run_dir), None
+    seed = config.arms_policy.seed
+    agents = ArmAgents(
+        arms,
+        config=config,
+        store=store,
+        run_dir=run_dir,
+        seed=manifest.run_id if seed is None else seed,
+        sandbox_for=sandbox_for,
+    )
+    return agents, agents

@@ -264,7 +264,7 @@ class Loop:
         await self._conclude(record)
         if self.arms is not None and arm is not None and (paused or self.turn.unavailable):
             self.arms.pause(arm, paused or self.turn.unavailable or "", n)
-            self.turn.unavailable = None
+            self.turn.unavailable = None  # the arm's, not the run's: the others go on
         if failed is not None:
             raise failed
 

@@ -11,15 +11,14 @@ import anyio
 import msgspec
 import watchfiles
 
-from daemon.agents.base import Agent, AgentUnavailable
-from daemon.agents.registry import make_agent
+from daemon.agents.base import AgentUnavailable
 from daemon.ops.confine import for_measure, for_run
 from daemon.ops.git.lookup import identity_env
 from daemon.ops.git.run_trees import run_trees
 from daemon.ops.git.store import TreeError
 from daemon.ops.measure import MARK_VAR, Measurer, run_mark
 from daemon.ops.sandbox import Sandbox, SandboxUnavailable
-from daemon.service.arms import ArmAgents
+from daemon.service.arms import run_agent
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
 from daemon.service.log import log, redactor
@@ -88,28 +87,13 @@ async def _supervise(
             sandboxes[mode] = for_run(mode, repo=program.repo, tree=worktree_path, private=private)
         return sandboxes[mode]
 
-    agent: Agent
-    if arms:
-        seed = config.arms_policy.seed
-        agent = arms_agents = ArmAgents(
-            arms,
-            config=config,
-            store=store,
-            run_dir=paths.dir,
-            seed=manifest.run_id if seed is None else seed,
-            sandbox_for=sandbox_for,
-        )
-    else:
-        arms_agents = None
-        try:
-            agent = make_agent(
-                config, kind=manifest.agent_kind, model=manifest.agent_model, run_dir=paths.dir
-            )
-        except AgentUnavailable as exc:
-            state.termination_reason = "agent_unavailable"
-            state.message = str(exc)
-            store.phase("complete")
-            return 1
+    try:
+        agent, arms_agents = run_agent(manifest, config, arms, store, paths.dir, sandbox_for)
+    except AgentUnavailable as exc:
+        state.termination_reason = "agent_unavailable"
+        state.message = str(exc)
+        store.phase("complete")
+        return 1
     try:
         sandbox = sandbox_for(config.agent.sandbox)
     except SandboxUnavailable as exc:
