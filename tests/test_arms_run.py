@@ -239,6 +239,21 @@ def test_a_provider_that_gives_up_pauses_its_arm(tmp_path: Path) -> None:
     assert len(server.requests) == 1
 
 
+def test_an_arms_key_is_redacted_like_the_agents(tmp_path: Path) -> None:
+    """`api_key_env` of an arm (not of `[agent]`) names a secret: it never reaches a file."""
+    value = "arm-credential-4f9Qz81x"
+    arms = arm("good", "echo $ARM_CRED; ./agent.sh up", api_key_env="ARM_CRED") + arm(
+        "idle", "./agent.sh idle"
+    )
+    repo = program(tmp_path / "repo", arms, max_experiments=2)
+    paths = start(repo, env={**ENV, "ARM_CRED": value})
+    wait_finished(paths)
+    assert "[redacted:ARM_CRED]" in paths.agent_log(1).read_text()
+    for path in paths.dir.rglob("*"):
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path
+
+
 # --------------------------------------------------------------------------- the adapters
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from msgspec.structs import replace
 
 from daemon.agents.base import Agent, AgentOutcome, Usage
 from daemon.ops.git.agent_tree import AgentTree
@@ -216,7 +217,7 @@ class Loop:
             self.paths,
             self.program,
             self.manifest,
-            self.config,
+            replace(self.config, agent=setup.arm.agent) if setup else self.config,
             self.store,
             self.results,
             addendum=setup.arm.prompt_addendum if setup else "",
