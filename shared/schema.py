@@ -218,6 +218,8 @@ class InFlight(_Lenient):
     stage: str = ""
     commit: str | None = None
     pgid: int | None = None
+    arm: str | None = None
+    """The arm running it (None: the program has no arms)."""
 
 
 class ArmStats(_Lenient):

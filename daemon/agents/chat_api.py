@@ -77,10 +77,18 @@ class ChatAPI:
         return f"{str(self.client.base_url).rstrip('/')}/chat/completions"
 
     async def complete(
-        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Any]:
-        """The assistant message of one (non-streamed) completion, and the response's usage."""
+        """The assistant message of one (non-streamed) completion, and the response's usage.
+
+        `options` are further request fields (`temperature`, `reasoning_effort`), sent as given.
+        """
         body = {"model": model, "messages": messages, "tools": tools, "tool_choice": "auto"}
+        body.update(options or {})
         try:
             response = await self.client.post("chat/completions", json=body)
         except httpx.TimeoutException:

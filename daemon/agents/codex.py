@@ -67,6 +67,8 @@ class CodexAgent(StatelessAgent):
             argv += ["--sandbox", inner]
         if self.model:
             argv += ["--model", self.model]
+        if self.agent.effort:
+            argv += ["-c", f"model_reasoning_effort={json.dumps(self.agent.effort)}"]
         if self.agent.base_url:
             provider = {
                 "name": "expd",

@@ -61,6 +61,13 @@ class OpenAIAgent(StatelessAgent):
             None if self.config.base_url else "OPENAI_API_KEY"
         )
         self.max_turns = self.config.max_turns or DEFAULT_MAX_TURNS
+        self.options: dict[str, Any] = {}
+        """`[agent] temperature` and `effort` as request fields; unset ones are not sent, so the
+        endpoint's defaults hold (and servers that reject the fields are never sent them)."""
+        if self.config.temperature is not None:
+            self.options["temperature"] = self.config.temperature
+        if self.config.effort is not None:
+            self.options["reasoning_effort"] = self.config.effort
 
     async def run(self, task: AgentTask, emit: Emit) -> AgentOutcome:
         env = {**os.environ, **task.env, **self.config.env}
@@ -143,7 +150,7 @@ class OpenAIAgent(StatelessAgent):
         ]
         last = ""
         for _ in range(self.max_turns):
-            message, usage = await api.complete(self.model, messages, SCHEMAS)
+            message, usage = await api.complete(self.model, messages, SCHEMAS, self.options)
             spend.add(usage, self.model, self.config.prices)
             content = _content(message.get("content"))
             if content.strip():

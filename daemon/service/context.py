@@ -1,8 +1,9 @@
 """The briefing each agent receives: goal, where the run stands, what was tried, guidance.
 
 The packet is bounded by a character budget. Parts are granted room in priority order
-(guidance, goal, status, directive, results, ideas, kept, patches, diagnostics), so when the
-budget is tight the least useful parts shrink first; they are then shown in reading order.
+(guidance, the arm's addendum, goal, status, directive, results, ideas, kept, patches,
+diagnostics), so when the budget is tight the least useful parts shrink first; they are then shown
+in reading order, the arm's addendum last.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ DEFAULT_BUDGET = 12_000
 TRIMMED = "\n… (trimmed)"
 MIN_PART = 160
 """A part with less room than this is left out rather than cut to a useless stub."""
+ADDENDUM = "Your approach for this experiment"
 PLATEAU = 5
 """Experiments without a new best before the packet calls it a plateau."""
 
@@ -33,6 +35,8 @@ class Extras:
     """What the packet shows beyond the run's state and results (all optional)."""
 
     guidance: str = ""
+    addendum: str = ""
+    """The `prompt_addendum` of the arm that runs the experiment."""
     ideas: str = ""
     diagnostics: str = ""
     carry_forward: str = ""
@@ -186,10 +190,11 @@ def build_prompt(
             _discarded(results, patches),
         ),
         ("Diagnostics from the last measurement", x.diagnostics.strip()),
+        (ADDENDUM, x.addendum.strip()),
     ]
     room = budget - len(intro) - len(NOTES_HELP) - 4
     granted: dict[str, str] = {}
-    for title, body in parts:
+    for title, body in [parts[0], parts[-1], *parts[1:-1]]:
         if not body:
             continue
         header = f"## {title}\n\n"
@@ -197,6 +202,6 @@ def build_prompt(
         if fitted:
             granted[title] = header + fitted
             room -= len(granted[title]) + 2
-    order = [parts[i][0] for i in (0, 1, 2, 3, 6, 4, 7, 8, 9, 5)]
+    order = [parts[i][0] for i in (0, 1, 2, 3, 6, 4, 7, 8, 9, 5, 10)]
     sections = [intro, *(granted[t] for t in order if t in granted), NOTES_HELP]
     return "\n\n".join(sections)[:budget]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from msgspec.structs import replace
 
 from daemon.agents.base import Agent, AgentOutcome, Usage
 from daemon.ops.git.agent_tree import AgentTree
@@ -24,6 +25,7 @@ from daemon.policies.base import ChangeInfo, Policy, medians
 from daemon.policies.noise import baseline_evidence
 from daemon.policies.registry import make_policy
 from daemon.service import faults
+from daemon.service.arms import ArmAgents
 from daemon.service.controls import Controls
 from daemon.service.guards import protected_change
 from daemon.service.measuring import Measuring
@@ -31,7 +33,7 @@ from daemon.service.packet import note_ideas, notify_end, write_prompt
 from daemon.service.recorder import Recorder, decided_evidence
 from daemon.service.retry import RetryPolicy
 from daemon.service.store import RunStore
-from daemon.service.turn import AgentGaveUp, AgentTurn, ProviderFailed, aborted
+from daemon.service.turn import AgentGaveUp, AgentTurn, ProviderFailed, aborted, gave_up
 from shared import evidence
 from shared.paths import ProgramPaths, RunPaths
 from shared.programs import changed_files, parse_duration
@@ -66,6 +68,8 @@ class Loop:
     policy: Policy = field(init=False)
     sandbox: Sandbox = UNCONFINED
     """What confines the agent's processes (the measurement runs unconfined, in expd's tree)."""
+    arms: ArmAgents | None = None
+    """The program's arms (then `agent` is this too); None: one agent, as `[agent]` says."""
     turn: AgentTurn = field(init=False)
     measuring: Measuring = field(init=False)
     protected: Protected = field(init=False)
@@ -122,7 +126,7 @@ class Loop:
         s = self.state
         if self.controls.abort:
             return "aborted"
-        if self.turn.unavailable:
+        if self.turn.unavailable or (self.arms and self.arms.all_paused):
             return "agent_unavailable"
         if self.controls.stop:
             return "stopped"
@@ -141,6 +145,8 @@ class Loop:
         s.in_flight = None
         if message:
             s.message = message
+        elif reason == "agent_unavailable" and self.arms and self.arms.all_paused:
+            s.message = self.arms.paused_message()
         elif reason == "agent_unavailable" and self.turn.unavailable:
             s.message = self.turn.unavailable
         self.store.phase(phase, "", durable=True)
@@ -199,19 +205,31 @@ class Loop:
 
     async def experiment(self, n: int) -> None:
         s = self.state
+        setup = self.arms.select(n) if self.arms is not None else None
+        if self.arms is not None and setup is None:
+            return  # every arm is paused: the run ends
+        arm = self.turn.use(setup)
         started = time.time()
         s.experiment = n
-        s.in_flight = InFlight(experiment=n, started_at=started, stage="agent")
+        s.in_flight = InFlight(experiment=n, started_at=started, stage="agent", arm=arm)
         prompt, prompt_file = write_prompt(
-            n, self.paths, self.program, self.manifest, self.config, self.store, self.results
+            n,
+            self.paths,
+            self.program,
+            self.manifest,
+            replace(self.config, agent=setup.arm.agent) if setup else self.config,
+            self.store,
+            self.results,
+            addendum=setup.arm.prompt_addendum if setup else "",
         )
-        self.store.phase(
-            "agent_running", f"agent ({self.agent.kind}) working", experiment=n, durable=True
-        )
-        self.store.event("agent_start", n, kind=self.agent.kind)
+        kind = self.turn.agent.kind
+        working = f"agent ({kind}, arm {arm}) working" if arm else f"agent ({kind}) working"
+        self.store.phase("agent_running", working, experiment=n, durable=True)
+        self.store.event("agent_start", n, kind=kind, **({"arm": arm} if arm else {}))
         faults.point("agent_start", n)
         record: ResultRecord | None = None
         failed: RunFailed | None = None
+        paused = ""  # why this experiment's arm gets no more experiments
         self.turn.retry.new_experiment()
         carried = Usage()  # what failed attempts of this experiment spent: it still counts
         while record is None:
@@ -227,8 +245,13 @@ class Loop:
                     carried.cost_usd += provider.cost_usd
                     carried.tokens += provider.tokens
                 if provider is not None:
-                    if not await self.turn.wait_out(n, provider):
-                        return  # stopped while waiting: nothing recorded, the number is not used
+                    try:
+                        if not await self.turn.wait_out(n, provider):
+                            return  # stopped while waiting: nothing recorded, number not used
+                    except AgentGaveUp as exc:
+                        if arm is None:
+                            raise
+                        record, paused = gave_up(s, n, started, str(exc)), str(exc)
                     continue
             self.controls.scope = None
             if scope.cancelled_caught:
@@ -238,7 +261,11 @@ class Loop:
             record = aborted(s, n, started)
         record.cost_usd += carried.cost_usd
         record.tokens += carried.tokens
+        record.arm = arm
         await self._conclude(record)
+        if self.arms is not None and arm is not None and (paused or self.turn.unavailable):
+            self.arms.pause(arm, paused or self.turn.unavailable or "", n)
+            self.turn.unavailable = None  # the arm's, not the run's: the others go on
         if failed is not None:
             raise failed
 

@@ -41,11 +41,19 @@ def take_lock(lock: Callable[[Path], int | None], path: Path) -> int | None:
 
 
 def run_redactor(manifest: RunManifest) -> Redactor:
-    """The secrets of this run: the daemon's environment and `[agent] env`."""
+    """The secrets of this run: the daemon's environment, `[agent] env`, and each arm's `env`
+    and `api_key_env` (an arm's agent sees its own, so they are the run's secrets too)."""
     agent = manifest.config.get("agent") or {}
-    extra = agent.get("env") or {}
-    env = {**os.environ, **{str(k): str(v) for k, v in extra.items()}}
-    return Redactor.from_env(env, known_names(agent.get("api_key_env")))
+    tables = [agent, *(a for a in manifest.config.get("arms") or [] if isinstance(a, dict))]
+    secrets: dict[str, str] = {}
+    for table in tables:
+        extra = {str(k): str(v) for k, v in ({**agent, **table}.get("env") or {}).items()}
+        key_env = {**agent, **table}.get("api_key_env")
+        found = Redactor.from_env({**os.environ, **extra}, known_names(key_env))
+        for value, name in found.pairs:
+            label = name if secrets.get(name, value) == value else f"{name}@{table.get('id')}"
+            secrets[label] = value
+    return Redactor(secrets)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,9 +37,14 @@ def _tail(path: Path, limit: int) -> str:
 
 
 def packet_extras(
-    paths: RunPaths, manifest: RunManifest, config: ProgramConfig, state: RunState
+    paths: RunPaths,
+    manifest: RunManifest,
+    config: ProgramConfig,
+    state: RunState,
+    addendum: str = "",
 ) -> Extras:
     return Extras(
+        addendum=addendum,
         guidance=state.guidance,
         ideas=recent_ideas(paths.ideas, config.agent.context_chars // IDEAS_SHARE),
         diagnostics=_tail(paths.diagnostics, DIAGNOSTICS_TAIL),
@@ -56,8 +61,12 @@ def write_prompt(
     config: ProgramConfig,
     store: RunStore,
     results: list[ResultRecord],
+    *,
+    addendum: str = "",
 ) -> tuple[str, Path]:
     """Write experiment `n`'s packet as its prompt (the file also marks the experiment begun).
+
+    `addendum` is the prompt addendum of the arm that runs the experiment.
 
     Redacted like every file: a secret in guidance, program.md or an earlier result stays out.
     """
@@ -69,7 +78,7 @@ def write_prompt(
         results=results,
         patches={r.experiment: paths.patch(r.experiment) for r in results[-20:]},
         budget=config.agent.context_chars,
-        extras=packet_extras(paths, manifest, config, store.state),
+        extras=packet_extras(paths, manifest, config, store.state, addendum),
     )
     prompt = store.redact(prompt)
     prompt_file = paths.prompt(n)

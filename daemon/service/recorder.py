@@ -1,8 +1,8 @@
 """Recording a result: the one way an outcome enters the run, live and when a daemon resumes.
 
 `Recorder.record` appends the result to results.jsonl (the durable record) and then `apply`s it to
-the state: counters, best and incumbent, cost and token totals, the incumbent pool, drift and the
-noise warning. A resumed daemon rebuilds its state by `replay`ing results.jsonl through the same
+the state: counters, best and incumbent, cost and token totals, the arm's statistics, the
+incumbent pool, drift and the noise warning. A resumed daemon rebuilds its state by `replay`ing results.jsonl through the same
 `apply`, so the live state and the rebuilt one cannot disagree.
 """
 
@@ -19,6 +19,7 @@ from shared import evidence
 from shared.display import drift_line
 from shared.evidence import Evidence, value_or
 from shared.schema import ResultRecord, RunState
+from shared.status import improvement_pct
 
 
 def decided_evidence(decision: Decision, pool: list[float]) -> Evidence:
@@ -82,6 +83,7 @@ class Recorder:
     def apply(self, r: ResultRecord) -> Seen:
         """Count one recorded result into the state: the same rule live and on resume."""
         s = self.state
+        _count_arm(s, r)
         match r.status:
             case "baseline":
                 s.baseline = s.best = r.metric
@@ -131,3 +133,20 @@ class Recorder:
         if note and not s.noise:
             s.noise = seen.noise = note
         return seen
+
+
+def _count_arm(s: RunState, r: ResultRecord) -> None:
+    """Count `r` into its arm's statistics, before `s.best` moves: a keep's gain is relative to
+    the best it beat (positive: better, as `improvement_pct` signs it)."""
+    arm = next((a for a in s.arm_stats if r.arm is not None and a.id == r.arm), None)
+    if arm is None or r.status == "baseline":
+        return
+    arm.experiments += 1
+    if r.status == "keep":
+        arm.keeps += 1
+        arm.improvement_pct += improvement_pct(s.best, r.metric, s.direction) or 0.0
+    elif r.status == "crash":
+        arm.errors += 1
+    arm.cost_usd += r.cost_usd
+    arm.tokens += r.tokens
+    arm.agent_s += r.agent_s

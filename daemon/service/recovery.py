@@ -22,11 +22,12 @@ from daemon.ops.measure import MARK_VAR, run_mark
 from daemon.service.recorder import Recorder
 from daemon.service.store import RunStore, repair_results
 from shared import codec, seal
+from shared.arms import Arm, arms_of
 from shared.atomic import write_atomic
 from shared.errors import ContractError
 from shared.paths import RunPaths
 from shared.redact import NONE, Redactor
-from shared.schema import InFlight, ResultRecord, RunManifest, RunState
+from shared.schema import ArmStats, InFlight, ProgramConfig, ResultRecord, RunManifest, RunState
 from shared.tail import read_complete_lines
 
 
@@ -156,6 +157,13 @@ def unrecorded_experiment(paths: RunPaths, recorded: set[int]) -> InFlight | Non
     return InFlight(experiment=number, started_at=started)
 
 
+def manifest_arms(manifest: RunManifest) -> list[Arm]:
+    """The run's arms, from the configuration `expd start` froze into the manifest."""
+    if not manifest.config.get("arms"):
+        return []
+    return arms_of(msgspec.convert(manifest.config, ProgramConfig), source="run.json")
+
+
 def initial_state(
     manifest: RunManifest, *, now: float, old: RunState | None = None, resumed: bool = False
 ) -> RunState:
@@ -163,9 +171,11 @@ def initial_state(
 
     From the manifest (the incumbent is the base commit until a result says otherwise), plus what
     the user changed on an earlier daemon of the run (the experiment limit, guidance, acknowledged
-    requests) and when the run started.
+    requests) and when the run started. Every arm starts unpaused, with nothing counted: the
+    results rebuild its statistics, and a new daemon may reach a provider the last one could not.
     """
     return RunState(
+        arm_stats=[ArmStats(id=a.id) for a in manifest_arms(manifest)],
         run_id=manifest.run_id,
         program=manifest.program,
         metric=str(manifest.config.get("metric", "")),

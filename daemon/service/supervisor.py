@@ -12,18 +12,18 @@ import msgspec
 import watchfiles
 
 from daemon.agents.base import AgentUnavailable
-from daemon.agents.registry import make_agent
 from daemon.ops.confine import for_measure, for_run
 from daemon.ops.git.lookup import identity_env
 from daemon.ops.git.run_trees import run_trees
 from daemon.ops.git.store import TreeError
 from daemon.ops.measure import MARK_VAR, Measurer, run_mark
-from daemon.ops.sandbox import SandboxUnavailable
+from daemon.ops.sandbox import Sandbox, SandboxUnavailable
+from daemon.service.arms import run_agent
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
 from daemon.service.log import log, redactor
 from daemon.service.loop import Loop
-from daemon.service.recovery import kill_leftovers, recover
+from daemon.service.recovery import kill_leftovers, manifest_arms, recover
 from daemon.service.store import RunStore
 from shared import codec, control, seal
 from shared.atomic import write_atomic
@@ -75,22 +75,27 @@ async def _supervise(
         MARK_VAR: run_mark(paths.dir),
     }
     measure_env.pop("EXPD_RUN_DIR", None)
+    arms = manifest_arms(manifest)
+    # Out of the agent's sight: the evaluator, the record (run.key, expd's git dirs) and the tree
+    # measurements run in.
+    private = (program.dir, paths.dir, measured.path, measured.gitdir, worktree.gitdir)
+    sandboxes: dict[str, Sandbox] = {}
+
+    def sandbox_for(mode: str) -> Sandbox:
+        """The agent's sandbox for `[agent] sandbox` = `mode` (an arm may set its own), made once."""
+        if mode not in sandboxes:
+            sandboxes[mode] = for_run(mode, repo=program.repo, tree=worktree_path, private=private)
+        return sandboxes[mode]
+
     try:
-        agent = make_agent(
-            config, kind=manifest.agent_kind, model=manifest.agent_model, run_dir=paths.dir
-        )
+        agent, arms_agents = run_agent(manifest, config, arms, store, paths.dir, sandbox_for)
     except AgentUnavailable as exc:
         state.termination_reason = "agent_unavailable"
         state.message = str(exc)
         store.phase("complete")
         return 1
     try:
-        # Out of the agent's sight: the evaluator, the record (run.key, expd's git dirs) and the
-        # tree measurements run in.
-        private = (program.dir, paths.dir, measured.path, measured.gitdir, worktree.gitdir)
-        sandbox = for_run(
-            config.agent.sandbox, repo=program.repo, tree=worktree_path, private=private
-        )
+        sandbox = sandbox_for(config.agent.sandbox)
     except SandboxUnavailable as exc:
         state.termination_reason, state.message = "error", str(exc)
         store.phase("complete")
@@ -131,6 +136,7 @@ async def _supervise(
                 finished_at=time.time(),
                 description="interrupted",
                 reason=f"interrupted: the daemon died during {interrupted.stage or 'the experiment'}",
+                arm=interrupted.arm,
             )
             recorder.record(record)
             await agent.recover(interrupted.experiment)
@@ -161,6 +167,7 @@ async def _supervise(
         controls=controls,
         env=env,
         sandbox=sandbox,
+        arms=arms_agents,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_heartbeat, heart, store)

@@ -20,6 +20,7 @@ from daemon.ops.git.agent_tree import AgentTree
 from daemon.ops.git.store import TreeError
 from daemon.ops.sandbox import UNCONFINED, Sandbox
 from daemon.service import faults
+from daemon.service.arms import Setup
 from daemon.service.controls import Controls
 from daemon.service.guards import added_secret
 from daemon.service.retry import GiveUp, RetryPolicy
@@ -37,7 +38,8 @@ class ProviderFailed(Exception):
 
 
 class AgentGaveUp(Exception):
-    """The provider cannot serve this run any more: it ends `agent_unavailable`."""
+    """The provider cannot serve this run any more: it ends `agent_unavailable` (with arms: the
+    arm is paused, and the run goes on while another arm can run)."""
 
 
 MAX_DESCRIPTION = 1000
@@ -46,6 +48,19 @@ MAX_DESCRIPTION = 1000
 
 def _short(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
+def gave_up(state: RunState, n: int, started: float, message: str) -> ResultRecord:
+    """Experiment `n` of an arm whose provider gave up: a crash, recorded against the arm."""
+    return ResultRecord(
+        experiment=n,
+        status="crash",
+        parent=state.incumbent_commit,
+        started_at=started,
+        finished_at=time.time(),
+        description="agent unavailable",
+        reason=message,
+    )
 
 
 def aborted(state: RunState, n: int, started: float) -> ResultRecord:
@@ -79,6 +94,14 @@ class AgentTurn:
     """What confines the agent's processes."""
     unavailable: str | None = None
     """Set when the agent said it cannot run any more: the run stops after this experiment."""
+
+    def use(self, setup: Setup | None) -> str | None:
+        """Run the next experiment with an arm's agent and settings (None: as before); its id."""
+        if setup is None:
+            return None
+        self.agent, self.retry = setup.agent, setup.retry
+        self.timeout, self.sandbox = setup.timeout, setup.sandbox
+        return setup.arm.id
 
     async def take(self, n: int, started: float, prompt: str, prompt_file: Path) -> ResultRecord:
         """Experiment `n`'s record after the agent: a crash, or (status empty) a change to measure.
@@ -183,9 +206,7 @@ class AgentTurn:
             verdict=type(verdict).__name__.lower(),
         )
         if isinstance(verdict, GiveUp):
-            s.in_flight = None
-            self.store.phase("idle", "", durable=True)
-            raise AgentGaveUp(verdict.message)
+            raise AgentGaveUp(verdict.message)  # the loop ends the run or records the experiment
         self.store.agent_log(n, f"[retry] {verdict.note}")
         self.store.close_agent_log()
         if verdict.switch_model:
