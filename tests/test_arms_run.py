@@ -184,9 +184,20 @@ def test_kill_mid_run_then_resume_recounts_the_arms(tmp_path: Path) -> None:
     assert final.resumes == 1
 
 
+# Commands that pass the start's check but are gone when they run (`true` hides what follows).
+GONE = "true && ./no-such-agent.sh"
+
+
+def test_start_refuses_an_arm_that_cannot_run(tmp_path: Path) -> None:
+    arms = arm("good", "./agent.sh up") + arm("missing", "./no-such-agent.sh")
+    repo = program(tmp_path / "repo", arms, max_experiments=5)
+    out = expd("start", "p", "--json", cwd=repo)
+    assert out.returncode == 1 and "arm 'missing': agent command not found" in out.stderr
+
+
 def test_an_arm_that_cannot_run_is_paused_and_the_others_go_on(tmp_path: Path) -> None:
     """Thompson with the floor: `missing` (exit 127) gets its share early, once, then pauses."""
-    arms = arm("good", "./agent.sh up") + arm("missing", "./no-such-agent.sh")
+    arms = arm("good", "./agent.sh up") + arm("missing", GONE)
     repo = program(tmp_path / "repo", arms, max_experiments=5, allocation="thompson")
     paths = start(repo, env=ENV)
     final = wait_finished(paths)
@@ -205,7 +216,7 @@ def test_an_arm_that_cannot_run_is_paused_and_the_others_go_on(tmp_path: Path) -
 
 
 def test_every_arm_unavailable_ends_the_run_agent_unavailable(tmp_path: Path) -> None:
-    arms = arm("one", "./no-such-agent.sh") + arm("two", "./nor-this-one.sh")
+    arms = arm("one", GONE) + arm("two", "true && ./nor-this-one.sh")
     repo = program(tmp_path / "repo", arms, max_experiments=6)
     paths = start(repo, env=ENV)
     final = wait_finished(paths)

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 import daemon
 from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
@@ -25,6 +27,7 @@ from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
 from daemon.ops.reaper import is_zombie
 from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
 from shared import __version__, agent_kinds, codec, runs
+from shared.arms import arms_of
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
 from shared.liveness import pid_alive
@@ -94,6 +97,17 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
         )
 
 
+def check_arms_can_run(config: ProgramConfig, repo: Path) -> None:
+    """Every arm's agent and sandbox can run here, before anything is created (an arm that cannot
+    would only be paused after its first experiment crashed)."""
+    for arm in arms_of(config):
+        try:
+            check_agent(msgspec.structs.replace(config, agent=arm.agent), repo)
+            check_sandbox(arm.agent.sandbox)
+        except UserError as exc:
+            raise UserError(f"arm {arm.id!r}: {exc}") from None
+
+
 def check_sandbox(mode: str, key: str = "[agent] sandbox") -> Choice:
     """The sandbox `key` (`[agent]` or `[measure] sandbox`) resolves to here; a clear error when
     it cannot run."""
@@ -140,6 +154,7 @@ def start_run(
         raise UserError("--max-experiments must be ≥ 0")
     check_agent(config, repo.root)
     sandbox = check_sandbox(config.agent.sandbox)
+    check_arms_can_run(config, repo.root)
     measuring = check_sandbox(config.measure.sandbox, "[measure] sandbox")
     base = repo_head(repo.root)
     lock = lock_blocking(prog.start_lock)
