@@ -138,7 +138,10 @@ class Generation(msgspec.Struct, kw_only=True):
     current_arms: list[dict[str, Any]] = []
     """The arm (or variant) tables as they were written."""
     current_agent: dict[str, Any] = {}
+    next_ids: list[str] = []
+    """The next generation, winner first."""
     next_arms: list[dict[str, Any]] = []
+    """The tables written ([] when a program kept only the winner: no list any more)."""
     next_agent: dict[str, Any] = {}
     notes: list[str] = []
 
