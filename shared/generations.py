@@ -8,7 +8,7 @@ default of None) cannot be written in TOML, so it says that the challenger now i
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,9 @@ def promote(
                 )
                 continue
             table[key] = old
-            notes.append(f"{what} {arm_id} keeps its {key} = {_shown(old)} (written into its table)")
+            notes.append(
+                f"{what} {arm_id} keeps its {key} = {_shown(old)} (written into its table)"
+            )
         out.append(table)
     if len(ids) < min_arms:
         addendum = winner.get("prompt_addendum")
@@ -106,9 +108,8 @@ def generations_dir(owner_dir: Path) -> Path:
 
 def archive_name(now: float, token: str) -> str:
     """`<UTC %Y%m%dT%H%M%S.%fZ>-<token>.json`: sortable, sub-second, and unique by the token."""
-    micros = int(round((now % 1) * 1_000_000)) % 1_000_000
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(int(now)))
-    return f"{stamp}.{micros:06d}Z-{token}.json"
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{token}.json"
 
 
 def archive_paths(directory: Path) -> list[Path]:

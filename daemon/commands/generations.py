@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from daemon.commands.arms_toml import rewrite
 from shared import codec
 from shared.atomic import fsync_dir, open_own, write_atomic
 from shared.bakeoffs.config import load_bakeoff
@@ -28,8 +29,6 @@ from shared.generations import Promotion, archive_name, archive_paths, generatio
 from shared.locking import is_locked, lock_blocking, unlock
 from shared.paths import ProgramPaths
 from shared.programs import load_program
-
-from daemon.commands.arms_toml import rewrite
 
 NAME_TRIES = 64
 
@@ -82,9 +81,7 @@ def _token() -> str:
     return secrets.token_hex(4)
 
 
-def expected_config(
-    before: dict[str, Any], key: str, promotion: Promotion
-) -> dict[str, Any]:
+def expected_config(before: dict[str, Any], key: str, promotion: Promotion) -> dict[str, Any]:
     """What the rewritten file must parse to: the same, but for `[agent]` and the list."""
     after = {k: v for k, v in before.items() if k != key}
     if promotion.tables:
@@ -100,8 +97,8 @@ def apply_generation(
     promotion: Promotion,
     *,
     before: dict[str, Any],
-    now: Callable[[], float] = time.time,
-    token: Callable[[], str] = _token,
+    now: Callable[[], float] | None = None,
+    token: Callable[[], str] | None = None,
 ) -> Applied:
     """Archive `generation` and write `promotion` into the owner's file, which must still parse
     to `before` (what the plan was made from)."""
@@ -128,8 +125,8 @@ def apply_generation(
         folder = generations_dir(paths.dir)
         folder.mkdir(exist_ok=True)
         generation.number = len(archive_paths(folder)) + 1
-        generation.created_at = now()
-        archive = _write_archive(folder, generation, token)
+        generation.created_at = (now or time.time)()
+        archive = _write_archive(folder, generation, token or _token)
         try:
             _write_config(owner, new_text)
         except BaseException as exc:

@@ -328,4 +328,3 @@ def _generation(subject: Subject, promotion: Promotion) -> Generation:
         next_agent=promotion.agent,
         notes=plan.notes,
     )
-
