@@ -140,14 +140,10 @@ def _reorder(doc: Container, key: str, aot: AoT, tables: list[dict[str, Any]]) -
 
 
 def _separate(table: Table) -> None:
-    """End the table with a blank line, so the next header never sits on its last line."""
-    text = table.as_string()
-    end = _end(table.value)
-    if not text.endswith("\n"):
-        end.body.append((None, Whitespace("\n")))
-        text += "\n"
-    if not text.endswith("\n\n"):
-        end.body.append((None, Whitespace("\n")))
+    """End the table with a newline, so the next header never lands on its last line (a file
+    that ends without one, moved up)."""
+    if not table.as_string().endswith("\n"):
+        _end(table.value).body.append((None, Whitespace("\n")))
 
 
 # --------------------------------------------------------------------------- [agent]
@@ -169,9 +165,17 @@ def _value(value: Any) -> Any:
 
 
 def _set_key(container: Container, key: str, value: Any) -> None:
-    """Set `key` keeping the line's comment; a new key goes after the last key of the table
-    (before its sub-tables and the comments that lead into the next header)."""
+    """Set `key` keeping the line's comment (a sub-table stays one, its keys set in turn); a new
+    key goes after the last key of the table, before its sub-tables and the comments that lead
+    into the next header."""
     current = container.item(key) if key in container else None
+    if isinstance(current, Table) and isinstance(value, dict):
+        for old in [k for k in current if k not in value]:
+            current.value.remove(old)
+        for k, v in value.items():
+            if k not in current or current[k] != v:
+                _set_key(current.value, k, v)
+        return
     if current is not None and not isinstance(current, Table | AoT):
         container[key] = _value(value)
         return
