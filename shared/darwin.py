@@ -295,8 +295,8 @@ def judge(c: RateComparison, a: ArmOutcome, b: ArmOutcome) -> Verdict:
             f"Poisson test p = {p} < {c.alpha:g})",
         )
     if c.exposure_b <= 0:
-        why = f"{b.id} has no {'cost' if unit == 'dollar' else 'experiment'} yet"
-        return _none(f"{why}; it would need more experiments")
+        what = "cost" if b.experiments else "experiment"
+        return _none(f"{b.id} has no {what} yet; it would need more experiments")
     if c.keeps_a + c.keeps_b == 0:
         return _none(f"neither {a.id} nor {b.id} has a keep yet; it would need more experiments")
     if c.keeps_a * c.exposure_b <= c.keeps_b * c.exposure_a:

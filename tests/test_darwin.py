@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 import tomllib
 import types
 from collections.abc import Iterator
@@ -529,3 +531,17 @@ def test_a_program_run_names_its_program(repo: Path, capsys: Capsys) -> None:
     program(repo, CLEAR)
     code, _, err = darwin(capsys, "prog/2026")
     assert code == 1 and "expd darwin prog --runs prog/20260101-120000" in err
+
+
+def test_the_plan_loads_no_writer(repo: Path) -> None:
+    """Without --apply, darwin is a read command: no tomlkit, no daemon code, no git binding."""
+    program(repo, CLEAR)
+    code = (
+        "import sys; from shared.cli.main import main; main(['darwin', 'prog', '--json']); "
+        "print(sorted(m for m in ('tomlkit', 'daemon', 'pygit2', 'textual') if m in sys.modules),"
+        " file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and proc.stderr.strip() == "[]", proc.stderr
