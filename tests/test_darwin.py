@@ -260,8 +260,10 @@ def test_apply_archives_and_keeps_the_comments(repo: Path, capsys: Capsys) -> No
 
 def test_kept_challengers_and_dropped_ones(repo: Path, capsys: Capsys) -> None:
     toml = program(repo, CLEAR)
-    code, _, err = darwin(capsys, "prog", "--arm", "useless", "--apply")
-    assert code == 0, err
+    plan = darwin_json(capsys, "prog", "--arm", "useless", "--apply")
+    assert plan["next_arms"] == ["good", "useless"]
+    (archive,) = archives(toml.parent)
+    assert plan["applied"] == {"generation": 1, "archive": str(archive), "config": str(toml)}
     text = toml.read_text()
     assert "mediocre" not in text
     assert '# useless: the default agent, kept as a control\n[[arms]]\nid = "useless"' in text
