@@ -200,6 +200,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         "compare agent setups: variants × tasks × attempts (see: expd bakeoff --help)",
         lambda p: importlib.import_module("shared.cli.bakeoff").add_arguments(p),
     ),
+    "darwin": (
+        "darwin:cmd_darwin",
+        "rank a program's arms (or a bakeoff's variants) by outcomes; --apply promotes the winner",
+        lambda p: importlib.import_module("shared.cli.darwin").add_arguments(p),
+    ),
     "demo": ("launch:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
 }
 

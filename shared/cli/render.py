@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from shared.arms import ArmStatus
 from shared.display import (
     DASH,
     better_word,
@@ -109,6 +110,8 @@ def status_text(s: StatusReport, now: float | None = None) -> str:
     if s.message and s.message not in (drift_text(s), s.noise):
         rows.append(("note", s.message))
     text = "\n".join(f"{key:<9} {value}" for key, value in rows)
+    if s.arms:
+        text += "\n\n" + arms_table(s.arms)
     warning = alert(s)
     return f"{text}\n\n{warning}" if warning else text
 
@@ -120,6 +123,30 @@ def table(header: list[str], rows: list[list[str]]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+ARMS_HEADER = ["ARM", "EXPERIMENTS", "KEEPS", "KEEP RATE", "IMPROVEMENT", "COST", "AGENT TIME"]
+ARMS_HEADER += ["SHARE", "PAUSED"]
+
+
+def arm_cells(a: ArmStatus) -> list[str]:
+    """One arm's numbers, in `ARMS_HEADER` order (shared with `expd report`)."""
+    return [
+        a.id,
+        str(a.experiments),
+        str(a.keeps),
+        DASH if a.keep_rate is None else f"{a.keep_rate:.0%}",
+        fmt_pct(a.improvement_pct),
+        f"${a.cost_usd:.2f}",
+        fmt_duration(a.mean_agent_s),
+        DASH if a.share is None else f"{a.share:.0%}",
+        a.paused or DASH,
+    ]
+
+
+def arms_table(arms: list[ArmStatus]) -> str:
+    """The run's arms: what each earned, and its share of the experiments so far."""
+    return table(ARMS_HEADER, [arm_cells(a) for a in arms])
 
 
 STATUS_HEADER = ["RUN", "DAEMON", "PHASE", "N/MAX", "BEST", "IMPROVEMENT", "REPO"]
@@ -171,24 +198,32 @@ def progress_line(s: StatusReport) -> str:
 def results_table(records: list[ResultRecord], baseline: float | None, width: int = 120) -> str:
     if not records:
         return "no results yet"
+    armed = has_arms(records)
+    head = ["#", "STATUS", *(["ARM"] if armed else []), "METRIC", "Δ%"]
     rows = [
         [
             str(r.experiment),
             r.status,
+            *([r.arm or DASH] if armed else []),
             fmt_num(r.metric),
             DASH if r.status == "baseline" else fmt_pct(change_pct(r.metric, baseline)),
         ]
         for r in records
     ]
-    fixed = [max(len(row[i]) for row in [["#", "STATUS", "METRIC", "Δ%"], *rows]) for i in range(4)]
-    room = max(width - sum(fixed) - 2 * 5, 30)
+    fixed = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    room = max(width - sum(fixed) - 2 * (len(head) + 1), 30)
     desc_w = max(room * 3 // 5, 15)
     reason_w = max(room - desc_w, 10)
     full = [
         [*row, truncate(r.description, desc_w), truncate(r.reason, reason_w)]
         for row, r in zip(rows, records, strict=True)
     ]
-    return table(["#", "STATUS", "METRIC", "Δ%", "DESCRIPTION", "REASON"], full)
+    return table([*head, "DESCRIPTION", "REASON"], full)
+
+
+def has_arms(records: list[ResultRecord]) -> bool:
+    """Whether the run has arms (its experiments say which arm made them)."""
+    return any(r.arm is not None for r in records)
 
 
 def _tsv_cell(value: Any) -> str:
@@ -214,7 +249,9 @@ TSV_COLUMNS = [
 
 
 def results_tsv(records: list[ResultRecord], baseline: float | None) -> str:
-    lines = ["\t".join(TSV_COLUMNS)]
+    """The columns of `TSV_COLUMNS`, and `arm` last when the run has arms."""
+    armed = has_arms(records)
+    lines = ["\t".join([*TSV_COLUMNS, *(["arm"] if armed else [])])]
     for r in records:
         pct = change_pct(r.metric, baseline)
         cells = [
@@ -230,6 +267,7 @@ def results_tsv(records: list[ResultRecord], baseline: float | None) -> str:
             r.started_at,
             r.description,
             r.reason,
+            *([r.arm] if armed else []),
         ]
         lines.append("\t".join(_tsv_cell(c) for c in cells))
     return "\n".join(lines)

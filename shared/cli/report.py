@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
 from msgspec import UnsetType
 
 from shared import evidence
+from shared.cli.darwin_text import generation_lines
 from shared.cli.follow import decode_results
+from shared.cli.render import ARMS_HEADER, arm_cells, has_arms
 from shared.cli.report_svg import Point, chart
+from shared.darwin import Generation
 from shared.display import (
     DASH,
     fmt_duration,
@@ -30,6 +33,7 @@ from shared.display import (
 )
 from shared.errors import ContractError, UserError
 from shared.evidence import Evidence, RunCounts, SequentialEvidence, value_or
+from shared.generations import generations_dir, read_generations
 from shared.runs import RunRef, resolve
 from shared.schema import TERMINAL_PHASES, ResultRecord
 from shared.status import StatusReport, build_status, change_pct
@@ -49,6 +53,14 @@ class Report:
     skipped: int
     summary_md: str | None
     elapsed_s: float | None
+    generations: list[Generation] = field(default_factory=list)
+    """The program's generations (`expd darwin --apply`), oldest first."""
+    generation_problems: list[str] = field(default_factory=list)
+
+
+def header(rep: Report) -> list[str]:
+    """The results' columns: `arm` after `status` when the run has arms."""
+    return [*HEADER[:2], "arm", *HEADER[2:]] if has_arms(rep.records) else HEADER
 
 
 def load(ref: RunRef, now: float | None = None) -> Report:
@@ -64,7 +76,9 @@ def load(ref: RunRef, now: float | None = None) -> Report:
     started = status.started_at
     end = status.updated_at if status.phase in TERMINAL_PHASES else now
     elapsed = end - started if started and end else None
-    return Report(status, records, skipped, summary, elapsed)
+    program_dir = ref.paths.dir.parent.parent  # .expd/programs/<name>/runs/<stamp>
+    generations, problems = read_generations(generations_dir(program_dir))
+    return Report(status, records, skipped, summary, elapsed, generations, problems)
 
 
 def baseline_of(rep: Report) -> float | None:
@@ -107,13 +121,15 @@ def evidence_cells(rec: ResultRecord) -> tuple[str, str, str]:
 
 def rows(rep: Report) -> list[list[str]]:
     base = baseline_of(rep)
+    armed = has_arms(rep.records)
     out = []
     for r in rep.records:
         delta = DASH if r.status == "baseline" else fmt_pct(change_pct(r.metric, base))
         span, effect, runs = evidence_cells(r)
+        arm = [r.arm or DASH] if armed else []
         out.append(
             [
-                *(str(r.experiment), r.status, fmt_num(r.metric), delta, span, effect, runs),
+                *(str(r.experiment), r.status, *arm, fmt_num(r.metric), delta, span, effect, runs),
                 *(f"{r.agent_s:.2f}", f"{r.measure_s:.2f}", f"{r.cost_usd:.4f}"),
                 *(one_line(r.description), one_line(r.reason)),
             ]
@@ -187,12 +203,33 @@ def markdown(rep: Report) -> str:
         ]
     else:
         lines.append("No measured experiments yet.")
-    lines += ["", "## Results", "", "| " + " | ".join(HEADER) + " |"]
-    lines.append("|" + "---|" * len(HEADER))
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows(rep)]
+    lines += _md_arms(rep)
+    lines += ["", "## Results", "", *_md_table(header(rep), rows(rep))]
     if rep.skipped:
         lines += ["", f"({rep.skipped} unreadable result line(s) skipped)"]
     return "\n".join(lines) + "\n"
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body]
+
+
+def _md_arms(rep: Report) -> list[str]:
+    """The per-arm table and the program's generations (nothing for a program without them)."""
+    lines: list[str] = []
+    arms = rep.status.arms
+    if arms:
+        table = _md_table([h.lower() for h in ARMS_HEADER], [arm_cells(a) for a in arms])
+        lines += ["", "## Arms", "", *table]
+    if rep.generations or rep.generation_problems:
+        lines += ["", "## Generations", ""]
+        for g in rep.generations:
+            head, rest = generation_lines(g)
+            lines.append(f"- {_md_cell(head)}  ")
+            lines.append(f"  {_md_cell(rest)}")
+        lines += [f"- unreadable: {_md_cell(p)}" for p in rep.generation_problems]
+    return lines
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#1f2328;max-width:1200px}
@@ -225,8 +262,9 @@ def html_doc(rep: Report) -> str:
         "<span>× red: no metric</span><span>vertical bar: min–max of the samples</span>"
         "<span>dashed: baseline and best</span></p>"
     )
+    parts += _html_arms(rep)
     parts.append('<h2>Results</h2><table class="results"><thead><tr>')
-    parts += [f"<th>{escape(h)}</th>" for h in HEADER]
+    parts += [f"<th>{escape(h)}</th>" for h in header(rep)]
     parts.append("</tr></thead><tbody>")
     for rec, row in zip(rep.records, rows(rep), strict=True):
         cells = "".join(f"<td>{escape(c)}</td>" for c in row)
@@ -236,6 +274,25 @@ def html_doc(rep: Report) -> str:
         parts.append(f"<p>{rep.skipped} unreadable result line(s) skipped.</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _html_arms(rep: Report) -> list[str]:
+    parts: list[str] = []
+    if rep.status.arms:
+        parts.append('<h2>Arms</h2><table class="arms"><thead><tr>')
+        parts += [f"<th>{escape(h.lower())}</th>" for h in ARMS_HEADER]
+        parts.append("</tr></thead><tbody>")
+        for a in rep.status.arms:
+            parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in arm_cells(a)) + "</tr>")
+        parts.append("</tbody></table>")
+    if rep.generations or rep.generation_problems:
+        parts.append('<h2>Generations</h2><ul class="generations">')
+        for g in rep.generations:
+            head, rest = generation_lines(g)
+            parts.append(f"<li>{escape(head)}<br>{escape(rest)}</li>")
+        parts += [f"<li>unreadable: {escape(p)}</li>" for p in rep.generation_problems]
+        parts.append("</ul>")
+    return parts
 
 
 def render(rep: Report, fmt: str) -> str:
