@@ -208,6 +208,7 @@ def test_a_record_edited_while_the_daemon_was_dead_is_not_trusted(tmp_path: Path
         concurrency=1,
         sandbox="none",
         env={"HOSTILE_REPO": str(repo), "FORGER_ONCE": str(tmp_path / "once")},
+        timeout="300s",  # the forger waits (sleep 60) to be killed with the daemon, not timed out
     )
     paths = BakeoffRunPaths(start_bakeoff(repo, "bk").run_dir)
     flipped = b'"task":"t1","variant":"half","attempt":1,"status":"passed"'
