@@ -16,6 +16,7 @@ from shared.paths import PROGRAM_FILES, ProgramPaths, RepoPaths, check_program_n
 from shared.protect import check_pattern
 from shared.schema import AGENT_KINDS, ProgramConfig
 
+MAX_LANES = 256
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -118,6 +119,10 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
     if config.agent.kind == "tune" and not config.tune.params:
         fail("[agent] kind 'tune' needs at least one [tune.params.NAME] table")
     check_arms(config, source=source)
+    if not 1 <= config.lanes.count <= MAX_LANES:
+        fail(f"[lanes] count must be between 1 and {MAX_LANES}")
+    if config.lanes.measure_slots < 1:
+        fail("[lanes] measure_slots must be at least 1")
     for pattern in config.measure.protect:
         if problem := check_pattern(pattern):
             fail(f"[measure] protect: {problem}")

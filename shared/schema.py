@@ -140,6 +140,19 @@ class ArmsPolicy(_Typed):
     """For Thompson's draws (None: a fresh seed per run)."""
 
 
+class LanesConfig(_Typed):
+    """`[lanes]`: several agent turns at once in one run (docs/lanes.md)."""
+
+    count: int = 1
+    """Agent turns running at once (1: one after the other, as without lanes)."""
+    executor: Literal["local"] = "local"
+    """Where turns and measurements run: `local` (this machine)."""
+    measure_slots: int = 1
+    """Measurements at once; each slot is exclusive, so two never share what makes them noisy."""
+    overlap_measurement: bool = True
+    """Whether agent turns may run while a measurement does (false: load-sensitive benchmarks)."""
+
+
 class TuneParam(_Typed):
     """One tunable value: group 1 of `pattern` in `file` (relative to the worktree)."""
 
@@ -173,6 +186,7 @@ class ProgramConfig(_Typed):
     """`[[arms]]`: `id`, any `[agent]` key, `prompt_addendum` — checked and resolved by
     `shared.arms.arms_of` (an arm's keys override `[agent]`)."""
     arms_policy: ArmsPolicy = msgspec.field(default_factory=ArmsPolicy)
+    lanes: LanesConfig = msgspec.field(default_factory=LanesConfig)
 
 
 # --------------------------------------------------------------------------- daemon-written files
@@ -239,6 +253,22 @@ class ArmStats(_Lenient):
     """Why the arm gets no experiments now (its provider is unavailable); empty: it runs."""
 
 
+class LaneState(_Lenient):
+    """One lane of a run with `[lanes] count` > 1: what it is doing now."""
+
+    lane: int = 0
+    phase: str = "idle"
+    """idle | agent_running | waiting (for a measurement slot) | measuring | paused"""
+    experiment: int | None = None
+    since: float = 0.0
+    node: str = ""
+    """Where its current work runs (the host name for the local executor)."""
+    paused: str = ""
+    in_flight: InFlight | None = None
+    """The lane's experiment, as `RunState.in_flight` is for a run without lanes: recorded as
+    interrupted on resume."""
+
+
 class RunState(_Lenient):
     """`state.json`: the daemon's whole view of the run, replaced atomically on every change."""
 
@@ -283,6 +313,8 @@ class RunState(_Lenient):
     """The sandbox the daemon confines the agent with (bwrap, landlock or none; empty: older)."""
     measure_sandbox: str = ""
     """The sandbox the daemon confines the build and the measurement with (as `sandbox`)."""
+    lanes: list[LaneState] = []
+    """Per-lane activity (empty: the run has one lane)."""
     arm_stats: list[ArmStats] = []
     """Per-arm outcomes, in the order of `[[arms]]` (empty: the program has no arms). Not named
     `arms`: state files in the wild may carry an unrelated field of that name."""
@@ -319,6 +351,11 @@ class ResultRecord(_Lenient):
     session_id: str | None = None
     arm: str | None = None
     """The arm that made the change (None: the program has no arms; the baseline)."""
+    lane: int | None = None
+    """The lane whose agent made the change (None: the run has one lane; the baseline)."""
+    made_against: str | None = None
+    """The incumbent the agent's turn started from, when it differs from `parent` (the incumbent
+    the candidate was replayed onto, measured and decided against)."""
 
 
 class Event(_Lenient):

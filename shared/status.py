@@ -49,6 +49,17 @@ class InFlightStatus(msgspec.Struct, kw_only=True):
     started_at: float
 
 
+class LaneStatus(msgspec.Struct, kw_only=True):
+    """One lane in `expd status --json` (`lanes`)."""
+
+    lane: int
+    phase: str
+    experiment: int | None
+    since: float | None
+    node: str
+    paused: str = ""
+
+
 class StatusReport(msgspec.Struct, kw_only=True):
     """`expd status --json`: one run from its small files. Fields in output order; every client
     (CLI, TUI home, reports) reads these attributes, never string keys."""
@@ -99,6 +110,8 @@ class StatusReport(msgspec.Struct, kw_only=True):
     """What confines the build and the measurement (as `sandbox`; None: the run predates it)."""
     arms: list[ArmStatus] = []
     """Per-arm outcomes (empty: the program has no arms)."""
+    lanes: list[LaneStatus] = []
+    """What each lane is doing (empty: the run has one lane)."""
 
 
 def read_state(paths: RunPaths) -> RunState | None:
@@ -174,6 +187,17 @@ def build_status(
         confined=(st.sandbox or mf.sandbox) in CONFINED,
         measure_sandbox=st.measure_sandbox or mf.measure_sandbox or None,
         arms=arm_status(st.arm_stats),
+        lanes=[
+            LaneStatus(
+                lane=lane.lane,
+                phase=lane.phase,
+                experiment=lane.experiment,
+                since=lane.since or None,
+                node=lane.node,
+                paused=lane.paused,
+            )
+            for lane in st.lanes
+        ],
     )
 
 
