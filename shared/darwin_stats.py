@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from shared.bakeoffs.stats import ALPHA
+from shared.bakeoffs.stats import ALPHA, smallest
 
 MAX_EXPERIMENTS = 10_000_000
 """Beyond this many experiments the "how many more" estimate gives up."""
@@ -91,17 +91,5 @@ def more_experiments(
         scale = total / n
         return rate_p_value(round(k_a * scale), round(k_b * scale), e_a, e_b) < alpha
 
-    # p falls (up to rounding wobbles) as the experiments grow at fixed rates: double, bisect.
-    high = 2 * n
-    while not significant(high):
-        if high >= MAX_EXPERIMENTS:
-            return None
-        high = min(2 * high, MAX_EXPERIMENTS)
-    low = max(n, high // 2)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if significant(mid):
-            high = mid
-        else:
-            low = mid
-    return high - n
+    high = smallest(significant, n, 2 * n, MAX_EXPERIMENTS)
+    return None if high is None else high - n

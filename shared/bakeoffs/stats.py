@@ -5,6 +5,7 @@ Pure and exact where it matters (small numbers of tasks); docs/bakeoffs.md expla
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 ALPHA = 0.05
 Z95 = 1.959963984540054
@@ -52,6 +53,25 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * total)
 
 
+def smallest(holds: Callable[[int], bool], fails: int, first: int, limit: int) -> int | None:
+    """The smallest n > `fails` (where it does not hold) for which `holds(n)`, assuming it keeps
+    holding beyond (a p-value that falls as counts grow at fixed shares, up to rounding wobbles):
+    try `first`, double, then bisect. None when it does not hold by `limit`."""
+    high = first
+    while not holds(high):
+        if high >= limit:
+            return None
+        high = min(high * 2, limit)
+    low = max(fails, high // 2)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if holds(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
 def more_tasks(tasks: int, wins: int, losses: int, alpha: float = ALPHA) -> int | None:
     """About how many more tasks would make a `wins`–`losses` split over `tasks` significant, if
     the share of tasks that differ and the winner's share of them held. None when they never
@@ -65,19 +85,9 @@ def more_tasks(tasks: int, wins: int, losses: int, alpha: float = ALPHA) -> int 
         k = round(share * m)
         return sign_test(k, m - k) < alpha
 
-    # p falls (up to rounding wobbles) as m grows at a fixed share: double, then bisect.
-    high = discordant + 1
-    while not significant(high):
-        if high >= MAX_DISCORDANT:
-            return None
-        high = min(high * 2, MAX_DISCORDANT)
-    low = max(discordant, high // 2)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if significant(mid):
-            high = mid
-        else:
-            low = mid
+    high = smallest(significant, discordant, discordant + 1, MAX_DISCORDANT)
+    if high is None:
+        return None
     needed = math.ceil(high * tasks / discordant)
     return max(1, needed - tasks)
 
