@@ -14,14 +14,20 @@ PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROGRAM_FILES = ("program.toml", "program.md", "measure.sh", "build.sh")
 
 
-def check_program_name(name: str) -> str:
-    # Also a valid git branch name component (the run's branch is expd/<name>/<stamp>).
-    if not PROGRAM_NAME.match(name) or name.endswith((".", ".lock")) or ".." in name:
+def check_name(value: str, what: str) -> str:
+    """Names that are also path components and git ref components: programs, bakeoffs, tasks,
+    variants."""
+    if not PROGRAM_NAME.match(value) or value.endswith((".", ".lock")) or ".." in value:
         raise UserError(
-            f"invalid program name {name!r}: use letters, digits, '-', '_' or '.' (at most 64, "
+            f"invalid {what} {value!r}: use letters, digits, '-', '_' or '.' (at most 64, "
             "no '..', not ending in '.' or '.lock')"
         )
-    return name
+    return value
+
+
+def check_program_name(name: str) -> str:
+    # Also a valid git branch name component (the run's branch is expd/<name>/<stamp>).
+    return check_name(name, "program name")
 
 
 @dataclass(frozen=True)

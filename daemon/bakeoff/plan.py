@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from shared.bakeoffs.paths import ID
+from shared.bakeoffs.paths import check_id
 from shared.bakeoffs.schema import (
     FINISHED,
     AttemptRecord,
@@ -19,6 +19,7 @@ from shared.bakeoffs.schema import (
     TaskSpec,
     attempt_key,
 )
+from shared.errors import UserError
 from shared.schema import AgentConfig
 
 RETRIED = frozenset({"error", "timeout"})
@@ -115,8 +116,10 @@ def new_replay(
         raise Rejected(f"attempt {original} is not recorded (yet)")
     if not any(t.id == task for t in spec.tasks):
         raise Rejected(f"task {task!r} is not in this run")
-    if not ID.match(other) or ".." in other:
-        raise Rejected(f"invalid variant id {other!r}")
+    try:
+        check_id(other, "variant id")
+    except UserError as exc:
+        raise Rejected(str(exc)) from None
     agent = value.get("agent")
     prefix = value.get("prompt_prefix")
     known = next((v for v in spec.variants if v.id == other), None)

@@ -8,24 +8,13 @@ attempt under `attempts/` (agent log, prompt, patch, criteria log).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import UserError
-from shared.paths import RunPaths
+from shared.paths import RunPaths, check_name
 
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_id(value: str, what: str) -> str:
-    """Task, variant and bakeoff names: also path components and ref components."""
-    if not ID.match(value) or value.endswith((".", ".lock")) or ".." in value:
-        raise UserError(
-            f"invalid {what} {value!r}: use letters, digits, '-', '_' or '.' (at most 64, "
-            "no '..', not ending in '.' or '.lock')"
-        )
-    return value
+check_id = check_name
+"""Task, variant and bakeoff names: also path components and ref components."""
 
 
 @dataclass(frozen=True)
