@@ -42,7 +42,7 @@ def start(root: Path) -> BakeoffRunPaths:
 def kill_daemon(paths: BakeoffRunPaths) -> None:
     """SIGKILL the daemon, as a crash would, and wait until it let go of the run."""
     os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
-    wait_for(lambda: not held(paths), 20, "the killed daemon to let go")
+    wait_for(lambda: not held(paths), 60, "the killed daemon to let go")
 
 
 def test_kill_9_mid_matrix_then_resume_runs_no_finished_attempt_twice(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_kill_9_mid_matrix_then_resume_runs_no_finished_attempt_twice(tmp_path: 
     def mid_matrix() -> bool:
         return len(records(paths)) >= 2 and any(r.pgid for r in bk_state(paths).running)
 
-    wait_for(mid_matrix, 30, "some attempts recorded and others running")
+    wait_for(mid_matrix, 60, "some attempts recorded and others running")
     kill_daemon(paths)
     before = {r.key for r in records(paths)}
     # Killed between an attempt's record and the state's save, it is running and recorded.
@@ -110,7 +110,7 @@ def test_an_attempt_interrupted_twice_is_recorded_as_an_error(tmp_path: Path) ->
                 return running[0].pgid
             return None
 
-        groups.append(wait_for(t1_running, 30, f"t1 running (time {round_})"))
+        groups.append(wait_for(t1_running, 60, f"t1 running (time {round_})"))
         kill_daemon(paths)
         resume_bakeoff(paths.dir)
     state = wait_done(paths)
@@ -163,7 +163,7 @@ def test_replays_run_an_attempts_prompt_with_another_variant(tmp_path: Path) -> 
         env={"AGENT_EXTRA": "sleep 0.3"},
     )
     paths = start(bk.repo)
-    wait_for(lambda: "t1/half/1" in newest(paths), 30, "t1/half/1 recorded")
+    wait_for(lambda: "t1/half/1" in newest(paths), 60, "t1/half/1 recorded")
     # While the daemon runs, it takes the request itself.
     request_id, relaunched = request_replay(
         paths.dir, task="t1", variant="half", attempt=1, as_variant="solver"

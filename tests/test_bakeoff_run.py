@@ -117,7 +117,7 @@ def test_a_timed_out_attempt_is_pinned_and_its_processes_are_gone(tmp_path: Path
     )
     paths = start(bk.repo)
     pgid = wait_for(
-        lambda: (running := bk_state(paths).running) and running[0].pgid, 20, "the agent to start"
+        lambda: (running := bk_state(paths).running) and running[0].pgid, 60, "the agent to start"
     )
     state = wait_done(paths)
     assert state.termination_reason == "finished"
@@ -179,7 +179,7 @@ def _slow_bakeoff(root: Path, seconds: str) -> BakeoffPaths:
 def test_stop_through_the_cli_lets_running_attempts_finish(tmp_path: Path) -> None:
     bk = _slow_bakeoff(tmp_path / "repo", "1.5")
     paths = start(bk.repo)
-    wait_for(lambda: len(bk_state(paths).running) == 2, 20, "two attempts running")
+    wait_for(lambda: len(bk_state(paths).running) == 2, 60, "two attempts running")
     run_id = f"bk/{paths.dir.name}"
     proc = expd("stop", run_id, cwd=bk.repo)
     assert proc.returncode == 0, proc.stderr
@@ -199,7 +199,7 @@ def test_abort_through_the_cli_cancels_running_attempts(tmp_path: Path) -> None:
         running = bk_state(paths).running
         return len(running) == 2 and all(r.pgid for r in running)
 
-    wait_for(two_agents, 20, "two agents running")
+    wait_for(two_agents, 60, "two agents running")
     groups = [r.pgid for r in bk_state(paths).running]
     proc = expd("abort", f"bk/{paths.dir.name}", "--wait", cwd=bk.repo)
     assert proc.returncode == 0, proc.stderr
@@ -257,10 +257,10 @@ def test_start_refuses_what_cannot_run(tmp_path: Path) -> None:
 def test_sigterm_stops_and_a_second_one_aborts(tmp_path: Path) -> None:
     bk = _slow_bakeoff(tmp_path / "repo", "60")
     paths = start(bk.repo)
-    wait_for(lambda: len(bk_state(paths).running) == 2, 20, "two attempts running")
+    wait_for(lambda: len(bk_state(paths).running) == 2, 60, "two attempts running")
     pid = codec.read(paths.daemon_json, DaemonInfo).pid
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: bk_state(paths).phase == "stopping", 10, "the daemon to stop starting")
+    wait_for(lambda: bk_state(paths).phase == "stopping", 60, "the daemon to stop starting")
     assert len(bk_state(paths).running) == 2  # the running attempts go on
     os.kill(pid, signal.SIGTERM)
     state = wait_done(paths)

@@ -212,9 +212,9 @@ def test_a_record_edited_while_the_daemon_was_dead_is_not_trusted(tmp_path: Path
     )
     paths = BakeoffRunPaths(start_bakeoff(repo, "bk").run_dir)
     flipped = b'"task":"t1","variant":"half","attempt":1,"status":"passed"'
-    wait_for(lambda: flipped in paths.attempts.read_bytes(), 30, "the forgery")
+    wait_for(lambda: flipped in paths.attempts.read_bytes(), 60, "the forgery")
     os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
-    wait_for(lambda: not held(paths), 20, "the daemon to die")
+    wait_for(lambda: not held(paths), 60, "the daemon to die")
     resume_bakeoff(paths.dir)
     state = wait_done(paths)
     assert state.termination_reason == "finished" and state.resumes == 1
