@@ -33,7 +33,8 @@ PHASE_STYLES = {
 
 
 class LaneRow(NamedTuple):
-    """One lane as shown: plain-text cells, then why it is paused (empty: it runs)."""
+    """One lane as shown: plain-text cells, the paused marker (when its phase does not say so
+    already), then why it is paused (empty: it runs)."""
 
     lane: str
     phase: str
@@ -45,7 +46,7 @@ class LaneRow(NamedTuple):
 
 
 def row_of(lane: LaneState, now: float) -> LaneRow:
-    paused = bool(lane.paused) or lane.phase == PAUSED
+    paused = bool(lane.paused) and lane.phase != PAUSED  # else the phase already says it
     return LaneRow(
         lane=f"lane {lane.lane}",
         phase=one_line(lane.phase) or DASH,
@@ -81,11 +82,14 @@ def strip_content(rows: tuple[LaneRow, ...], width: int, height: int | None = No
             text = cell.rjust(w) if i in (2, 3) else cell.ljust(w)
             style = PHASE_STYLES.get(row.phase, "") if i == 1 else ("bold" if i == 0 else "")
             parts += [(text, style) if style else text, GAP]
+        room = width - sum(w + len(GAP) for w in widths if w)
         if row.paused:
             parts.append((row.paused, "bold $text-warning"))
-            room = width - sum(w + len(GAP) for w in widths if w) - len(PAUSED) - 2
+            room -= len(PAUSED) + 2
             if row.reason and room > 8:
-                parts += [": ", (truncate(row.reason, room), "$text-muted")]
+                parts.append(": ")
+        if row.reason and room > 8:
+            parts.append((truncate(row.reason, room), "$text-muted"))
         lines.append(Content.assemble(*parts).rstrip())
     if len(shown) < len(rows):
         lines.append(Content.styled(f"… {len(rows) - len(shown)} more lanes", "$text-muted"))
@@ -120,9 +124,11 @@ class LanesStrip(Widget):
         each phase stops growing."""
         self.lanes = sorted(lanes, key=lambda lane: lane.lane)
         self.frozen_at = frozen_at
-        self.border_title = strip_title(self.lanes)
+        title = strip_title(self.lanes)
         paused = [f"lane {lane.lane} paused: {lane.paused}" for lane in self.lanes if lane.paused]
-        self.tooltip = "\n".join(paused) or None
+        tooltip = "\n".join(paused) or None
+        if (title, tooltip) != (self.border_title, self.tooltip):  # each set repaints
+            self.border_title, self.tooltip = title, tooltip
         self.tick(now)
 
     def tick(self, now: float) -> None:
