@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from shared.arms import ArmStatus
+from shared.cli.lanes_text import LANES_HEADER, has_lanes, lane_cell, lanes_rows
 from shared.display import (
     DASH,
     better_word,
@@ -24,7 +25,7 @@ from shared.display import (
     sandbox_line,
     truncate,
 )
-from shared.schema import ResultRecord
+from shared.schema import TERMINAL_PHASES, ResultRecord
 from shared.status import StatusReport, change_pct
 
 
@@ -110,6 +111,9 @@ def status_text(s: StatusReport, now: float | None = None) -> str:
     if s.message and s.message not in (drift_text(s), s.noise):
         rows.append(("note", s.message))
     text = "\n".join(f"{key:<9} {value}" for key, value in rows)
+    if s.lanes:
+        ended = s.updated_at if s.phase in TERMINAL_PHASES else None
+        text += "\n\n" + table(LANES_HEADER, lanes_rows(s.lanes, now, ended_at=ended))
     if s.arms:
         text += "\n\n" + arms_table(s.arms)
     warning = alert(s)
@@ -198,13 +202,15 @@ def progress_line(s: StatusReport) -> str:
 def results_table(records: list[ResultRecord], baseline: float | None, width: int = 120) -> str:
     if not records:
         return "no results yet"
-    armed = has_arms(records)
-    head = ["#", "STATUS", *(["ARM"] if armed else []), "METRIC", "Δ%"]
+    armed, laned = has_arms(records), has_lanes(records)
+    head = ["#", "STATUS", *(["ARM"] if armed else []), *(["LANE"] if laned else []), "METRIC"]
+    head.append("Δ%")
     rows = [
         [
             str(r.experiment),
             r.status,
             *([r.arm or DASH] if armed else []),
+            *([lane_cell(r)] if laned else []),
             fmt_num(r.metric),
             DASH if r.status == "baseline" else fmt_pct(change_pct(r.metric, baseline)),
         ]
@@ -249,9 +255,10 @@ TSV_COLUMNS = [
 
 
 def results_tsv(records: list[ResultRecord], baseline: float | None) -> str:
-    """The columns of `TSV_COLUMNS`, and `arm` last when the run has arms."""
-    armed = has_arms(records)
-    lines = ["\t".join([*TSV_COLUMNS, *(["arm"] if armed else [])])]
+    """The columns of `TSV_COLUMNS`, then `arm` when the run has arms and `lane` when it has
+    lanes."""
+    armed, laned = has_arms(records), has_lanes(records)
+    lines = ["\t".join([*TSV_COLUMNS, *(["arm"] if armed else []), *(["lane"] if laned else [])])]
     for r in records:
         pct = change_pct(r.metric, baseline)
         cells = [
@@ -268,6 +275,7 @@ def results_tsv(records: list[ResultRecord], baseline: float | None) -> str:
             r.description,
             r.reason,
             *([r.arm] if armed else []),
+            *([r.lane] if laned else []),
         ]
         lines.append("\t".join(_tsv_cell(c) for c in cells))
     return "\n".join(lines)

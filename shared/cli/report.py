@@ -18,6 +18,7 @@ from msgspec import UnsetType
 from shared import evidence
 from shared.cli.darwin_text import generation_lines
 from shared.cli.follow import decode_results
+from shared.cli.lanes_text import lane_cell
 from shared.cli.render import ARMS_HEADER, arm_cells, has_arms
 from shared.cli.report_svg import Point, chart
 from shared.darwin import Generation
@@ -59,8 +60,16 @@ class Report:
 
 
 def header(rep: Report) -> list[str]:
-    """The results' columns: `arm` after `status` when the run has arms."""
-    return [*HEADER[:2], "arm", *HEADER[2:]] if has_arms(rep.records) else HEADER
+    """The results' columns: `arm` after `status` when the run has arms, then `lane` when it has
+    lanes."""
+    extra = ["arm"] if has_arms(rep.records) else []
+    extra += ["lane"] if has_lanes(rep) else []
+    return [*HEADER[:2], *extra, *HEADER[2:]]
+
+
+def has_lanes(rep: Report) -> bool:
+    """Whether the run has lanes: its state lists them, or its experiments name one."""
+    return bool(rep.status.lanes) or any(r.lane is not None for r in rep.records)
 
 
 def load(ref: RunRef, now: float | None = None) -> Report:
@@ -121,12 +130,13 @@ def evidence_cells(rec: ResultRecord) -> tuple[str, str, str]:
 
 def rows(rep: Report) -> list[list[str]]:
     base = baseline_of(rep)
-    armed = has_arms(rep.records)
+    armed, laned = has_arms(rep.records), has_lanes(rep)
     out = []
     for r in rep.records:
         delta = DASH if r.status == "baseline" else fmt_pct(change_pct(r.metric, base))
         span, effect, runs = evidence_cells(r)
         arm = [r.arm or DASH] if armed else []
+        arm += [lane_cell(r)] if laned else []
         out.append(
             [
                 *(str(r.experiment), r.status, *arm, fmt_num(r.metric), delta, span, effect, runs),

@@ -36,6 +36,7 @@ from tui.widgets import (
     AgentLog,
     ArmsPanel,
     ExperimentDetail,
+    LanesStrip,
     PhaseBar,
     ResultsTable,
     StatsHeader,
@@ -58,8 +59,8 @@ END_SEVERITY: dict[str, SeverityLevel] = {
 
 
 class RunScreen(RunControls, Screen[None]):
-    """Layout: stats header, phase bar, the arms (in a run with arms), results + experiment
-    detail, live agent stream, footer."""
+    """Layout: stats header, phase bar, the lanes (in a run with lanes), the arms (in a run with
+    arms), results + experiment detail, live agent stream, footer."""
 
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
         (0, "-narrow"),
@@ -103,6 +104,7 @@ class RunScreen(RunControls, Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatsHeader(id="stats")
         yield PhaseBar(id="phase")
+        yield LanesStrip(id="lanes")
         yield ArmsPanel(id="arms")
         with Horizontal(id="body"):
             with Vertical(id="left"):
@@ -123,6 +125,7 @@ class RunScreen(RunControls, Screen[None]):
     def tick(self) -> None:
         now = self.clock()
         self.query_one(PhaseBar).tick(now)
+        self.query_one(LanesStrip).tick(now)
         self.query_one(StatsHeader).show_progress(
             self.ref.run_id, self.header_state(), self.durations, now
         )
@@ -147,6 +150,8 @@ class RunScreen(RunControls, Screen[None]):
         table = self.query_one(ResultsTable)
         if any(r.arm for r in records):
             table.show_arms()
+        if any(r.lane is not None for r in records):
+            table.show_lanes()
         table.add_results(records)
         self.metric_series = metrics_of(table.records)
         self.durations = durations_of(table.records)
@@ -157,6 +162,8 @@ class RunScreen(RunControls, Screen[None]):
         self.query_one(StatsHeader).show(
             self.ref.run_id, state, self.metric_series, self.durations, now
         )
+        ended = (state.updated_at or None) if state.phase in TERMINAL_PHASES else None
+        self.query_one(LanesStrip).show(state.lanes, now, frozen_at=ended)
         self.query_one(ArmsPanel).show(state.arm_stats, self.manifest.config)
         if state.arm_stats:
             self.query_one(ResultsTable).show_arms()

@@ -100,6 +100,11 @@ def sequential_summary(ev: SequentialEvidence) -> list[tuple[str, str]]:
 def evidence_content(record: ResultRecord) -> Content:
     """The decision and everything it was based on, as labelled lines."""
     rows: list[tuple[str, str]] = [("arm", record.arm)] if record.arm else []
+    if record.lane is not None:
+        rows.append(("lane", str(record.lane)))
+    if record.made_against:
+        onto = f" (replayed onto {record.parent[:12]})" if record.parent else ""
+        rows.append(("made against", record.made_against[:12] + onto))
     rows += [
         ("metric", fmt_num(record.metric)),
         ("samples", fmt_value(record.samples)),
@@ -124,8 +129,9 @@ def evidence_content(record: ResultRecord) -> Content:
         (record.reason or "(no reason recorded)", "$text-accent"),
         "\n\n",
     ]
+    width = max(9, *(len(label) + 1 for label, _ in rows))
     for label, value in rows:
-        parts += [(f"{label:<9}", "$text-muted"), f"{value}\n"]
+        parts += [(f"{label:<{width}}", "$text-muted"), f"{value}\n"]
     typed = evidence.of(record)
     stored = record.evidence if typed is None else evidence.dump(typed)  # untyped: as it is
     if stored:

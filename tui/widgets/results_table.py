@@ -46,13 +46,16 @@ COLUMNS = (
 )
 ARM_COLUMN = Column("arm", "arm")
 """Shown after the status, only in a run with arms."""
+LANE_COLUMN = Column("lane", "lane", "right")
+"""Shown after the status (and the arm), only once a result has a lane."""
 ARM_WIDTH = 16
 DESCRIPTION_WIDTH = 72
 
 
 class ResultsTable(LineTable):
     """`add_results` is idempotent: a record already shown updates its row, a new one appends.
-    `show_arms` adds the arm column (once: a run never loses its arms)."""
+    `show_arms` adds the arm column and `show_lanes` the lane column (once each: a run never loses
+    its arms or its lanes)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         *LineTable.COMPONENT_CLASSES,
@@ -81,6 +84,7 @@ class ResultsTable(LineTable):
         super().__init__(COLUMNS, id=id)
         self.records: dict[int, ResultRecord] = {}
         self.arms = False
+        self.lanes = False
 
     @property
     def baseline(self) -> float | None:
@@ -103,12 +107,21 @@ class ResultsTable(LineTable):
 
     def show_arms(self) -> None:
         """Add the arm column and fill it for the rows already shown."""
-        if self.arms:
-            return
-        self.arms = True
-        columns = (*COLUMNS[:2], ARM_COLUMN, *COLUMNS[2:])
+        if not self.arms:
+            self.arms = True
+            self.relayout()
+
+    def show_lanes(self) -> None:
+        """Add the lane column and fill it for the rows already shown."""
+        if not self.lanes:
+            self.lanes = True
+            self.relayout()
+
+    def relayout(self) -> None:
+        extra = (*((ARM_COLUMN,) if self.arms else ()), *((LANE_COLUMN,) if self.lanes else ()))
         self.set_columns(
-            columns, ((str(r.experiment), self.cells(r), r.status) for r in self.records.values())
+            (*COLUMNS[:2], *extra, *COLUMNS[2:]),
+            ((str(r.experiment), self.cells(r), r.status) for r in self.records.values()),
         )
 
     def tag_style(self, tag: str) -> Style:
@@ -127,10 +140,12 @@ class ResultsTable(LineTable):
         if not description and record.status != "baseline":
             description = record.reason
         arm = (truncate(record.arm, ARM_WIDTH) if record.arm else DASH,) if self.arms else ()
+        lane = (DASH if record.lane is None else str(record.lane),) if self.lanes else ()
         return (
             str(record.experiment),
             word,
             *arm,
+            *lane,
             fmt_num(record.metric),
             delta,
             diff,
