@@ -162,6 +162,7 @@ class Queue:
         if lane.in_flight:
             lane.in_flight.stage = "measuring"
         self.changed()
+        loop.store.event("measure_start", n, lane=lane.lane, slot=slot.index)
         faults.point("measuring", n)
         started = time.monotonic()
         decision = None

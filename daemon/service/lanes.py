@@ -154,8 +154,7 @@ class LaneRun:
             phase = "agent_running"
         else:
             phase = "waiting" if q.waiting else "idle"
-        busy = sum(1 for lane in self.lanes if lane.state.phase == "agent_running")
-        detail = f"{busy} agent(s) working, {q.measuring} measuring, {len(q.waiting)} queued"
+        detail = f"{q.agents} agent(s) working, {q.measuring} measuring, {len(q.waiting)} queued"
         self.loop.store.phase(phase, detail)
 
     # --- one lane -------------------------------------------------------------------------------
@@ -182,7 +181,7 @@ class LaneRun:
         st.in_flight = InFlight(experiment=n, started_at=started, stage="agent", arm=arm)
         s.experiment = max(s.experiment, n)
         self.queue.agents += 1
-        self.queue.changed()
+        self.queue.changed()  # saves the state with the lane's experiment in flight
         loop.store.save(durable=True)
         loop.store.event("agent_start", n, lane=st.lane, **({"arm": arm} if arm else {}))
         faults.point("agent_start", n)
@@ -206,7 +205,7 @@ class LaneRun:
             st.phase, st.since = "waiting", time.time()
             if st.in_flight:
                 st.in_flight.stage = "waiting"
-            self.queue.put(item)
+            self.queue.put(item)  # the run's phase is told after the lane's
             await item.done.wait()
         if not st.paused:
             st.phase = "idle"
