@@ -111,6 +111,14 @@ class RunPaths:
         """expd's own git dir for the measurement tree."""
         return self.dir / "git" / "eval"
 
+    def lane_git(self, lane: int) -> Path:
+        """expd's own git dir for lane `lane`'s agent tree (lane 0 uses `agent_git`)."""
+        return self.agent_git if lane == 0 else self.dir / "git" / f"agent-L{lane}"
+
+    def slot_git(self, slot: int) -> Path:
+        """expd's own git dir for measurement slot `slot`'s tree (slot 0 uses `eval_git`)."""
+        return self.eval_git if slot == 0 else self.dir / "git" / f"eval-S{slot}"
+
     @property
     def tune_db(self) -> Path:
         return self.dir / "tune.sqlite3"
@@ -198,6 +206,16 @@ class RepoPaths:
     def eval_tree(self, program: str, stamp: str) -> Path:
         """Where a run's measurements happen, checked out by expd at the commit measured."""
         return self.eval_dir / f"{program}-{stamp}"
+
+    def lane_worktree(self, program: str, stamp: str, lane: int) -> Path:
+        """Lane `lane`'s agent tree (lane 0's is the run's `worktree`)."""
+        base = self.worktree(program, stamp)
+        return base if lane == 0 else base.with_name(f"{base.name}-L{lane}")
+
+    def slot_eval_tree(self, program: str, stamp: str, slot: int) -> Path:
+        """Measurement slot `slot`'s tree (slot 0's is the run's `eval_tree`)."""
+        base = self.eval_tree(program, stamp)
+        return base if slot == 0 else base.with_name(f"{base.name}-S{slot}")
 
     def program_names(self) -> list[str]:
         if not self.programs_dir.is_dir():

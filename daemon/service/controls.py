@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -15,8 +15,12 @@ class Controls:
     abort: bool = False
     scope: anyio.CancelScope | None = None
     """The experiment's cancel scope while one runs: an abort cancels it."""
+    scopes: set[anyio.CancelScope] = field(default_factory=set)
+    """With lanes: every lane's turn and every measurement running now; an abort cancels all."""
 
     def request_abort(self) -> None:
         self.abort = True
         if self.scope is not None:
             self.scope.cancel()
+        for scope in self.scopes:
+            scope.cancel()

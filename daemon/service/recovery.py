@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -37,6 +37,9 @@ class Recovered:
     """Its store holds the rebuilt state; its results are the recorded ones."""
     interrupted: InFlight | None
     notes: list[str]
+    lanes: list[tuple[int | None, InFlight]] = field(default_factory=list)
+    """With lanes: every experiment a dead daemon left unrecorded, with its lane (None: not
+    known, state.json was lost), in number order."""
 
 
 class KeyLost(Exception):
@@ -219,9 +222,43 @@ def recover(
     recorder.replay(results)
     interrupted = None
     recorded = {r.experiment for r in results}
+    if lane_count(manifest) > 1:
+        lanes = lanes_interrupted(paths, old, recorded)
+        return Recovered(recorder=recorder, interrupted=None, notes=notes, lanes=lanes)
     if old and old.in_flight:
         if old.in_flight.experiment not in recorded:
             interrupted = old.in_flight
     else:
         interrupted = unrecorded_experiment(paths, recorded)
     return Recovered(recorder=recorder, interrupted=interrupted, notes=notes)
+
+
+def lane_count(manifest: RunManifest) -> int:
+    """`[lanes] count` as `expd start` froze it (1: a run without lanes)."""
+    lanes = manifest.config.get("lanes")
+    return int(lanes.get("count", 1)) if isinstance(lanes, dict) else 1
+
+
+def lanes_interrupted(
+    paths: RunPaths, old: RunState | None, recorded: set[int]
+) -> list[tuple[int | None, InFlight]]:
+    """The lanes' unrecorded experiments: from state.json, else (it was lost) every begun one.
+
+    A run with lanes records every number it gives out, so a prompt without a result is always an
+    experiment the dead daemon left in flight."""
+    found: dict[int, tuple[int | None, InFlight]] = {}
+    if old is not None:
+        for lane in old.lanes:
+            flight = lane.in_flight
+            if flight is not None and flight.experiment > 0 and flight.experiment not in recorded:
+                found[flight.experiment] = (lane.lane, flight)
+    else:
+        for prompt in paths.prompts_dir.glob("[0-9][0-9][0-9][0-9].md"):
+            number = int(prompt.stem)
+            if number > 0 and number not in recorded:
+                try:
+                    started = prompt.stat().st_mtime
+                except OSError:
+                    started = 0.0
+                found[number] = (None, InFlight(experiment=number, started_at=started))
+    return [found[n] for n in sorted(found)]

@@ -24,6 +24,8 @@ MAX_ACKED = 64
 AGENT_LOG_CAP = 8 << 20
 AGENT_EVENTS_CAP = 2000
 AGENT_EVENT_BYTES = 4 << 20
+STREAMS_KEPT = 512
+"""Experiments whose agent-event counts are remembered (lanes interleave; the oldest go first)."""
 
 
 class RunStore:
@@ -41,11 +43,8 @@ class RunStore:
         self.state = state
         self.key = key
         self.redactor = redactor
-        self._agent_log: BinaryIO | None = None
-        self._agent_log_n: int | None = None
-        self._log_bytes = 0
-        self._log_dropped = 0
-        self._stream = _Stream()
+        self._logs: dict[int, _Log] = {}
+        self._streams: dict[int, _Stream] = {}
         self._results = _read(paths.results)
         """results.jsonl as this daemon knows it: what it read at start plus what it appended."""
         for directory in (paths.agent_dir, paths.patches_dir, paths.prompts_dir):
@@ -109,42 +108,41 @@ class RunStore:
     # --- the agent's live stream ------------------------------------------------------------------
 
     def agent_log(self, experiment: int, text: str) -> None:
-        """One line of the agent's log; past `AGENT_LOG_CAP` bytes only a marker, once."""
-        if self._agent_log_n != experiment:
-            self.close_agent_log()
+        """One line of the agent's log; past `AGENT_LOG_CAP` bytes only a marker, once. Several
+        experiments' logs may be open at once (lanes), each with its own cap."""
+        log = self._logs.get(experiment)
+        if log is None:
             path = self.paths.agent_log(experiment)
             fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            self._agent_log = open(fd, "ab", buffering=0)  # noqa: SIM115
-            self._agent_log_n = experiment
-            self._log_bytes = path.stat().st_size
-        assert self._agent_log is not None
+            log = self._logs[experiment] = _Log(open(fd, "ab", buffering=0), path.stat().st_size)  # noqa: SIM115
         data = self.redactor.data(text.encode(errors="replace") + b"\n")
-        if self._log_bytes >= AGENT_LOG_CAP:
-            self._log_dropped += len(data)
+        if log.bytes >= AGENT_LOG_CAP:
+            log.dropped += len(data)
             return
-        if self._log_bytes + len(data) > AGENT_LOG_CAP:
-            self._log_dropped += len(data)
+        if log.bytes + len(data) > AGENT_LOG_CAP:
+            log.dropped += len(data)
             data = f"[expd] agent output truncated: this log keeps {AGENT_LOG_CAP >> 20} MiB\n"
             data = data.encode()
-        self._agent_log.write(data)
-        self._log_bytes = AGENT_LOG_CAP if self._log_dropped else self._log_bytes + len(data)
+        log.file.write(data)
+        log.bytes = AGENT_LOG_CAP if log.dropped else log.bytes + len(data)
 
-    def close_agent_log(self) -> None:
-        if self._agent_log is not None:
-            if dropped := self._log_dropped:
-                self._agent_log.write(
-                    f"[expd] {dropped} bytes of agent output not logged\n".encode()
-                )
-                self._log_dropped = 0
-            self._agent_log.close()
-        self._agent_log = None
-        self._agent_log_n = None
+    def close_agent_log(self, experiment: int | None = None) -> None:
+        """Close experiment `experiment`'s log (None: every open one)."""
+        for n in [experiment] if experiment is not None else list(self._logs):
+            log = self._logs.pop(n, None)
+            if log is None:
+                continue
+            if log.dropped:
+                log.file.write(f"[expd] {log.dropped} bytes of agent output not logged\n".encode())
+            log.file.close()
 
     def agent_event(self, experiment: int, data: dict[str, Any]) -> None:
         """One of the agent's events; past the caps only a marker event, once per experiment."""
-        stream = self._stream
-        if stream.experiment != experiment:
-            self._stream = stream = _Stream(experiment=experiment)
+        stream = self._streams.get(experiment)
+        if stream is None:
+            if len(self._streams) >= STREAMS_KEPT:
+                self._streams.pop(next(iter(self._streams)))
+            stream = self._streams[experiment] = _Stream(experiment=experiment)
         if stream.events >= AGENT_EVENTS_CAP or stream.bytes >= AGENT_EVENT_BYTES:
             if not stream.marked:
                 stream.marked = True
@@ -163,6 +161,15 @@ class RunStore:
 
     def write_file(self, path: Path, text: str) -> None:
         write_atomic(path, self.redactor.data(text.encode(errors="replace")), durable=False)
+
+
+class _Log:
+    """One experiment's open agent log and what it holds (for the cap)."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file = file
+        self.bytes = size
+        self.dropped = 0
 
 
 class _Stream:

@@ -11,7 +11,7 @@ import anyio
 import msgspec
 import watchfiles
 
-from daemon.agents.base import AgentUnavailable
+from daemon.agents.base import Agent, AgentUnavailable
 from daemon.ops.confine import for_measure, for_run
 from daemon.ops.git.lookup import identity_env
 from daemon.ops.git.run_trees import run_trees
@@ -21,15 +21,25 @@ from daemon.ops.sandbox import Sandbox, SandboxUnavailable
 from daemon.service.arms import run_agent
 from daemon.service.controls import Controls
 from daemon.service.heartbeat import Heart
+from daemon.service.lane_setup import LaneSetup, lane_trees_of, make_lanes, slot_trees_of
+from daemon.service.lanes import Lane, LaneRun
 from daemon.service.log import log, redactor
 from daemon.service.loop import Loop
+from daemon.service.recorder import Recorder
 from daemon.service.recovery import kill_leftovers, manifest_arms, recover
 from daemon.service.store import RunStore
 from shared import codec, control, seal
 from shared.atomic import write_atomic
 from shared.errors import ContractError
 from shared.paths import ProgramPaths, RunPaths
-from shared.schema import ControlRequest, ProgramConfig, ResultRecord, RunManifest, RunState
+from shared.schema import (
+    ControlRequest,
+    InFlight,
+    ProgramConfig,
+    ResultRecord,
+    RunManifest,
+    RunState,
+)
 
 CONTROL_POLL_S = 1.0
 
@@ -144,6 +154,10 @@ async def _supervise(
             store.event("interrupted", record.experiment, stage=interrupted.stage)
         else:
             store.event("interrupted", 0, stage="baseline")
+    if recovered.lanes or config.lanes.count > 1:
+        await record_interrupted_lanes(
+            recovered.lanes, paths, (worktree_path, measured.path), recorder, agent
+        )
     try:
         await worktree.reset(state.incumbent_commit)
     except TreeError as exc:
@@ -169,17 +183,67 @@ async def _supervise(
         sandbox=sandbox,
         arms=arms_agents,
     )
+    setup = LaneSetup(paths, manifest, config, program, arms, env, measure_env)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_heartbeat, heart, store)
         tg.start_soon(_control_listener, paths, store, controls)
         tg.start_soon(_signals, store, controls)
+        lanes: list[Lane] = []
         try:
-            await loop.run()
+            if config.lanes.count == 1:
+                await loop.run()
+            else:
+                lanes, slots = await make_lanes(
+                    setup,
+                    lane_trees_of(setup, worktree),
+                    slot_trees_of(setup, measured),
+                    store,
+                    controls,
+                    state.incumbent_commit,
+                )
+                await LaneRun(loop, lanes, slots).run()
         finally:
             await agent.close()
+            for lane in lanes:
+                await lane.agent.close()
             tg.cancel_scope.cancel()
     log(f"run ended: {state.termination_reason} {state.message}".rstrip())
     return 0
+
+
+async def record_interrupted_lanes(
+    flights: list[tuple[int | None, InFlight]],
+    paths: RunPaths,
+    roots: tuple[Path, ...],
+    recorder: Recorder,
+    agent: Agent,
+) -> None:
+    """What a dead daemon's lanes left: leftovers killed, each experiment recorded once as an
+    interrupted crash, in number order."""
+    lane_roots = (*roots, *(p.parent for p in roots))  # the lanes' and slots' trees sit beside
+    killed = kill_leftovers(paths.dir, None, lane_roots)
+    for _, flight in flights:
+        killed += kill_leftovers(paths.dir, flight.pgid, lane_roots)
+    if killed:
+        log(f"killed {killed} leftover process(es) of the previous daemon")
+    store = recorder.store
+    for lane, flight in flights:
+        record = ResultRecord(
+            experiment=flight.experiment,
+            status="crash",
+            commit=flight.commit,
+            parent=store.state.incumbent_commit,
+            started_at=flight.started_at,
+            finished_at=time.time(),
+            description="interrupted",
+            reason=f"interrupted: the daemon died during {flight.stage or 'the experiment'}",
+            arm=flight.arm,
+            lane=lane,
+        )
+        recorder.record(record)
+        await agent.recover(flight.experiment)
+        await agent.feedback(record)
+        store.event("interrupted", record.experiment, stage=flight.stage, lane=lane)
 
 
 async def _heartbeat(heart: Heart, store: RunStore) -> None:

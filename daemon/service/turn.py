@@ -26,7 +26,7 @@ from daemon.service.guards import added_secret
 from daemon.service.retry import GiveUp, RetryPolicy
 from daemon.service.store import RunStore
 from shared.paths import RunPaths
-from shared.schema import ResultRecord, RunState
+from shared.schema import InFlight, ResultRecord, RunState
 
 
 class ProviderFailed(Exception):
@@ -94,6 +94,16 @@ class AgentTurn:
     """What confines the agent's processes."""
     unavailable: str | None = None
     """Set when the agent said it cannot run any more: the run stops after this experiment."""
+    base: str | None = None
+    """With lanes: the incumbent this lane's turn started from (None: the run's incumbent now)."""
+    flight: Callable[[], InFlight | None] | None = None
+    """With lanes: the lane's in-flight experiment (None: the run's `in_flight`)."""
+
+    def _base(self) -> str:
+        return self.base or self.store.state.incumbent_commit
+
+    def _flight(self) -> InFlight | None:
+        return self.flight() if self.flight is not None else self.store.state.in_flight
 
     def use(self, setup: Setup | None) -> str | None:
         """Run the next experiment with an arm's agent and settings (None: as before); its id."""
@@ -109,7 +119,7 @@ class AgentTurn:
         The record has the candidate commit, its diff and the agent's time, cost and tokens.
         """
         s = self.store.state
-        incumbent = s.incumbent_commit
+        incumbent = self._base()
         agent_started = time.monotonic()
         usage = Usage()
 
@@ -136,7 +146,7 @@ class AgentTurn:
         try:
             outcome = await self.agent.run(task, emit)
         finally:
-            self.store.close_agent_log()
+            self.store.close_agent_log(n)
         outcome.description = self.store.redact(_short(outcome.description))
         agent_s = time.monotonic() - agent_started
         self.store.event(
@@ -177,8 +187,8 @@ class AgentTurn:
             return record
         if captured.commit != incumbent:
             record.commit = captured.commit
-            if s.in_flight:
-                s.in_flight.commit = captured.commit
+            if flight := self._flight():
+                flight.commit = captured.commit
             record.description = record.description or captured.subject
             record.diff = captured.stat
             self.store.write_file(self.paths.patch(n), captured.patch)
@@ -192,7 +202,7 @@ class AgentTurn:
         """Handle a provider failure inside the experiment's cancel scope; False if stopped."""
         s = self.store.state
         try:
-            await self.worktree.reset(s.incumbent_commit)
+            await self.worktree.reset(self._base())
         except TreeError as exc:
             raise AgentGaveUp(f"cannot restore the agent's tree: {exc}") from None
         verdict = self.retry.decide(
@@ -208,15 +218,16 @@ class AgentTurn:
         if isinstance(verdict, GiveUp):
             raise AgentGaveUp(verdict.message)  # the loop ends the run or records the experiment
         self.store.agent_log(n, f"[retry] {verdict.note}")
-        self.store.close_agent_log()
+        self.store.close_agent_log(n)
         if verdict.switch_model:
             self.agent.switch_model(verdict.switch_model)
         self.store.detail(verdict.note)
         deadline = time.monotonic() + verdict.wait_s
         while time.monotonic() < deadline:
             if self.controls.stop:
-                s.in_flight = None
-                self.store.phase("idle", "", durable=True)
+                if self.flight is None:
+                    s.in_flight = None
+                    self.store.phase("idle", "", durable=True)
                 return False
             await anyio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         self.store.detail(f"agent ({self.agent.kind}) working")

@@ -1,4 +1,5 @@
-"""`expd finalize`'s replay: the kept commits cherry-picked onto the base, in memory.
+"""Replays: `expd finalize`'s kept commits cherry-picked onto the base, in memory, and a lane's
+candidate replayed onto the incumbent that moved while its agent worked.
 
 The replayed commits are written into a temporary tree's private store; they reach the user's
 repository only with the review branch, once the final tree was re-measured.
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 
 import pygit2
 
+from daemon.ops.git.diff import diff_patch
 from daemon.ops.git.eval_tree import EvalTree
 from daemon.ops.git.lookup import signature
-from daemon.ops.git.user_writes import copy_commits
+from daemon.ops.git.user_writes import copy_commits, set_own_ref
+from shared.schema import DiffStat
 
 
 @dataclass
@@ -39,6 +42,27 @@ def replay(tree: EvalTree, base: str, commits: list[str]) -> str:
         new = repo.create_commit(None, commit.author, committer, commit.message, tree_id, [head.id])
         head = repo[new].peel(pygit2.Commit)
     return str(head.id)
+
+
+def replay_one(tree: EvalTree, commit: str, onto: str, ref: str) -> tuple[str, str, DiffStat]:
+    """A lane's candidate `commit` (one commit on an older incumbent) replayed onto `onto`, copied
+    into the user's repository and pinned under `ref`: the new commit, its patch and its diff
+    stat. Raises Conflict when it no longer applies (nothing is written then)."""
+    tip = replay(tree, onto, [commit])
+    user, repo = tree.open()
+    copy_commits(repo, user, tip, onto)
+    set_own_ref(user, ref, tip)
+    patch, stat = diff_patch(user, onto, tip)
+    return tip, patch, stat
+
+
+def applies(tree: EvalTree, commit: str, onto: str) -> bool:
+    """Whether `commit` would replay onto `onto` without a conflict (nothing is pinned)."""
+    try:
+        replay(tree, onto, [commit])
+    except Conflict:
+        return False
+    return True
 
 
 def create_branch(tree: EvalTree, name: str, tip: str, base: str) -> None:

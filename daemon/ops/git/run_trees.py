@@ -26,6 +26,37 @@ def run_trees(paths: RunPaths, manifest: RunManifest) -> tuple[AgentTree, EvalTr
     return agent, EvalTree(repo=repo, path=where, gitdir=paths.eval_git)
 
 
+def lane_trees(paths: RunPaths, manifest: RunManifest, count: int) -> list[AgentTree]:
+    """Every lane's agent tree (made on first reset): lane 0's is the run's tree, the others sit
+    beside it with git dirs of their own. None is on the run's branch: lanes reset at once, and
+    only the decider moves the branch (with `AgentTree.keep` of the run's tree)."""
+    repo = Path(manifest.repo)
+    where = RepoPaths(repo)
+    return [
+        AgentTree(
+            repo=repo,
+            path=where.lane_worktree(manifest.program, paths.dir.name, k),
+            gitdir=paths.lane_git(k),
+            branch=None,
+        )
+        for k in range(count)
+    ]
+
+
+def slot_trees(paths: RunPaths, manifest: RunManifest, count: int) -> list[EvalTree]:
+    """Every measurement slot's tree: slot 0's is the run's measurement tree."""
+    repo = Path(manifest.repo)
+    where = RepoPaths(repo)
+    return [
+        EvalTree(
+            repo=repo,
+            path=where.slot_eval_tree(manifest.program, paths.dir.name, k),
+            gitdir=paths.slot_git(k),
+        )
+        for k in range(count)
+    ]
+
+
 def create_trees(agent: AgentTree, measured: EvalTree, base: str) -> None:
     """The run's branch at `base` and both trees checked out there; UserError when impossible."""
     try:

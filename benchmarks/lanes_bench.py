@@ -1,0 +1,134 @@
+"""How many experiments an hour do lanes give? The real daemon, local executor, command agents.
+
+Each case starts a real run in a fresh repository: an agent turn of `--agent-s` (a `sleep`, then a
+one-file change no other lane touches) and a measurement of `--measure-s`, with `[lanes] count` =
+N and one measurement slot. Throughput is the experiments decided per hour between the first
+agent start and the last decision. The saturation model:
+
+    throughput ≈ min(N / (T_agent + T_measure + overhead), slots / T_measure)
+
+(a lane waits for its own candidate's decision before its next turn, so its cycle is the agent's
+time plus one measurement plus expd's overhead, measured with one lane).
+
+The last case runs `--wide` lanes with instant agents (`sleep 0`): the slot should never idle, and
+the daemon's own CPU time per experiment (its process, threads included: git work, records, state
+saves) is what expd costs; goal ≤ 25 ms.
+
+    python benchmarks/lanes_bench.py [--agent-s 2] [--measure-s 0.2] [--lanes 1,2,4,8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared import codec
+from shared.schema import DaemonInfo, Event
+from tests.repos import make_repo, results, start, wait_finished
+
+AGENT = """#!/bin/bash
+cat > /dev/null
+sleep ${NAP:-0}
+echo "x = -$EXPD_EXPERIMENT" > "d$EXPD_EXPERIMENT.py"
+echo "EXPD-DESCRIPTION: file $EXPD_EXPERIMENT"
+"""
+MEASURE = """#!/bin/bash
+n=$(ls d*.py 2>/dev/null | wc -l)
+sleep ${MEASURE_NAP:-0}
+echo "{\\"score\\": $((100000 - n))}"
+"""
+DECIDE = 'policy = "fixed"\nrepeats = 1\nmin_effect = 0.000001'
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one(root: Path, lanes: int, experiments: int, agent_s: float, measure_s: float) -> dict:
+    repo = make_repo(
+        root,
+        max_experiments=experiments,
+        agent_sh=AGENT,
+        measure_sh=MEASURE,
+        decide=DECIDE,
+        toml_extra=f"[lanes]\ncount = {lanes}\n",
+    )
+    paths = start(repo, env={"NAP": str(agent_s), "MEASURE_NAP": str(measure_s)})
+    pid = codec.read(paths.daemon_json, DaemonInfo).pid
+    cpu = 0.0
+    while True:
+        try:
+            cpu = cpu_seconds(pid)
+        except (OSError, IndexError):
+            break
+        try:
+            wait_finished(paths, timeout=0.2)
+            break
+        except AssertionError:
+            continue
+    wait_finished(paths, timeout=600)
+    got = [r for r in results(paths) if r.experiment > 0]
+    events = [
+        codec.decode(x, Event, source="events") for x in paths.events.read_bytes().splitlines()
+    ]
+    first = min(e.t for e in events if e.kind == "agent_start")
+    wall = max(r.finished_at for r in got) - first
+    measuring = sum(r.measure_s for r in got)
+    return {
+        "lanes": lanes,
+        "experiments": len(got),
+        "wall_s": round(wall, 2),
+        "per_hour": round(len(got) / wall * 3600),
+        "slot_busy": round(measuring / wall, 3),
+        # The daemon's start and baseline are counted in: an upper bound.
+        "daemon_cpu_ms_per_experiment": round(cpu / len(got) * 1000, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent-s", type=float, default=2.0)
+    parser.add_argument("--measure-s", type=float, default=0.2)
+    parser.add_argument("--lanes", default="1,2,4,8")
+    parser.add_argument("--rounds", type=int, default=4, help="experiments per lane")
+    parser.add_argument("--wide", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="expd-lanes-bench-") as tmp:
+        for i, n in enumerate(int(x) for x in args.lanes.split(",")):
+            rows.append(one(Path(tmp) / f"r{i}", n, n * args.rounds, args.agent_s, args.measure_s))
+        wide = one(Path(tmp) / "wide", args.wide, args.wide * 3, 0.0, args.measure_s)
+    one_lane = next((r for r in rows if r["lanes"] == 1), rows[0])
+    cycle = 3600 / one_lane["per_hour"]  # T_agent + T_measure + overhead, measured
+    for row in rows:
+        model = min(row["lanes"] / cycle, 1 / args.measure_s) * 3600
+        row["model_per_hour"] = round(model)
+        row["vs_linear"] = round(row["per_hour"] / (row["lanes"] * one_lane["per_hour"]), 2)
+    if args.json:
+        print(json.dumps({"rows": rows, "wide": wide}))
+        return
+    print("| lanes | experiments | per hour | model | vs N × one lane | slot busy |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['lanes']} | {r['experiments']} | {r['per_hour']} | {r['model_per_hour']} | "
+            f"{r['vs_linear']} | {r['slot_busy']:.0%} |"
+        )
+    print(
+        f"\n{wide['lanes']} lanes, instant agents: {wide['experiments']} experiments, "
+        f"{wide['per_hour']}/h, slot busy {wide['slot_busy']:.0%}, "
+        f"daemon CPU {wide['daemon_cpu_ms_per_experiment']} ms per experiment"
+    )
+
+
+if __name__ == "__main__":
+    main()
