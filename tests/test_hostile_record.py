@@ -187,6 +187,7 @@ def test_a_signed_request_still_works(tmp_path: Path) -> None:
 
 DELETE_KEY = """
 if [ "$EXPD_EXPERIMENT" = 1 ]; then
+  for _ in $(seq 400); do [ -e "$MARK/start" ] && break; sleep 0.05; done
   rm -f "$EXPD_RUN_DIR/run.key"
   touch "$MARK/deleted"
   for _ in $(seq 400); do [ -e "$MARK/go" ] && break; sleep 0.05; done
@@ -201,8 +202,9 @@ def test_a_deleted_key_is_put_back_while_the_daemon_lives(tmp_path: Path) -> Non
     mark.mkdir()
     h, paths = hostile_start(repo, env={"MARK": str(mark)})
     key = (paths.dir / "run.key").read_bytes()
-    wait_for(lambda: (mark / "deleted").exists(), 30, "the agent to delete the key")
-    wait_for(lambda: (paths.dir / "run.key").exists(), 10, "the daemon to restore the key")
+    (mark / "start").touch()  # only now may the agent delete it (the test has read it)
+    wait_for(lambda: (mark / "deleted").exists(), 60, "the agent to delete the key")
+    wait_for(lambda: (paths.dir / "run.key").exists(), 30, "the daemon to restore the key")
     assert (paths.dir / "run.key").read_bytes() == key
     proc = expd("set", run_id(paths), "max-experiments", "1", "--wait", cwd=repo)
     assert proc.returncode == 0, proc.stderr

@@ -133,6 +133,8 @@ def start_bakeoff(repo_root: Path, name: str) -> BakeoffStarted:
         )
         exclude_expd(root)  # runs and trees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
+        # The key before the daemon: a control request sent the moment `start` returns is sealed.
+        seal.create_key(paths)
         try:
             write_atomic(paths.run_json, codec.encode(manifest))
             pid = spawn._spawn(paths)

@@ -26,7 +26,7 @@ from daemon.ops.git.lookup import is_tracked, repo_head
 from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
 from daemon.ops.reaper import is_zombie
 from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
-from shared import __version__, agent_kinds, codec, runs
+from shared import __version__, agent_kinds, codec, runs, seal
 from shared.arms import arms_of
 from shared.atomic import write_atomic
 from shared.errors import ContractError, UserError
@@ -193,6 +193,8 @@ def start_run(
         )
         exclude_expd(repo.root)  # runs and trees must never show up in the user's checkout
         paths.dir.mkdir(parents=True)
+        # The key before the daemon: a control request sent the moment `start` returns is sealed.
+        seal.create_key(paths)
         agent_tree, eval_tree = run_trees(paths, manifest)
         try:
             create_trees(agent_tree, eval_tree, base)
