@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from daemon.ops.git.bundles import (
@@ -117,19 +118,34 @@ def test_a_candidate_not_on_its_base_is_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- on a real cluster
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-from daemon.ray.cluster import WorkerLost, connect, disconnect, result  # noqa: E402
+from daemon.ray.cluster import WorkerLost, connect, disconnect, options, result, wait  # noqa: E402
 from daemon.ray.tasks import new_sink, submit_measure, submit_turn  # noqa: E402
 
 LOOPBACK = "127.0.0.2"
 """Every node and the driver on this address: Ray replaces 127.0.0.1 (and `localhost`) with the
 machine's outward address, and the cluster must talk over loopback only."""
 FAST_FAILURE = {
+    # A token in ~/.ray (a local `ray.init()` writes one) would turn auth on for one side only.
+    "RAY_AUTH_MODE": "disabled",
     # A dead node is noticed in about a second, not the default half minute.
     "RAY_health_check_initial_delay_ms": "0",
     "RAY_health_check_period_ms": "300",
     "RAY_health_check_timeout_ms": "300",
     "RAY_health_check_failure_threshold": "3",
 }
+
+
+def test_resource_requests_become_task_options() -> None:
+    assert options({"num_gpus": 1, "bench_host": 1, "num_cpus": 0.5}) == {
+        "num_gpus": 1,
+        "num_cpus": 0.5,
+        "resources": {"bench_host": 1.0},
+    }
+    assert options(None) == {}
+    with pytest.raises(ValueError, match="non-negative"):
+        options({"num_gpus": -1})
+    with pytest.raises(ValueError, match="write num_cpus"):
+        options({"GPU": 1})
 
 
 def _free_port() -> int:
@@ -165,7 +181,8 @@ class Nodes:
 
 
 @pytest.fixture
-def nodes() -> Iterator[Nodes]:
+def nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Nodes]:
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     short = Path(tempfile.mkdtemp(prefix="xr"))  # Unix socket paths must stay short
     groups: list[int] = []
     try:
@@ -228,8 +245,9 @@ def test_turns_and_measurements_on_a_real_cluster(tmp_path: Path, nodes: Nodes) 
         f"candidate {len(turn.bundle)} B"
     )
 
-    # A measurement of the candidate (which now is in the user's repository).
-    measured = result(
+    # A measurement of the candidate (now in the user's repository), awaited as the loop does.
+    measured = anyio.run(
+        wait,
         submit_measure(
             make_bundle(user, commit),
             commit,
@@ -240,7 +258,6 @@ def test_turns_and_measurements_on_a_real_cluster(tmp_path: Path, nodes: Nodes) 
             {},
             resources={"bench": 1},
         ),
-        timeout=60,
     )
     assert measured.node == nodes.worker_node
     assert [s.metrics for s in measured.samples] == [{"score": 5.0}] * 3
