@@ -88,10 +88,10 @@ class TurnResult:
     bundle: bytes | None
     """The candidate's new objects, `base` a prerequisite; None when there is no candidate."""
     description: str = ""
-    returncode: int | None = None
     timed_out: bool = False
     error: str = ""
-    """The agent's failure (non-zero exit, timeout, command not found), as the loop records it."""
+    """The agent's failure as the loop records it ("agent exited with code N", a timeout, the
+    command not found); empty when it exited 0."""
     unavailable: bool = False
     problem: str = ""
     """Why the change could not be captured (a nested repository, the tree deleted): a crash."""
