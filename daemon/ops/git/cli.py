@@ -1,5 +1,5 @@
-"""The only git processes expd starts: the `tune` agent's commits inside the agent's own tree, and
-the demo repository. Each runs with no system or global config, no hooks, no fsmonitor and no
+"""The only git processes expd starts: the `tune` agent's commits inside the agent's own tree, the
+demo repository, and bundles (daemon/ops/git/bundles.py; libgit2 has none). Each runs with no system or global config, no hooks, no fsmonitor and no
 signing, whatever the repository says."""
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def _run(
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
     }
+    safe_env["GIT_NO_REPLACE_OBJECTS"] = "1"
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CONFIG_PARAMETERS"):
         safe_env.pop(name, None)
     return subprocess.run(
@@ -48,6 +49,13 @@ def _run(
         env=safe_env,
         check=False,
     )
+
+
+def run_git(
+    cwd: Path, args: Sequence[str], config: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """One git command in `cwd` with the safe configuration; the caller reads its result."""
+    return _run(cwd, args, config)
 
 
 def commit_files(
