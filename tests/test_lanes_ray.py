@@ -10,12 +10,11 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.repos import expd, git, results, start, wait_finished
+from tests.repos import expd, git, results, start, state, wait_finished, wait_for
 from tests.test_lanes_run import AGENT_DISTINCT, MEASURE_FILES, lanes_repo, rid
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -38,28 +37,34 @@ def _cluster(short: Path, groups: list[int]) -> str:
     return address
 
 
+def _ray_repo(root: Path, address: str, agent_sh: str = AGENT_DISTINCT) -> Path:
+    repo = lanes_repo(
+        root,
+        count=2,
+        max_experiments=4,
+        agent_sh=agent_sh,
+        extra=(
+            f'executor = "ray"\naddress = "{address}"\n'
+            "agent_resources = {num_cpus = 0, agent = 1}\n"
+            "measure_resources = {num_cpus = 0, bench = 1}\n"
+            '[measure]\ncommand = "bash m.sh"\nsandbox = "none"\n'
+        ),
+    )
+    (repo / "m.sh").write_text(MEASURE_FILES)
+    git(repo, "add", "m.sh")
+    git(repo, "commit", "-qm", "measure")
+    return repo
+
+
+ENV = {**os.environ, **FAST_FAILURE, "EXPD_RAY_NODE_IP": LOOPBACK}
+
+
 def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path) -> None:
     short = Path(tempfile.mkdtemp(prefix="xw"))
     groups: list[int] = []
     try:
-        address = _cluster(short, groups)
-        repo = lanes_repo(
-            tmp_path / "r",
-            count=2,
-            max_experiments=4,
-            agent_sh=AGENT_DISTINCT,
-            extra=(
-                f'executor = "ray"\naddress = "{address}"\n'
-                "agent_resources = {num_cpus = 0, agent = 1}\n"
-                "measure_resources = {num_cpus = 0, bench = 1}\n"
-                '[measure]\ncommand = "bash m.sh"\nsandbox = "none"\n'
-            ),
-        )
-        (repo / "m.sh").write_text(MEASURE_FILES)
-        git(repo, "add", "m.sh")
-        git(repo, "commit", "-qm", "measure")
-        env = {**os.environ, **FAST_FAILURE, "EXPD_RAY_NODE_IP": LOOPBACK, "NAP": "1"}
-        paths = start(repo, env=env)
+        repo = _ray_repo(tmp_path / "r", _cluster(short, groups))
+        paths = start(repo, env=ENV)
         final = wait_finished(paths)
         assert final.termination_reason == "max_experiments", final.message
         got = results(paths)
@@ -78,4 +83,31 @@ def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
         shutil.rmtree(short, ignore_errors=True)
-        time.sleep(0)
+
+
+def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> None:
+    # The first two turns nap long enough to be caught; the head alone runs the rest.
+    agent = AGENT_DISTINCT.replace(
+        "sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 8 : 0 ))"
+    )
+    short = Path(tempfile.mkdtemp(prefix="xk"))
+    groups: list[int] = []
+    try:
+        repo = _ray_repo(tmp_path / "r", _cluster(short, groups), agent)
+        paths = start(repo, env=ENV)
+        wait_for(
+            lambda: sum(lane.phase == "agent_running" for lane in state(paths).lanes) == 2,
+            timeout=60,
+        )
+        os.killpg(groups.pop(), signal.SIGKILL)  # the worker node, with one of the two turns
+        final = wait_finished(paths, timeout=90)
+        got = results(paths)
+        assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
+        lost = [r for r in got if r.reason == "interrupted: worker lost"]
+        assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
+        assert final.termination_reason == "max_experiments", final.message
+    finally:
+        for group in reversed(groups):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        shutil.rmtree(short, ignore_errors=True)

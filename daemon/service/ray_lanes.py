@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import msgspec
+from ray import exceptions as ray_errors
 
 from daemon.ops.git.bundles import BundleError, capture_candidate, make_bundle
 from daemon.ops.measure import Sample
@@ -102,19 +103,28 @@ class RayTurn(AgentTurn):
                 resources=remote.config.lanes.agent_resources,
                 sink=sink,
             )
+            failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._stream, n, sink)
                 try:
                     turn = await cluster.wait(ref)
+                except Exception as exc:  # raised here, not as the task group's
+                    failure = exc
                 finally:
                     tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
             await self._take_lines(n, sink)
         except cluster.WorkerLost as exc:
             self.store.agent_log(n, f"[expd] {exc}")
             record.status, record.reason, record.description = "crash", LOST, "interrupted"
             return self._ended(n, record, clock, str(exc))
         except Exception as exc:  # the task's own failure (raised on the worker)
-            record.status, record.reason = "crash", f"Ray turn failed: {exc}"
+            if _lost(exc):
+                self.store.agent_log(n, f"[expd] the Ray worker was lost: {_leaf(exc)}")
+                record.status, record.reason, record.description = "crash", LOST, "interrupted"
+            else:
+                record.status, record.reason = "crash", f"Ray turn failed: {_leaf(exc)}"
             return self._ended(n, record, clock, str(exc))
         finally:
             self.store.close_agent_log(n)
@@ -228,10 +238,34 @@ class RayMeasurer:
         except cluster.WorkerLost as exc:
             return Sample(ok=False, error=f"{LOST} ({exc})")
         except Exception as exc:  # the task's own failure (raised on the worker)
-            return Sample(ok=False, error=f"Ray measurement failed: {exc}")
+            if _lost(exc):
+                return Sample(ok=False, error=f"{LOST} ({_leaf(exc)})")
+            return Sample(ok=False, error=f"Ray measurement failed: {_leaf(exc)}")
         if self.node is not None and result.node:
             self.node(result.node)
         return result.samples[0]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _leaf(exc: BaseException) -> str:
+    """The first real error inside (a task's anyio group wraps what the worker hit)."""
+    leaf = _leaves(exc)[0]
+    first = (str(leaf).strip().splitlines() or [""])[0]
+    return f"{type(leaf).__name__}: {first[:300]}"
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether the worker (its process, its node, or its way back to the daemon) went away: a
+    worker cut off from the cluster fails inside its task with one of Ray's own errors."""
+    return any(
+        isinstance(leaf, (cluster.WorkerLost, *cluster.LOST, ray_errors.RayError))
+        for leaf in _leaves(exc)
+    )
 
 
 def wire(loop: Loop, lanes: list[Lane], slots: list[Slot], remote: Remote) -> None:
