@@ -4,12 +4,9 @@ script run by the workers."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,24 +14,33 @@ import pytest
 from tests.repos import expd, git, results, start, state, wait_finished, wait_for
 from tests.test_lanes_run import AGENT_DISTINCT, MEASURE_FILES, lanes_repo, rid
 
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ('address = "auto"\n', "need executor = 'ray'"),
+        ('executor = "ray"\naddress = ""\n', "address must not be empty"),
+        ('executor = "ray"\nagent_resources = {GPU = 1}\n', "write num_cpus"),
+        ('executor = "ray"\nmeasure_resources = {num_gpus = -1}\n', "non-negative"),
+        ('executor = "ray"\n', "needs [measure] command"),
+        (
+            'executor = "ray"\n[measure]\ncommand = "bash m.sh"\n'
+            '[[arms]]\nid = "a"\nkind = "claude"\n[[arms]]\nid = "b"\n',
+            "only 'command' agents (arm 'a' is 'claude')",
+        ),
+    ],
+    ids=["address-without-ray", "empty-address", "ray-name", "negative", "no-command", "arm"],
+)
+def test_ray_settings_are_checked_at_start(tmp_path: Path, extra: str, needle: str) -> None:
+    repo = lanes_repo(tmp_path / "r", count=2, extra=extra)
+    proc = expd("start", "p", cwd=repo)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert needle in proc.stderr, proc.stderr
+
+
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-from tests.test_ray_parts import FAST_FAILURE, LOOPBACK, _free_port, _ray_start  # noqa: E402
-
-
-def _cluster(short: Path, groups: list[int]) -> str:
-    port = _free_port()
-    groups.append(
-        _ray_start(
-            "--head",
-            f"--port={port}",
-            "--include-dashboard=false",
-            f"--temp-dir={short}",
-            '--resources={"agent": 1, "bench": 1}',
-        )
-    )
-    address = f"{LOOPBACK}:{port}"
-    groups.append(_ray_start(f"--address={address}", '--resources={"agent": 1}'))
-    return address
+from tests.ray_cluster import FAST_FAILURE, LOOPBACK, local_cluster  # noqa: E402
 
 
 def _ray_repo(root: Path, address: str, agent_sh: str = AGENT_DISTINCT) -> Path:
@@ -60,10 +66,8 @@ ENV = {**os.environ, **FAST_FAILURE, "EXPD_RAY_NODE_IP": LOOPBACK}
 
 
 def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path) -> None:
-    short = Path(tempfile.mkdtemp(prefix="xw"))
-    groups: list[int] = []
-    try:
-        repo = _ray_repo(tmp_path / "r", _cluster(short, groups))
+    with local_cluster({"agent": 1, "bench": 1}, {"agent": 1}) as (address, _):
+        repo = _ray_repo(tmp_path / "r", address)
         paths = start(repo, env=ENV)
         final = wait_finished(paths)
         assert final.termination_reason == "max_experiments", final.message
@@ -78,22 +82,13 @@ def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path) -> None:
         assert all(len(n) > 20 for n in nodes), nodes  # Ray node ids, not this host's name
         files = git(repo, "ls-tree", "--name-only", final.incumbent_commit).split()
         assert {f"d{n}.py" for n in range(1, 5)} <= set(files)
-    finally:
-        for group in reversed(groups):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
-        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> None:
     # The first two turns nap long enough to be caught; the head alone runs the rest.
-    agent = AGENT_DISTINCT.replace(
-        "sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 8 : 0 ))"
-    )
-    short = Path(tempfile.mkdtemp(prefix="xk"))
-    groups: list[int] = []
-    try:
-        repo = _ray_repo(tmp_path / "r", _cluster(short, groups), agent)
+    agent = AGENT_DISTINCT.replace("sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 8 : 0 ))")
+    with local_cluster({"agent": 1, "bench": 1}, {"agent": 1}) as (address, groups):
+        repo = _ray_repo(tmp_path / "r", address, agent)
         paths = start(repo, env=ENV)
         wait_for(
             lambda: sum(lane.phase == "agent_running" for lane in state(paths).lanes) == 2,
@@ -106,8 +101,3 @@ def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> Non
         lost = [r for r in got if r.reason == "interrupted: worker lost"]
         assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
         assert final.termination_reason == "max_experiments", final.message
-    finally:
-        for group in reversed(groups):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
-        shutil.rmtree(short, ignore_errors=True)

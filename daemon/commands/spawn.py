@@ -182,11 +182,11 @@ def start_run(
         config.agent.model = model
     if max_experiments is not None and max_experiments < 0:
         raise UserError("--max-experiments must be ≥ 0")
+    check_ray(config)
     check_agent(config, repo.root)
     sandbox = check_sandbox(config.agent.sandbox)
     check_arms_can_run(config, repo.root)
     measuring = check_sandbox(config.measure.sandbox, "[measure] sandbox")
-    check_ray(config)
     base = repo_head(repo.root)
     lock = lock_blocking(prog.start_lock)
     try:
