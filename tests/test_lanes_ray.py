@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.repos import expd, git, results, start, state, wait_finished, wait_for
+from tests.repos import (
+    expd,
+    git,
+    processes_in,
+    results,
+    start,
+    state,
+    wait_finished,
+    wait_for,
+)
 from tests.test_lanes_run import AGENT_DISTINCT, MEASURE_FILES, lanes_repo, rid
 
 
@@ -101,3 +112,25 @@ def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> Non
         lost = [r for r in got if r.reason == "interrupted: worker lost"]
         assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
         assert final.termination_reason == "max_experiments", final.message
+
+
+def test_abort_cancels_the_ray_turns(tmp_path: Path) -> None:
+    agent = AGENT_DISTINCT.replace("sleep ${NAP:-0.3}", "sleep 15")
+    work = Path(tempfile.mkdtemp(prefix="xa"))  # the workers' temporary directories
+    try:
+        cluster = local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, {"TMPDIR": str(work)})
+        with cluster as (address, _):
+            repo = _ray_repo(tmp_path / "r", address, agent)
+            paths = start(repo, env=ENV)
+            wait_for(lambda: len(processes_in(work)) >= 2, timeout=60, what="both agents")
+            assert expd("abort", rid(paths), cwd=repo).returncode == 0
+            final = wait_finished(paths, timeout=12)
+            assert final.termination_reason == "aborted", final.message
+            got = results(paths)
+            assert [(r.experiment, r.status, r.reason) for r in got[1:]] == [
+                (1, "crash", "aborted by request"),
+                (2, "crash", "aborted by request"),
+            ]
+            wait_for(lambda: not processes_in(work), timeout=15, what="the agents ended")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ the worker's own repository and expd's git dir are hidden from the agent and the
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -234,7 +235,9 @@ async def _measure(
     sandbox = _sandbox(
         config.measure.sandbox, "[measure] sandbox", worker, tree.path, host_dev=True
     )
-    measurer = Measurer(config, ProgramPaths(tree.path, "_"), tree.path, env, sandbox)
+    # The worker's own environment (PATH, HOME, the GPU variables there), plus the daemon's.
+    full = {**os.environ, **env, "EXPD_WORKTREE": str(tree.path)}
+    measurer = Measurer(config, ProgramPaths(tree.path, "_"), tree.path, full, sandbox)
     clock = time.monotonic()
     built = await measurer.build()
     samples = [built] if not built.ok else [await measurer.once() for _ in range(runs)]
