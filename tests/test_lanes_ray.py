@@ -4,6 +4,7 @@ script run by the workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,6 @@ from tests.repos import (
     processes_in,
     results,
     start,
-    state,
     wait_finished,
     wait_for,
 )
@@ -73,6 +73,16 @@ def _ray_repo(root: Path, address: str, agent_sh: str = AGENT_DISTINCT) -> Path:
     return repo
 
 
+def turns_running(work: Path) -> int:
+    """Agent turns with a live process on the workers (each works in a directory of its own under
+    the nodes' temporary directory `work`)."""
+    dirs = set()
+    for pid in processes_in(work):
+        with contextlib.suppress(OSError):
+            dirs.add(Path(os.readlink(f"/proc/{pid}/cwd")).relative_to(work.resolve()).parts[0])
+    return len(dirs)
+
+
 ENV = {**os.environ, **FAST_FAILURE, "EXPD_RAY_NODE_IP": LOOPBACK}
 
 
@@ -98,20 +108,23 @@ def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path) -> None:
 def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> None:
     # The first two turns nap long enough to be caught; the head alone runs the rest.
     agent = AGENT_DISTINCT.replace("sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 8 : 0 ))")
-    with local_cluster({"agent": 1, "bench": 1}, {"agent": 1}) as (address, groups):
-        repo = _ray_repo(tmp_path / "r", address, agent)
-        paths = start(repo, env=ENV)
-        wait_for(
-            lambda: sum(lane.phase == "agent_running" for lane in state(paths).lanes) == 2,
-            timeout=60,
-        )
-        os.killpg(groups.pop(), signal.SIGKILL)  # the worker node, with one of the two turns
-        final = wait_finished(paths, timeout=90)
-        got = results(paths)
-        assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
-        lost = [r for r in got if r.reason == "interrupted: worker lost"]
-        assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
-        assert final.termination_reason == "max_experiments", final.message
+    work = Path(tempfile.mkdtemp(prefix="xk"))  # the workers' temporary directories
+    try:
+        cluster = local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, {"TMPDIR": str(work)})
+        with cluster as (address, groups):
+            repo = _ray_repo(tmp_path / "r", address, agent)
+            paths = start(repo, env=ENV)
+            # Both agents really running: one on each node.
+            wait_for(lambda: turns_running(work) >= 2, timeout=60, what="both agents")
+            os.killpg(groups.pop(), signal.SIGKILL)  # the worker node, with one of the turns
+            final = wait_finished(paths, timeout=90)
+            got = results(paths)
+            assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
+            lost = [r for r in got if r.reason == "interrupted: worker lost"]
+            assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
+            assert final.termination_reason == "max_experiments", final.message
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_abort_cancels_the_ray_turns(tmp_path: Path) -> None:
@@ -122,12 +135,12 @@ def test_abort_cancels_the_ray_turns(tmp_path: Path) -> None:
         with cluster as (address, _):
             repo = _ray_repo(tmp_path / "r", address, agent)
             paths = start(repo, env=ENV)
-            wait_for(lambda: len(processes_in(work)) >= 2, timeout=60, what="both agents")
+            wait_for(lambda: turns_running(work) >= 2, timeout=60, what="both agents")
             assert expd("abort", rid(paths), cwd=repo).returncode == 0
             final = wait_finished(paths, timeout=12)
             assert final.termination_reason == "aborted", final.message
             got = results(paths)
-            assert [(r.experiment, r.status, r.reason) for r in got[1:]] == [
+            assert sorted((r.experiment, r.status, r.reason) for r in got[1:]) == [
                 (1, "crash", "aborted by request"),
                 (2, "crash", "aborted by request"),
             ]

@@ -12,6 +12,7 @@ the worker's own repository and expd's git dir are hidden from the agent and the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -170,7 +171,10 @@ async def _turn(
         tg.cancel_scope.cancel()
     timings["agent"] = time.monotonic() - clock
     if pending and sink is not None:
-        await sink.add.remote(pending[:])  # delivered before the result is
+        # Delivered before the result is (unless the sink's node went away: then the lines are
+        # in the result's tail).
+        with contextlib.suppress(ray.exceptions.RayError):
+            await sink.add.remote(pending[:])
     result = TurnResult(
         base=base,
         commit=base,

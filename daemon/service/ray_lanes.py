@@ -184,7 +184,10 @@ class RayTurn(AgentTurn):
             await self._take_lines(n, sink)
 
     async def _take_lines(self, n: int, sink: Any) -> None:
-        lines, dropped = await sink.take.remote()
+        try:
+            lines, dropped = await sink.take.remote()
+        except ray_errors.RayError:  # the sink's node went away: the turn's own result decides
+            return
         if dropped:
             self.store.agent_log(n, f"[expd] {dropped} log line(s) dropped on the way")
         for _stream, line in lines:
