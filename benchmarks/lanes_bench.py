@@ -14,12 +14,19 @@ The last case runs `--wide` lanes with instant agents (`sleep 0`): the slot shou
 the daemon's own CPU time per experiment (its process, threads included: git work, records, state
 saves) is what expd costs; goal ≤ 25 ms.
 
+With `--executor ray` the same cases run on a local Ray cluster started for the benchmark (a
+head and a worker node on 127.0.0.2, each with two `agent` resources; the head holds the one
+`bench` resource the measurement asks for, so measurements are serialised): agent turns and
+measurements are Ray tasks, the repository travels as git bundles. No wide case there.
+
     python benchmarks/lanes_bench.py [--agent-s 2] [--measure-s 0.2] [--lanes 1,2,4,8] [--json]
+    python benchmarks/lanes_bench.py --executor ray --lanes 1,4
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,7 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import codec
 from shared.schema import DaemonInfo, Event
-from tests.repos import make_repo, results, start, wait_finished
+from tests.repos import git, make_repo, results, start, wait_finished
+
+RAY_LANES = (
+    'executor = "ray"\naddress = "{address}"\n'
+    "agent_resources = {{num_cpus = 0, agent = 1}}\n"
+    "measure_resources = {{num_cpus = 0, bench = 1}}\n"
+    '[measure]\ncommand = "bash m.sh"\n'
+)
 
 AGENT = """#!/bin/bash
 cat > /dev/null
@@ -52,16 +66,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one(root: Path, lanes: int, experiments: int, agent_s: float, measure_s: float) -> dict:
+def one(
+    root: Path,
+    lanes: int,
+    experiments: int,
+    agent_s: float,
+    measure_s: float,
+    ray: str | None = None,
+) -> dict:
+    """One run; `ray` is the address of the cluster to run it on (None: the local executor)."""
     repo = make_repo(
         root,
         max_experiments=experiments,
         agent_sh=AGENT,
         measure_sh=MEASURE,
         decide=DECIDE,
-        toml_extra=f"[lanes]\ncount = {lanes}\n",
+        toml_extra=f"[lanes]\ncount = {lanes}\n" + (RAY_LANES.format(address=ray) if ray else ""),
     )
-    paths = start(repo, env={"NAP": str(agent_s), "MEASURE_NAP": str(measure_s)})
+    env = {"NAP": str(agent_s), "MEASURE_NAP": str(measure_s)}
+    if ray:
+        from tests.ray_cluster import FAST_FAILURE, LOOPBACK
+
+        (repo / "m.sh").write_text(MEASURE)
+        git(repo, "add", "m.sh")
+        git(repo, "commit", "-qm", "measure")
+        env = {**os.environ, **env, **FAST_FAILURE, "EXPD_RAY_NODE_IP": LOOPBACK}
+    paths = start(repo, env=env)
     pid = codec.read(paths.daemon_json, DaemonInfo).pid
     cpu = 0.0
     while True:
@@ -101,12 +131,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="experiments per lane")
     parser.add_argument("--wide", type=int, default=100)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="expd-lanes-bench-") as tmp:
+    wide: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="expd-lanes-bench-") as tmp, _cluster(args) as ray:
         for i, n in enumerate(int(x) for x in args.lanes.split(",")):
-            rows.append(one(Path(tmp) / f"r{i}", n, n * args.rounds, args.agent_s, args.measure_s))
-        wide = one(Path(tmp) / "wide", args.wide, args.wide * 3, 0.0, args.measure_s)
+            root = Path(tmp) / f"r{i}"
+            rows.append(one(root, n, n * args.rounds, args.agent_s, args.measure_s, ray))
+        if ray is None and args.wide:
+            wide = one(Path(tmp) / "wide", args.wide, args.wide * 3, 0.0, args.measure_s)
     one_lane = next((r for r in rows if r["lanes"] == 1), rows[0])
     cycle = 3600 / one_lane["per_hour"]  # T_agent + T_measure + overhead, measured
     for row in rows:
@@ -123,11 +157,27 @@ def main() -> None:
             f"| {r['lanes']} | {r['experiments']} | {r['per_hour']} | {r['model_per_hour']} | "
             f"{r['vs_linear']} | {r['slot_busy']:.0%} |"
         )
+    if wide is None:
+        return
     print(
         f"\n{wide['lanes']} lanes, instant agents: {wide['experiments']} experiments, "
         f"{wide['per_hour']}/h, slot busy {wide['slot_busy']:.0%}, "
         f"daemon CPU {wide['daemon_cpu_ms_per_experiment']} ms per experiment"
     )
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace):
+    """With `--executor ray`: a local head and worker (the agents' and measurement's naps in the
+    nodes' environment, which their tasks inherit); the head's address."""
+    if args.executor != "ray":
+        yield None
+        return
+    from tests.ray_cluster import local_cluster
+
+    env = {"NAP": str(args.agent_s), "MEASURE_NAP": str(args.measure_s)}
+    with local_cluster({"agent": 2, "bench": 1}, {"agent": 2}, env) as (address, _):
+        yield address
 
 
 if __name__ == "__main__":

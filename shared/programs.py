@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -14,7 +15,7 @@ from shared.arms import check_arms
 from shared.errors import UserError
 from shared.paths import PROGRAM_FILES, ProgramPaths, RepoPaths, check_program_name
 from shared.protect import check_pattern
-from shared.schema import AGENT_KINDS, ProgramConfig
+from shared.schema import AGENT_KINDS, LanesConfig, ProgramConfig
 
 MAX_LANES = 256
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -123,6 +124,7 @@ def validate(config: ProgramConfig, *, source: Path) -> None:
         fail(f"[lanes] count must be between 1 and {MAX_LANES}")
     if config.lanes.measure_slots < 1:
         fail("[lanes] measure_slots must be at least 1")
+    check_ray_shape(config.lanes, fail)
     for pattern in config.measure.protect:
         if problem := check_pattern(pattern):
             fail(f"[measure] protect: {problem}")
@@ -293,3 +295,25 @@ def exclude_expd(root: Path) -> None:
     if text and not text.endswith("\n"):
         text += "\n"
     exclude.write_text(text + "/.expd/\n")
+
+
+RAY_STANDARD = ("num_cpus", "num_gpus", "memory")
+
+
+def check_ray_shape(lanes: LanesConfig, fail: Callable[[str], None]) -> None:
+    """`[lanes]` Ray settings: shape only (whether Ray is installed is checked at `expd start`)."""
+    if lanes.executor != "ray" and (
+        lanes.address is not None or lanes.agent_resources or lanes.measure_resources
+    ):
+        fail("[lanes] address and *_resources need executor = 'ray'")
+    if lanes.address is not None and not lanes.address.strip():
+        fail("[lanes] address must not be empty (leave it out to start a local instance)")
+    for key, table in (
+        ("agent_resources", lanes.agent_resources),
+        ("measure_resources", lanes.measure_resources),
+    ):
+        for name, value in table.items():
+            if not name or value < 0:
+                fail(f"[lanes] {key}: {name!r} = {value!r}: use a non-negative number")
+            if name in ("CPU", "GPU", "object_store_memory"):
+                fail(f"[lanes] {key}: write num_cpus, num_gpus or memory, not {name!r}")

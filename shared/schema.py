@@ -145,8 +145,15 @@ class LanesConfig(_Typed):
 
     count: int = 1
     """Agent turns running at once (1: one after the other, as without lanes)."""
-    executor: Literal["local"] = "local"
-    """Where turns and measurements run: `local` (this machine)."""
+    executor: Literal["local", "ray"] = "local"
+    """Where turns and measurements run: `local` (this machine) or `ray` (tasks on a Ray cluster)."""
+    address: str | None = None
+    """With `ray`: "auto", "ray://host:port" or "host:port" to join a cluster; none starts a
+    private local instance."""
+    agent_resources: dict[str, float] = {}
+    """With `ray`: what one agent turn asks of a node (num_cpus, num_gpus, memory, custom)."""
+    measure_resources: dict[str, float] = {}
+    """With `ray`: what one measurement asks of a node, e.g. {num_gpus = 1} or {bench_host = 1}."""
     measure_slots: int = 1
     """Measurements at once; each slot is exclusive, so two never share what makes them noisy."""
     overlap_measurement: bool = True

@@ -8,9 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +26,9 @@ from daemon.ops.git.bundles import (
     unpack,
 )
 from daemon.ops.git.store import open_user_repo
+from tests.ray_cluster import LOOPBACK
+from tests.ray_cluster import free_port as _free_port
+from tests.ray_cluster import ray_start as _ray_start
 from tests.repos import GIT_ENV, git
 
 
@@ -121,19 +121,6 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from daemon.ray.cluster import WorkerLost, connect, disconnect, options, result, wait  # noqa: E402
 from daemon.ray.tasks import new_sink, submit_measure, submit_turn  # noqa: E402
 
-LOOPBACK = "127.0.0.2"
-"""Every node and the driver on this address: Ray replaces 127.0.0.1 (and `localhost`) with the
-machine's outward address, and the cluster must talk over loopback only."""
-FAST_FAILURE = {
-    # A token in ~/.ray (a local `ray.init()` writes one) would turn auth on for one side only.
-    "RAY_AUTH_MODE": "disabled",
-    # A dead node is noticed in about a second, not the default half minute.
-    "RAY_health_check_initial_delay_ms": "0",
-    "RAY_health_check_period_ms": "300",
-    "RAY_health_check_timeout_ms": "300",
-    "RAY_health_check_failure_threshold": "3",
-}
-
 
 def test_resource_requests_become_task_options() -> None:
     assert options({"num_gpus": 1, "bench_host": 1, "num_cpus": 0.5}) == {
@@ -146,30 +133,6 @@ def test_resource_requests_become_task_options() -> None:
         options({"num_gpus": -1})
     with pytest.raises(ValueError, match="write num_cpus"):
         options({"GPU": 1})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def _ray_start(*args: str) -> int:
-    """`ray start` in a session of its own; its daemons keep that process group (returned)."""
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    env = {**os.environ, **FAST_FAILURE, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = (f"--node-ip-address={LOOPBACK}", "--num-cpus=1", "--object-store-memory=80000000")
-    proc = subprocess.Popen(
-        [ray_cli, "start", *common, *args],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out[-2000:]
-    return proc.pid
 
 
 @dataclass

@@ -97,6 +97,36 @@ def check_agent(config: ProgramConfig, repo: Path) -> None:
         )
 
 
+def check_ray(config: ProgramConfig) -> None:
+    """`[lanes] executor = 'ray'`: Ray installed, only agents a worker can run, and a measurement
+    command (a measure.sh lives on this machine, not on the workers)."""
+    if config.lanes.executor != "ray":
+        return
+    try:
+        from daemon.ray.cluster import options
+    except ImportError:
+        raise UserError(
+            "[lanes] executor = 'ray' needs the ray extra: pip install 'expd[ray]'"
+        ) from None
+    for arm in arms_of(config):
+        if arm.agent.kind != "command":
+            raise UserError(
+                f"[lanes] executor = 'ray' runs only 'command' agents (arm {arm.id!r} is "
+                f"{arm.agent.kind!r})"
+            )
+    if config.agent.kind != "command":
+        raise UserError(
+            f"[lanes] executor = 'ray' runs only 'command' agents, not {config.agent.kind!r}"
+        )
+    if not (config.measure.command or "").strip():
+        raise UserError("[lanes] executor = 'ray' needs [measure] command (it runs on the workers)")
+    for key in ("agent_resources", "measure_resources"):
+        try:
+            options(getattr(config.lanes, key))
+        except ValueError as exc:
+            raise UserError(f"[lanes] {key}: {exc}") from None
+
+
 def check_arms_can_run(config: ProgramConfig, repo: Path) -> None:
     """Every arm's agent and sandbox can run here, before anything is created (an arm that cannot
     would only be paused after its first experiment crashed)."""
@@ -152,6 +182,7 @@ def start_run(
         config.agent.model = model
     if max_experiments is not None and max_experiments < 0:
         raise UserError("--max-experiments must be ≥ 0")
+    check_ray(config)
     check_agent(config, repo.root)
     sandbox = check_sandbox(config.agent.sandbox)
     check_arms_can_run(config, repo.root)

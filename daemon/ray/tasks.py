@@ -12,6 +12,8 @@ the worker's own repository and expd's git dir are hidden from the agent and the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -169,7 +171,10 @@ async def _turn(
         tg.cancel_scope.cancel()
     timings["agent"] = time.monotonic() - clock
     if pending and sink is not None:
-        await sink.add.remote(pending[:])  # delivered before the result is
+        # Delivered before the result is (unless the sink's node went away: then the lines are
+        # in the result's tail).
+        with contextlib.suppress(ray.exceptions.RayError):
+            await sink.add.remote(pending[:])
     result = TurnResult(
         base=base,
         commit=base,
@@ -234,7 +239,9 @@ async def _measure(
     sandbox = _sandbox(
         config.measure.sandbox, "[measure] sandbox", worker, tree.path, host_dev=True
     )
-    measurer = Measurer(config, ProgramPaths(tree.path, "_"), tree.path, env, sandbox)
+    # The worker's own environment (PATH, HOME, the GPU variables there), plus the daemon's.
+    full = {**os.environ, **env, "EXPD_WORKTREE": str(tree.path)}
+    measurer = Measurer(config, ProgramPaths(tree.path, "_"), tree.path, full, sandbox)
     clock = time.monotonic()
     built = await measurer.build()
     samples = [built] if not built.ok else [await measurer.once() for _ in range(runs)]

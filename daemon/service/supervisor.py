@@ -189,8 +189,11 @@ async def _supervise(
         tg.start_soon(_control_listener, paths, store, controls)
         tg.start_soon(_signals, store, controls)
         lanes: list[Lane] = []
+        ray = config.lanes.executor == "ray"
         try:
-            if config.lanes.count == 1:
+            if ray and not _connect(config, store):
+                return 1
+            if config.lanes.count == 1 and not ray:
                 await loop.run()
             else:
                 lanes, slots = await make_lanes(
@@ -201,14 +204,47 @@ async def _supervise(
                     controls,
                     state.incumbent_commit,
                 )
-                await LaneRun(loop, lanes, slots).run()
+                run = LaneRun(loop, lanes, slots)
+                if ray:
+                    _on_ray(loop, lanes, slots, paths, manifest)
+                await run.run()
         finally:
+            if ray:
+                from daemon.ray.cluster import disconnect
+
+                disconnect()
             await agent.close()
             for lane in lanes:
                 await lane.agent.close()
             tg.cancel_scope.cancel()
     log(f"run ended: {state.termination_reason} {state.message}".rstrip())
     return 0
+
+
+def _connect(config: ProgramConfig, store: RunStore) -> bool:
+    """Join the Ray cluster (or start a private one); False (the run ended `error`) if not."""
+    from daemon.ray.cluster import connect
+    from shared.errors import UserError
+
+    try:
+        connect(config.lanes.address, node_ip_address=os.environ.get("EXPD_RAY_NODE_IP") or None)
+    except (UserError, ImportError) as exc:
+        store.state.termination_reason, store.state.message = "error", str(exc)
+        store.phase("crashed", "", durable=True)
+        store.event("end", None, reason="error", message=str(exc))
+        return False
+    return True
+
+
+def _on_ray(loop: Loop, lanes: list[Lane], slots: list, paths: RunPaths, manifest) -> None:
+    """The lanes' turns, the slots' and the baseline's measurements as Ray tasks."""
+    from daemon.service.ray_lanes import Remote, wire
+
+    repo = Path(manifest.repo)
+    env = {**identity_env(repo), "EXPD_RUN_ID": manifest.run_id}
+    wire(loop, lanes, slots, Remote(repo, loop.config, env, paths.dir))
+    for lane in lanes:
+        lane.turn.flight = LaneRun._flight_of(lane.state)
 
 
 async def record_interrupted_lanes(

@@ -22,8 +22,9 @@ from pathlib import Path
 import pygit2
 
 from daemon.ops.git.agent_tree import AgentTree
-from daemon.ops.git.candidate import Candidate, changes
+from daemon.ops.git.candidate import Candidate, Capture, Check, changes
 from daemon.ops.git.cli import run_git
+from daemon.ops.git.diff import diff_patch
 from daemon.ops.git.store import common_dir, open_user_repo
 from daemon.ops.git.user_writes import copy_commits, set_own_ref
 
@@ -164,3 +165,21 @@ def apply_candidate(user_root: Path, bundle: bytes, base: str, ref: str) -> str:
         return publish(fetch_candidate(user_root, bundle, base, scratch / "git"), user_root, ref)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def capture_candidate(
+    user_root: Path, bundle: bytes, base: str, gitdir: Path, ref: str, check: Check
+) -> Capture:
+    """A remote turn's candidate as the local capture gives it: fetched aside, refused (nothing
+    written into the user's repository) when `check` says so, else pinned under `ref` with its
+    patch and diff stat. BundleError when the bundle is not one commit on `base`."""
+    try:
+        candidate = fetch_candidate(user_root, bundle, base, gitdir)
+        if refused := check(candidate):
+            return Capture(refused=refused)
+        publish(candidate, user_root, ref)
+        patch, stat = diff_patch(open_user_repo(user_root), base, candidate.commit)
+        subject = (candidate.message.splitlines() or [""])[0]
+        return Capture(commit=candidate.commit, patch=patch, stat=stat, subject=subject)
+    finally:
+        shutil.rmtree(gitdir, ignore_errors=True)
