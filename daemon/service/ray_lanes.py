@@ -104,17 +104,17 @@ class RayTurn(AgentTurn):
                 sink=sink,
             )
             failure: Exception | None = None
+            done = anyio.Event()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._stream, n, sink)
+                tg.start_soon(self._stream, n, sink, done)
                 try:
                     turn = await cluster.wait(ref)
                 except Exception as exc:  # raised here, not as the task group's
                     failure = exc
                 finally:
-                    tg.cancel_scope.cancel()
+                    done.set()  # the streamer takes what is left, then ends (never cut mid-take)
             if failure is not None:
                 raise failure
-            await self._take_lines(n, sink)
         except cluster.WorkerLost as exc:
             self.store.agent_log(n, f"[expd] {exc}")
             record.status, record.reason, record.description = "crash", LOST, "interrupted"
@@ -178,9 +178,12 @@ class RayTurn(AgentTurn):
         )
         return record
 
-    async def _stream(self, n: int, sink: Any) -> None:
-        while True:
-            await anyio.sleep(POLL_S)
+    async def _stream(self, n: int, sink: Any, done: anyio.Event) -> None:
+        """Take the turn's new lines every POLL_S; once `done`, take the last ones and end. A
+        take is never cancelled half-way: the lines it removed from the sink would be lost."""
+        while not done.is_set():
+            with anyio.move_on_after(POLL_S):
+                await done.wait()
             await self._take_lines(n, sink)
 
     async def _take_lines(self, n: int, sink: Any) -> None:
