@@ -11,17 +11,12 @@ Screens never read files; `load_attempt` reads an attempt's patch and criteria l
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from functools import partial
-from pathlib import Path
 from typing import Protocol
 
-import watchfiles
-from textual.message import Message
 from textual.message_pump import MessagePump
-from textual.worker import Worker, get_current_worker
+from textual.worker import get_current_worker
 
 from shared import codec
 from shared.bakeoffs.grading import apply_marks, decode_attempt, graded, read_marks
@@ -41,18 +36,11 @@ from tui.bakeoff_messages import (
 from tui.messages import LivenessChanged, SourceProblem
 from tui.reads import LOG_TAIL_BYTES, PATCH_BYTES, read_daemon_pid, read_head, read_tail
 from tui.source import LOG_BACKLOG_LINES, LOG_MESSAGE_LINES, LOG_SKIP_BYTES
-
-_IGNORED = frozenset({"events.jsonl", "daemon.log", "control.json", "control.lock"})
+from tui.watcher import DirectoryWatcher, signature
 
 
 class BakeoffSourceLike(Protocol):
     """What a bakeoff screen is fed by (tests may substitute a scripted one)."""
-
-    def attach(self, target: MessagePump) -> None:
-        """Start posting (BakeoffOpened first) to `target`."""
-
-    def detach(self) -> None:
-        """Stop posting; safe to call twice or before `attach`."""
 
     def follow(self, key: str | None) -> None:
         """Stream this attempt's agent log (`task/variant/attempt`), its recent past first."""
@@ -84,36 +72,25 @@ def newer_version_problem(state: BakeoffState) -> str | None:
     return None
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _watch_filter(_change: watchfiles.Change, path: str) -> bool:
-    name = os.path.basename(path)
-    return not (name.endswith(".tmp") or name in _IGNORED)
-
-
 def _text(lines: list[bytes]) -> list[str]:
     return [line.decode("utf-8", errors="replace") for line in lines]
 
 
-class BakeoffSource:
+class BakeoffSource(DirectoryWatcher):
     """Watches one bakeoff run directory in a thread worker of the target screen."""
+
+    WORKER = "bakeoff-source"
+    RECURSIVE = False
+    """The attempts' folders and expd's git dirs change all the time: only the run's own files."""
 
     def __init__(
         self, paths: BakeoffRunPaths, *, liveness_poll_s: float = 2.0, poll_s: float = 0.1
     ) -> None:
         self.paths = paths
-        self.liveness_poll_s = liveness_poll_s
         self.poll_s = poll_s
-        self.target: MessagePump | None = None
-        self._stop = threading.Event()
-        self._worker: Worker[None] | None = None
-        self._thread: int | None = None
+        DirectoryWatcher.__init__(
+            self, paths.dir, liveness_poll_s=liveness_poll_s, timeout_s=poll_s
+        )
         self._follow: str | None = None
         self._reset()
 
@@ -178,38 +155,6 @@ class BakeoffSource:
 
     # ------------------------------------------------------------------ the worker
 
-    def _post(self, message: Message) -> None:
-        target = self.target
-        if target is not None and self._thread == threading.get_ident():
-            target.post_message(message)
-
-    def _watch(self, stop: threading.Event) -> None:
-        if stop is not self._stop:
-            return  # superseded by a later attach before this thread started
-        self._thread = threading.get_ident()
-        try:
-            self._open()
-            next_poll = time.monotonic() + self.liveness_poll_s
-            for _changes in watchfiles.watch(
-                self.paths.dir,
-                watch_filter=_watch_filter,
-                debounce=50,
-                step=15,
-                stop_event=stop,
-                rust_timeout=max(20, int(self.poll_s * 1000)),
-                yield_on_timeout=True,
-                raise_interrupt=False,
-                recursive=False,
-            ):
-                if stop.is_set() or self._thread != threading.get_ident():
-                    return
-                self._sync()
-                if time.monotonic() >= next_poll:
-                    next_poll = time.monotonic() + self.liveness_poll_s
-                    self._check_liveness()
-        except Exception as exc:  # the directory vanished, inotify ran out, ...: say so
-            self._post(SourceProblem(f"stopped watching {self.paths.dir}: {exc}"))
-
     def _open(self) -> None:
         """The first full read, posted as one BakeoffOpened so the screen builds in one go."""
         problems: list[SourceProblem] = []
@@ -246,7 +191,7 @@ class BakeoffSource:
         self._sync_log()
 
     def _read_state(self, problems: list[SourceProblem]) -> BakeoffState | None:
-        sig = _signature(self.paths.state_json)
+        sig = signature(self.paths.state_json)
         if sig == self._state_sig:
             return self._state
         self._state_sig = sig
@@ -288,7 +233,7 @@ class BakeoffSource:
 
     def _read_marks(self) -> bool:
         """Re-read marks.jsonl if it changed (it is small: one line per verdict)."""
-        sig = _signature(self.paths.marks)
+        sig = signature(self.paths.marks)
         if sig == self._marks_sig:
             return False
         self._marks_sig = sig
@@ -306,7 +251,7 @@ class BakeoffSource:
             self._log_key, self._log = key, TailReader(path, offset)
             self._post(AttemptLogAppended(key, _text(lines), reset=True))
             return
-        pending = (_signature(path) or (0, 0, 0))[1] - self._log.offset
+        pending = (signature(path) or (0, 0, 0))[1] - self._log.offset
         if pending > LOG_SKIP_BYTES:
             lines, offset = tail_lines(path, LOG_BACKLOG_LINES)
             self._log.offset = offset

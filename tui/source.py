@@ -9,19 +9,11 @@ request rather than watched (and the home screen's listing) is in `tui.reads`.
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Protocol
 
 import msgspec
-import watchfiles
-from textual.message import Message
 from textual.message_pump import MessagePump
-from textual.worker import Worker, get_current_worker
 
 from shared import codec
 from shared.errors import ContractError
@@ -38,6 +30,7 @@ from tui.messages import (
     StateChanged,
 )
 from tui.reads import RunFiles
+from tui.watcher import DirectoryWatcher, signature
 
 LOG_BACKLOG_LINES = 2000
 """How much of an existing agent log is shown when switching to it."""
@@ -47,8 +40,6 @@ LOG_MESSAGE_LINES = 5000
 
 LOG_SKIP_BYTES = 4 * 1024 * 1024
 """A log that grew by more than this since the last read is skipped to its tail, not read whole."""
-
-_IGNORED = frozenset({"events.jsonl", "daemon.log", "control.json", "control.lock"})
 
 
 class Source(Protocol):
@@ -83,32 +74,20 @@ def newer_version_problem(state: RunState) -> str | None:
     return None
 
 
-def _watch_filter(_change: watchfiles.Change, path: str) -> bool:
-    name = os.path.basename(path)
-    return not (name.endswith(".tmp") or name in _IGNORED)
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    """Changes whenever the file is replaced or rewritten (inode, size, mtime)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class RunSource(RunFiles):
+class RunSource(RunFiles, DirectoryWatcher):
     """Watches one run directory with watchfiles in a thread worker of the target screen."""
+
+    WORKER = "run-source"
 
     def __init__(self, paths: RunPaths, *, liveness_poll_s: float = 2.0) -> None:
         self.paths = paths
-        self.liveness_poll_s = liveness_poll_s
-        self._stop = threading.Event()
-        self.target: MessagePump | None = None
-        self._worker: Worker[None] | None = None
         self._decoder = msgspec.json.Decoder(ResultRecord)
-        self._thread: int | None = None
-        """The worker thread allowed to post (a superseded one finds out and goes quiet)."""
+        DirectoryWatcher.__init__(
+            self,
+            paths.dir,
+            liveness_poll_s=liveness_poll_s,
+            timeout_s=max(0.02, min(0.25, liveness_poll_s)),
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -121,74 +100,7 @@ class RunSource(RunFiles):
         self._liveness: Liveness | None = None
         self._problem: str | None = None
 
-    # ------------------------------------------------------------------ public
-
-    def attach(self, target: MessagePump) -> None:
-        self.detach()
-        self._reset()
-        self._stop = threading.Event()
-        self.target = target
-        self._worker = target.run_worker(  # type: ignore[attr-defined]
-            partial(self._watch, self._stop),
-            name=f"run-source {self.paths.dir.name}",
-            group="run-source",
-            thread=True,
-            exclusive=True,
-            exit_on_error=False,
-        )
-
-    def detach(self) -> None:
-        self._stop.set()
-        self.target = None
-        self._thread = None
-
     # ------------------------------------------------------------------ the worker
-
-    def _post(self, message: Message) -> None:
-        target = self.target
-        if target is not None and self._thread == threading.get_ident():
-            target.post_message(message)
-
-    def _cancelled(self) -> bool:
-        if self._stop.is_set() or self._thread != threading.get_ident():
-            return True
-        try:
-            return get_current_worker().is_cancelled
-        except Exception:  # not in a worker (direct call in a test)
-            return False
-
-    def _watch(self, stop: threading.Event) -> None:
-        if stop is not self._stop:
-            return  # superseded by a later attach before this thread even started
-        self._thread = threading.get_ident()
-        try:
-            self._watch_loop()
-        except Exception as exc:  # the directory vanished, inotify ran out, ...: say so
-            self._post(SourceProblem(f"stopped watching {self.paths.dir}: {exc}"))
-
-    def _watch_loop(self) -> None:
-        self._open()
-        next_poll = time.monotonic() + self.liveness_poll_s
-        timeout_ms = max(20, min(250, int(self.liveness_poll_s * 1000)))
-        for _changes in watchfiles.watch(
-            self.paths.dir,
-            watch_filter=_watch_filter,
-            debounce=50,
-            step=15,
-            stop_event=self._stop,
-            rust_timeout=timeout_ms,
-            yield_on_timeout=True,
-            raise_interrupt=False,
-            recursive=True,
-        ):
-            if self._cancelled():
-                return
-            # Every wake-up re-checks everything: the checks are a few stats and byte-offset
-            # reads, and an event missed between the first read and the watch start is caught.
-            self._sync()
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + self.liveness_poll_s
-                self._check_liveness()
 
     def _open(self) -> None:
         """The first full read, posted as one RunOpened so the screen builds in one go."""
@@ -223,7 +135,7 @@ class RunSource(RunFiles):
 
     def _read_state(self, problems: list[SourceProblem]) -> RunState | None:
         """state.json if it changed since the last read (else the last one), checked for version."""
-        sig = _signature(self.paths.state_json)
+        sig = signature(self.paths.state_json)
         if sig == self._state_sig:
             return self._state
         try:
@@ -272,7 +184,7 @@ class RunSource(RunFiles):
             self._log = TailReader(path, offset)
             self._post(LogAppended(experiment, _text(lines), reset=True))
             return
-        pending = (_signature(path) or (0, 0, 0))[1] - self._log.offset
+        pending = (signature(path) or (0, 0, 0))[1] - self._log.offset
         if pending > LOG_SKIP_BYTES:
             lines, offset = tail_lines(path, LOG_BACKLOG_LINES)
             self._log.offset = offset
