@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon.ops.reaper import harden_daemon
+from daemon.service.chain import chain_queue
 from daemon.service.heartbeat import Heart
 from daemon.service.log import install, log
 from shared import codec, seal
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         from daemon.service.supervisor import mark_crashed
 
         mark_crashed(paths, manifest, str(exc), internal=False)
+        chain_queue(paths, manifest)
         return 1
     if not paths.state_json.exists():
         initial = initial_state(manifest, now=heart.info.started_at)
@@ -110,3 +112,5 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             log("could not record the crash in state.json:\n" + traceback.format_exc())
         return 2
+    finally:
+        chain_queue(paths, manifest)  # the queue's next run, once this daemon has exited

@@ -206,6 +206,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         lambda p: importlib.import_module("shared.cli.darwin").add_arguments(p),
     ),
     "demo": ("launch:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
+    "queue": (
+        "queue:cmd_queue",
+        "runs back to back: add | list | remove | clear | resume (see: expd queue --help)",
+        lambda p: importlib.import_module("shared.cli.queue").add_arguments(p),
+    ),
 }
 
 
