@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -78,6 +78,26 @@ class QueueFile(msgspec.Struct, kw_only=True):
 
     def by_run(self, rid: str) -> QueueEntry | None:
         return next((e for e in self.entries if e.run_id == rid), None)
+
+
+class QueuedStatus(msgspec.Struct, kw_only=True):
+    """A queued entry in `expd status --all --json`, after the runs. `kind` tells it from a run
+    (as it tells a bakeoff run from a program run); it has no run yet, so `run_id` and `daemon`
+    are null and `phase` is "queued", which no run ever has."""
+
+    kind: Literal["queued"] = "queued"
+    run_id: None = None
+    program: str
+    phase: Literal["queued"] = "queued"
+    daemon: None = None
+    queue_id: int
+    position: int
+    """1 for the next entry to start."""
+    repo: str
+    attempts: int
+    reason: str
+    added_at: float
+    options: QueueOptions
 
 
 @dataclass(frozen=True)
@@ -187,6 +207,29 @@ def clear(root: Path) -> list[QueueEntry]:
         queue.entries = kept
         queue.paused = ""
     return removed
+
+
+def queued_statuses(repos: Iterable[Path]) -> list[QueuedStatus]:
+    """The entries waiting in each repository's queue (a repository without one costs a stat)."""
+    out: list[QueuedStatus] = []
+    for repo in dict.fromkeys(r.resolve() for r in repos):
+        if not QueuePaths(repo).file.is_file():
+            continue
+        waiting = [e for e in read_queue(repo).entries if e.state == "queued"]
+        for position, entry in enumerate(waiting, 1):
+            out.append(
+                QueuedStatus(
+                    program=entry.program,
+                    queue_id=entry.id,
+                    position=position,
+                    repo=str(repo),
+                    attempts=entry.attempts,
+                    reason=entry.reason,
+                    added_at=entry.added_at,
+                    options=entry.options,
+                )
+            )
+    return out
 
 
 def run_dir(root: Path, rid: str) -> RunPaths:

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from shared import codec, queue
+from shared.cli.queue_text import queue_text, what
 from shared.cli.read import emit_json
-from shared.cli.render import table
-from shared.display import DASH, fmt_time, one_line, truncate
+from shared.display import one_line
 from shared.errors import UserError
 from shared.paths import find_repo_root
-
-HEADER = ["ID", "STATE", "PROGRAM", "OPTIONS", "RUN", "TRIES", "ADDED", "REASON"]
 
 
 def _count(text: str) -> int:
@@ -111,7 +109,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     )
     entry = queue.add(root, args.program, options)
     if not args.json:
-        print(f"queued entry {entry.id}: {_what(entry)}", flush=True)
+        print(f"queued entry {entry.id}: {what(entry)}", flush=True)
     outcome = _resume(root)
     if args.json:
         current = queue.read_queue(root).find(entry.id) or entry
@@ -135,7 +133,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"removed": [entry]})
     else:
-        print(f"removed entry {entry.id}: {_what(entry)} ({entry.state})")
+        print(f"removed entry {entry.id}: {what(entry)} ({entry.state})")
     return 0
 
 
@@ -167,7 +165,7 @@ def _chained(run_dir: Path) -> int:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {one_line(text)}", flush=True)
 
     repo = find_repo_root()  # the finishing daemon launches it in the repository
-    say(f"run {run_dir.parent.parent.name}/{run_dir.name} ended: the queue goes on")
+    say(f"the daemon of run {run_dir.parent.parent.name}/{run_dir.name} is exiting")
     outcome = resume_queue(repo, after=run_dir, say=say)
     if outcome.action != "started":  # a start says so as it happens
         say(outcome.message)
@@ -183,11 +181,6 @@ def _resume(root: Path, *, unpause: bool = False) -> Any:
 # --------------------------------------------------------------------------- presentation
 
 
-def _what(entry: queue.QueueEntry) -> str:
-    options = queue.describe(entry)
-    return f"{entry.program}{' ' + options if options else ''}"
-
-
 def _outcome(outcome: Any) -> dict[str, Any]:
     return {
         "action": outcome.action,
@@ -201,24 +194,3 @@ def _print_outcome(outcome: Any) -> None:
     for entry in outcome.given_up:
         print(f"entry {entry.id} ({entry.program}) {entry.state}: {entry.reason}", file=sys.stderr)
     print(outcome.message)
-
-
-def entry_row(entry: queue.QueueEntry) -> list[str]:
-    """One entry's line of `expd queue list`, in HEADER order."""
-    return [
-        str(entry.id),
-        entry.state,
-        entry.program,
-        queue.describe(entry) or DASH,
-        entry.run_id or DASH,
-        str(entry.attempts),
-        fmt_time(entry.added_at),
-        truncate(entry.reason, 70) if entry.reason else DASH,
-    ]
-
-
-def queue_text(q: queue.QueueFile) -> str:
-    if not q.entries:
-        return "the queue is empty (add a run with: expd queue add PROGRAM)"
-    text = table(HEADER, [entry_row(e) for e in q.entries])
-    return f"{text}\n\npaused: {q.paused}" if q.paused else text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,8 @@ def _status_all(as_json: bool) -> int:
     """Runs (programs' and bakeoffs') of every repository that are not finished (the dead ones
     need a resume)."""
     statuses: list[Any] = []
-    for ref in runs.indexed_runs():
+    refs = runs.indexed_runs()
+    for ref in refs:
         try:
             status = run_status(ref.paths, run_id=ref.run_id, kind=ref.kind)
         except ContractError as exc:
@@ -74,15 +76,35 @@ def _status_all(as_json: bool) -> int:
             continue
         status.repo = status.repo or (str(ref.repo) if ref.repo else None)
         statuses.append(status)
+    queued = _queued(refs)
     if as_json:
-        emit_json(statuses)
-    elif statuses:
+        emit_json([*statuses, *queued])
+        return 0
+    if statuses:
         from shared.cli import bakeoff_render
 
         print(bakeoff_render.status_table(statuses))
     else:
         print("no active runs")
+    if queued:
+        from shared.cli.queue_text import queued_table
+
+        print(f"\n{queued_table(queued)}")
     return 0
+
+
+def _queued(refs: list[runs.RunRef]) -> list[Any]:
+    """Entries waiting in the queues of the repositories the index knows and of this one."""
+    from shared.queue import queued_statuses
+
+    repos = [ref.repo for ref in refs if ref.repo is not None]
+    with contextlib.suppress(UserError):
+        repos.append(find_repo_root())
+    try:
+        return list(queued_statuses(repos))
+    except ContractError as exc:
+        warn(str(exc))
+        return []
 
 
 def _bakeoff_status(ref: runs.RunRef, *, watch: bool, as_json: bool) -> int:

@@ -1,5 +1,5 @@
-"""Home: the repository's programs and bakeoffs and their runs, refreshed from the run files every
-two seconds.
+"""Home: the repository's programs and bakeoffs and their runs, and the run queue under them,
+refreshed from the run files every two seconds.
 
 The listing is read by a `ListingSource` in a thread worker (a few small files per run, never
 `results.jsonl`) and reconciled into the table by row key: changed cells are updated in place, so
@@ -30,6 +30,7 @@ from shared.paths import RepoPaths
 from shared.runs import RunRef
 from shared.status import StatusReport
 from tui.messages import ProgramsListed
+from tui.queue_source import QueueListed, QueueSource
 from tui.reads import ListingSource
 from tui.screens.home_rows import (
     BAKEOFF,
@@ -45,6 +46,7 @@ from tui.screens.home_rows import (
     styled,
 )
 from tui.screens.new_run import NewRun, NewRunScreen
+from tui.widgets.queue_panel import QueuePanel
 
 REFRESH_S = 2.0
 
@@ -80,6 +82,8 @@ class HomeScreen(Screen[None]):
         super().__init__()
         self.repo = repo
         self.source = ListingSource(repo)
+        self.queue_source = QueueSource(repo)
+        self._queue_problem = ""
         self.programs: dict[str, ProgramListing] = {}
         self.statuses: dict[str, StatusReport | UnreadableRun] = {}
         self.max_experiments: dict[str, int] = {}
@@ -95,6 +99,7 @@ class HomeScreen(Screen[None]):
         for name in COLUMNS:
             table.add_column(name, key=name)
         yield table
+        yield QueuePanel(id="home-queue")
         yield Static("", id="home-detail")
         yield Footer()
 
@@ -111,6 +116,14 @@ class HomeScreen(Screen[None]):
 
     def refresh_listing(self) -> None:
         self.source.refresh(self)
+        self.queue_source.refresh(self)
+
+    def on_queue_listed(self, message: QueueListed) -> None:
+        message.stop()
+        self.query_one("#home-queue", QueuePanel).show(message.queue)
+        if message.problem and message.problem != self._queue_problem:  # once, not every 2 s
+            self.notify(f"queue: {message.problem}", severity="warning", timeout=8)
+        self._queue_problem = message.problem
 
     def on_programs_listed(self, message: ProgramsListed) -> None:
         message.stop()
