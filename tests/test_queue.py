@@ -28,6 +28,7 @@ from tests.repos import (
     wait_finished,
     wait_for,
 )
+from tests.test_import_hygiene import run_probe
 
 # An agent that waits, until the test writes `.expd/go` in its tree (or it is killed).
 GATED_AGENT_SH = AGENT_SH.replace(
@@ -175,7 +176,8 @@ def test_add_starts_an_idle_queue_and_waits_behind_a_live_run(tmp_path: Path) ->
     first = expd("queue", "add", "p", "--json", cwd=root)
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
-    assert out["action"] == "started" and out["entry"]["state"] == "running"
+    assert out["action"] == "started" and out["added"]["state"] == "running"
+    assert out["entry"]["id"] == 1 and out["given_up"] == []
     p_run = run_paths(root, out["run_id"])
     wait_phase(p_run, "agent_running")
     second = expd("queue", "add", "q", "--max-experiments", "0", cwd=root)
@@ -242,8 +244,8 @@ def test_an_abort_pauses_the_queue_unless_the_entry_continues_on_abort(tmp_path:
     wait_dead(run_paths(root, read_queue(root).entries[1].run_id or ""))
     q = read_queue(root)
     assert [(e.state, e.reason) for e in q.entries] == [
-        ("done", "aborted"),
-        ("done", "aborted"),
+        ("done", "aborted: abort requested"),
+        ("done", "aborted: abort requested"),
         ("queued", ""),
     ]
     assert "was aborted" in q.paused
@@ -364,3 +366,12 @@ def test_list_clear_and_json_shapes_without_runs(tmp_path: Path) -> None:
     cleared = expd("queue", "clear", cwd=root)
     assert cleared.stdout.strip() == "removed 2 entries"
     assert read_queue(root).entries == [] and read_queue(root).next_id == 3
+
+
+def test_reading_the_queue_imports_nothing_heavy(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo")
+    add(root, "p")
+    for argv in (["queue", "list"], ["queue", "list", "--json"], ["status", "--all", "--json"]):
+        got = run_probe(root, *argv)
+        assert got["code"] == 0 and got["loaded"] == [], (argv, got)
+        assert "p" in str(got["stdout"])

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import msgspec
 
 from daemon.commands.spawn import start_run
 from shared import codec
@@ -41,18 +42,21 @@ RETRY_DELAY_S = 1.0
 RELEASE_TIMEOUT_S = 300.0
 """How long a chained starter waits for the finishing daemon to release its locks."""
 
+ENDED_WELL = frozenset({"max_experiments", "stagnation", "budget", "stopped"})
+"""Endings whose message says nothing the reason does not."""
+
 Action = Literal["started", "busy", "waiting", "paused", "empty"]
 
 
-@dataclass
-class Outcome:
-    """What a starter did: `action` and a sentence for people; entries it failed or skipped."""
+class Outcome(msgspec.Struct, kw_only=True):
+    """What a starter did: `action` and a sentence for people; the entry it is about, the run it
+    started, and the entries it failed or skipped on the way."""
 
     action: Action
     message: str
     entry: QueueEntry | None = None
     run_id: str | None = None
-    given_up: list[QueueEntry] = field(default_factory=list)
+    given_up: list[QueueEntry] = msgspec.field(default_factory=list)
 
 
 def resume_queue(
@@ -67,7 +71,7 @@ def resume_queue(
     pause after an abort is lifted and an entry whose daemon died is given up on."""
     root = find_repo_root(root)
     if after is not None and not _released(RunPaths(after)):
-        return Outcome("busy", f"the daemon of {after} still holds its locks; nothing started")
+        return Outcome(action="busy", message=f"the daemon of {after} still holds its locks")
     fd = lock_blocking(QueuePaths(root).start_lock)
     try:
         return _next(root, after=after, unpause=unpause, say=say)
@@ -128,17 +132,21 @@ def _next(root: Path, *, after: Path | None, unpause: bool, say: Callable[[str],
             current = queue.find(entry_id)
             if current is None:  # removed while it was starting
                 if started is not None:
-                    return Outcome("started", f"started run {started.run_id}", None, started.run_id)
+                    return Outcome(
+                        action="started",
+                        message=f"started run {started.run_id}",
+                        run_id=started.run_id,
+                    )
                 continue
             if started is not None:
                 current.state, current.run_id = "running", started.run_id
                 say(f"entry {entry_id} ({program}): started run {started.run_id}")
                 return Outcome(
-                    "started",
-                    f"entry {entry_id}: started run {started.run_id}",
-                    current,
-                    started.run_id,
-                    given_up,
+                    action="started",
+                    message=f"entry {entry_id}: started run {started.run_id}",
+                    entry=current,
+                    run_id=started.run_id,
+                    given_up=given_up,
                 )
             if attempt >= MAX_ATTEMPTS:
                 _give_up(current, "failed", f"start failed {attempt} times: {error}")
@@ -154,16 +162,20 @@ def _next(root: Path, *, after: Path | None, unpause: bool, say: Callable[[str],
 def _blocked(root: Path, queue: QueueFile, busy: QueueEntry | None) -> Outcome | None:
     """Why nothing starts now (None: the first queued entry may start)."""
     if busy is not None:
-        return Outcome("busy", f"entry {busy.id} is {busy.state} (run {busy.run_id})", busy)
+        why = f": {busy.reason}" if busy.reason else ""
+        message = f"entry {busy.id} is {busy.state} (run {busy.run_id}){why}"
+        return Outcome(action="busy", message=message, entry=busy)
     waiting = [e for e in queue.entries if e.state == "queued"]
     if not waiting:
-        return Outcome("empty", "the queue has no entry waiting")
+        return Outcome(action="empty", message="the queue has no entry waiting")
     if queue.paused:
-        return Outcome("paused", f"the queue is paused: {queue.paused}", waiting[0])
+        message = f"the queue is paused: {queue.paused}"
+        return Outcome(action="paused", message=message, entry=waiting[0])
     live = active_runs(root)
     if live:
         waiting[0].reason = f"waiting for run {live[0]} to finish"
-        return Outcome("waiting", f"entry {waiting[0].id}: {waiting[0].reason}", waiting[0])
+        message = f"entry {waiting[0].id}: {waiting[0].reason}"
+        return Outcome(action="waiting", message=message, entry=waiting[0])
     return None
 
 
@@ -220,8 +232,9 @@ def settle(
 def _finish(
     queue: QueueFile, entry: QueueEntry, phase: str, reason: str | None, message: str
 ) -> None:
-    entry.state = "done" if phase == "complete" else "failed"
-    entry.reason = (reason or phase) + (f": {message}" if message and phase != "complete" else "")
+    ended_well = phase == "complete" and reason in ENDED_WELL
+    entry.state = "done" if phase == "complete" and reason != "error" else "failed"
+    entry.reason = (reason or phase) + (f": {message}" if message and not ended_well else "")
     entry.finished_at = time.time()
     waiting = any(e.state == "queued" for e in queue.entries)
     if reason == "aborted" and waiting and not entry.options.continue_on_abort:

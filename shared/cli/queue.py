@@ -113,7 +113,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     outcome = _resume(root)
     if args.json:
         current = queue.read_queue(root).find(entry.id) or entry
-        emit_json({"entry": current, **_outcome(outcome)})
+        emit_json({"added": current, **codec.to_builtins(outcome)})
     else:
         _print_outcome(outcome)
     return 0
@@ -151,7 +151,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return _chained(Path(args.after))
     outcome = _resume(find_repo_root(), unpause=True)
     if args.json:
-        emit_json(_outcome(outcome))
+        emit_json(outcome)
     else:
         _print_outcome(outcome)
     return 0
@@ -179,15 +179,6 @@ def _resume(root: Path, *, unpause: bool = False) -> Any:
 
 
 # --------------------------------------------------------------------------- presentation
-
-
-def _outcome(outcome: Any) -> dict[str, Any]:
-    return {
-        "action": outcome.action,
-        "message": outcome.message,
-        "run_id": outcome.run_id,
-        "given_up": [codec.to_builtins(e) for e in outcome.given_up],
-    }
 
 
 def _print_outcome(outcome: Any) -> None:
