@@ -272,6 +272,8 @@ def test_the_queue_survives_kill_9_of_a_daemon_mid_run(tmp_path: Path) -> None:
     wait_dead(paths)
     # Nothing chained: the entry is still the queue's, and the next one waits.
     assert [e.state for e in read_queue(root).entries] == ["running", "queued"]
+    listed = expd("queue", "list", cwd=root).stdout
+    assert "its daemon is not running: `expd resume" in listed
     status = json.loads(expd("status", "--all", "--json", cwd=root).stdout)
     assert [(s["run_id"], s["daemon"]) for s in status] == [(run_id, "dead"), (None, None)]
     resumed = expd("resume", run_id, cwd=root)

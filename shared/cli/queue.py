@@ -120,10 +120,21 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    q = queue.list_queue(find_repo_root())
+    root = find_repo_root()
+    q = queue.list_queue(root)
     if args.json:
         emit_json(q)
         return 0
+    for entry in q.entries:  # what the file cannot know: a daemon that died (shown, not written)
+        if (
+            entry.state == "running"
+            and not entry.reason
+            and not queue.run_is_live(root, entry.run_id)
+        ):
+            entry.reason = (
+                f"its daemon is not running: `expd resume {entry.run_id}` continues it, "
+                "`expd queue resume` moves on"
+            )
     print(queue_text(q))
     return 0
 
