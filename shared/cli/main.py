@@ -206,6 +206,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         lambda p: importlib.import_module("shared.cli.darwin").add_arguments(p),
     ),
     "demo": ("launch:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
+    "mcp": (
+        "mcp_cmd:cmd_mcp",
+        "serve expd's tools to an MCP client (Claude Code, Codex, Cursor, …) over stdio",
+        lambda p: importlib.import_module("shared.cli.mcp_cmd").add_arguments(p),
+    ),
 }
 
 
