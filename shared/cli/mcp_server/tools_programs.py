@@ -116,7 +116,7 @@ def program_paths(name: str) -> ProgramPaths:
     """An existing program's paths; a clear error for an unknown one."""
     paths = RepoPaths(repo_root()).program(check_program_name(name))
     if not paths.dir.is_dir():
-        raise UserError(f"no program {name!r} in {paths.dir.parent} (create one with: expd init)")
+        load_program(paths)  # its error, the one `expd start` and `validate` print
     return paths
 
 
