@@ -189,6 +189,17 @@ def test_run_to_completion_matches_the_cli(server: McpServer, repo: Path, state_
     assert read.contents[0].text.startswith(f"# expd report: {run_id}")
     runs = server.ok("list_runs", program="p")["runs"]
     assert run_id in [r["run_id"] for r in runs]
+    refused = server.error("resume_run", run=run_id)
+    code, _, err = cli(repo, state_dir, "resume", run_id)
+    assert code == 1 and refused == err
+    assert "not an experiment number" in server.error("finalize_run", run=run_id, exclude=[0])
+    conflict = server.error("finalize_run", run=run_id, exclude=[1])
+    assert conflict.startswith("expd: error: experiment 2") and "conflicts" in conflict
+    final_branch = server.ok("finalize_run", run=run_id, force=True)
+    assert final_branch["applied"] == [1, 2] and final_branch["excluded"] == []
+    assert final_branch["confirmation"]["status"] in ("confirmed", "not_confirmed")
+    assert git(repo, "rev-parse", final_branch["branch"]) == final_branch["commit"]
+
     active = server.ok("list_runs", active_only=True)["runs"]
     assert all(r["daemon"] in ("running", "starting", "hung") for r in active)
 
