@@ -21,15 +21,21 @@ from tests.repos import GIT_ENV
 class McpServer:
     """One `expd mcp` process and an initialized client session to it."""
 
-    def __init__(self, repo: Path, errlog: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        errlog: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.errlog_path = errlog
         self._stack = contextlib.ExitStack()
         self._errlog = self._stack.enter_context(errlog.open("w"))
         self.portal: BlockingPortal = self._stack.enter_context(start_blocking_portal())
         params = StdioServerParameters(
             command=sys.executable,
-            args=["-m", "shared.cli.main", "mcp"],
-            cwd=str(repo),
+            args=["-m", "shared.cli.main", "mcp", *args],
+            cwd=str(cwd),
             env={
                 "PATH": os.environ["PATH"],
                 **GIT_ENV,

@@ -187,6 +187,8 @@ def test_run_to_completion_matches_the_cli(server: McpServer, repo: Path, state_
     assert uri in {str(r.uri) for r in listed}
     read = server.portal.call(server.session.read_resource, uri)
     assert read.contents[0].text.startswith(f"# expd report: {run_id}")
+    read = server.portal.call(server.session.read_resource, f"expd://runs/{run_id}/status.json")
+    assert json.loads(read.contents[0].text)["run_id"] == run_id
     runs = server.ok("list_runs", program="p")["runs"]
     assert run_id in [r["run_id"] for r in runs]
     refused = server.error("resume_run", run=run_id)

@@ -105,7 +105,8 @@ def test_read_tools_load_no_heavy_module(repo: Path, state_dir: Path) -> None:
 
 
 def test_bakeoff_tools_match_the_cli(repo: Path, state_dir: Path, tmp_path: Path) -> None:
-    server = McpServer(repo, tmp_path / "server.err", env={"EXPD_STATE_DIR": str(state_dir)})
+    env = {"EXPD_STATE_DIR": str(state_dir)}
+    server = McpServer(tmp_path, tmp_path / "server.err", env=env, args=("--repo", str(repo)))
     try:
         started = server.ok("start_bakeoff", name="bk")
         assert set(started) == {"run_id", "pid", "run_dir"}
@@ -124,3 +125,13 @@ def test_bakeoff_tools_match_the_cli(repo: Path, state_dir: Path, tmp_path: Path
         assert "no bakeoff" in server.error("start_bakeoff", name="nope")
     finally:
         server.close()
+
+
+def test_repo_option_must_name_a_repository(tmp_path: Path) -> None:
+    for where, message in [
+        (tmp_path / "missing", "is not a directory"),
+        (tmp_path, "not inside a git repository"),
+    ]:
+        proc = expd("mcp", "--repo", str(where), cwd=tmp_path)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr.startswith("expd: error:") and message in proc.stderr, proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from shared.errors import UserError
@@ -26,6 +27,12 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise UserError(f"--repo: {directory} is not a directory")
         os.chdir(find_repo_root(directory.resolve()))
+    if sys.stdin.isatty():
+        print(
+            "expd mcp: serving the Model Context Protocol on stdin/stdout: start it from an MCP "
+            "client (see: docs/mcp.md); Ctrl-C quits",
+            file=sys.stderr,
+        )
     from shared.cli.mcp_server.server import serve
 
     serve()
