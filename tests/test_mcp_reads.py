@@ -55,16 +55,25 @@ async def run_all():
     out = []
     for name, args in calls:
         result = await server.call_tool(name, args)
-        out.append([name, bool(result.is_error), result.content[0].text[:300]])
+        out.append([name, result])
     for uri in ("expd://programs/prog/program.toml", "expd://runs/prog/20260101-120000/summary.md"):
         await server.read_resource(uri)
     await server.list_resources()
-    return out
-results = anyio.run(run_all)
+    return out, {t.name: t.output_schema for t in await server.list_tools()}
+results, schemas = anyio.run(run_all)
+loaded = sorted(sys.modules)
+import jsonschema  # after the count: only the check needs it
+invalid = []
+for name, result in results:
+    try:
+        jsonschema.validate(result.structured_content, schemas[name])
+    except jsonschema.ValidationError as exc:
+        invalid.append([name, exc.message])
 print(json.dumps({
-    "results": results,
-    "loaded": sorted(sys.modules),
-    "by_reads": sorted(set(sys.modules) - baseline),
+    "failed": [[n, r.content[0].text[:300]] for n, r in results if r.is_error],
+    "invalid": invalid,
+    "loaded": loaded,
+    "by_reads": sorted(set(loaded) - baseline),
 }))
 """
 
@@ -95,8 +104,8 @@ def test_read_tools_load_no_heavy_module(repo: Path, state_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    failed = [r for r in out["results"] if r[1]]
-    assert not failed, failed
+    assert not out["failed"], out["failed"]
+    assert not out["invalid"], out["invalid"]  # each result fits its published output schema
     heavy = sorted(m for m in out["loaded"] if m.split(".")[0] in FORBIDDEN)
     assert not heavy, heavy
     project = {m.split(".")[0] for m in out["by_reads"]} & {"daemon", "tui", "shared"}
@@ -114,6 +123,8 @@ def test_bakeoff_tools_match_the_cli(repo: Path, state_dir: Path, tmp_path: Path
             "get_bakeoff_status", lambda s: s["daemon"] == "finished", run=started["run_id"]
         )
         assert final["done"] == final["total"] == 4
+        kinds = {r["run_id"]: r.get("kind") for r in server.ok("list_runs")["runs"]}
+        assert started["run_id"] in kinds  # a bakeoff run's status fits list_runs' schema too
         doc = server.ok("get_bakeoff_report", run=started["run_id"])
         proc = expd(
             "bakeoff", "report", started["run_id"], "--format", "json",

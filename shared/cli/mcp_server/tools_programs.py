@@ -24,7 +24,7 @@ from shared.listing import (
 )
 from shared.locking import is_locked
 from shared.paths import ProgramPaths, RepoPaths, check_program_name, find_repo_root
-from shared.programs import load_program, parse_duration, parse_program, scaffold, validate
+from shared.programs import load_program, parse_duration, parse_program, scaffold
 from shared.schema import AGENT_KINDS
 from shared.status import StatusReport
 
@@ -140,7 +140,11 @@ def detail(name: str) -> ProgramDetail:
     )
     out.calibration = _calibration(paths)
     if listed.error is None:
-        config = load_program(paths)
+        try:
+            config = load_program(paths)
+        except UserError as exc:  # e.g. no measurement at all
+            out.error = str(exc)
+            return out
         decide = config.decide
         out.metric, out.direction = config.metric, config.direction
         out.agent, out.model = config.agent.kind, config.agent.model
@@ -152,6 +156,7 @@ def detail(name: str) -> ProgramDetail:
             measure_timeout_s=parse_duration(config.measure.timeout),
             build_timeout_s=parse_duration(config.measure.build_timeout),
             policy=decide.policy,
+            # `[decide] max_runs` unset means 12 (DecideConfig)
             max_measure_runs=decide.repeats if decide.policy == "fixed" else decide.max_runs or 12,
         )
     return out
@@ -228,7 +233,7 @@ def update_program(
     if is_locked(paths.active_lock):
         raise UserError(f"program {name} has an active run: stop it before changing its files")
     if program_toml is not None:
-        validate(parse_program(program_toml, source=paths.toml), source=paths.toml)
+        parse_program(program_toml, source=paths.toml)  # strict, as `expd start` reads it
         write_atomic(paths.toml, program_toml.encode())
     if program_md is not None:
         write_atomic(paths.md, program_md.encode())
