@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from shared import codec, runs
 from shared.bakeoffs.config import load_bakeoff, scaffold
 from shared.bakeoffs.grading import read_records
@@ -60,9 +62,26 @@ def _matrix(spec: BakeoffSpec) -> str:
     )
 
 
+class BakeoffStartReply(msgspec.Struct):
+    """What `expd bakeoff start --json` (and `resume --json`) prints once the daemon is alive."""
+
+    run_id: str
+    pid: int
+    run_dir: str
+
+
+def start_bakeoff_run(root: Path, name: str) -> Any:
+    """Start a run of bakeoff `name` in a detached daemon (`expd bakeoff start`); its start."""
+    load_bakeoff(BakeoffPaths(root, name))  # a clear error before the daemon import
+
+    from daemon.commands.bakeoff import start_bakeoff
+
+    return start_bakeoff(root, name)
+
+
 def _announce(args: argparse.Namespace, verb: str, started: Any) -> None:
     if args.json:
-        emit_json({"run_id": started.run_id, "pid": started.pid, "run_dir": str(started.run_dir)})
+        emit_json(BakeoffStartReply(started.run_id, started.pid, str(started.run_dir)))
         return
     lines = [f"{verb} bakeoff run {started.run_id} (pid {started.pid})"]
     try:
@@ -123,11 +142,7 @@ def _attach(ref: runs.RunRef, *, from_start: bool) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     root = find_repo_root()
-    load_bakeoff(BakeoffPaths(root, args.name))  # a clear error before the daemon import
-
-    from daemon.commands.bakeoff import start_bakeoff
-
-    started = start_bakeoff(root, args.name)
+    started = start_bakeoff_run(root, args.name)
     _announce(args, "started", started)
     if not args.attach:
         return 0

@@ -106,12 +106,17 @@ def use_color(stream: Any) -> bool:
         return False
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    loaded = load(args.run)
+def report_doc(loaded: Loaded) -> report.ReportDoc:
+    """The report as one document (`expd bakeoff report --format json`)."""
     status = build_bakeoff_status(loaded.paths, run_id=loaded.ref.run_id)
-    doc = report.build_doc(
+    return report.build_doc(
         status, loaded.manifest, loaded.records, rank(loaded.manifest.spec, loaded.records)
     )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    loaded = load(args.run)
+    doc = report_doc(loaded)
     if args.format == "json":
         text = out.to_json(doc) + "\n"
     elif args.format == "md":

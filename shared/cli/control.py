@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from shared import control, runs
 from shared.cli import render
 from shared.cli.read import emit_json, warn
@@ -73,11 +75,34 @@ def _stopped(ref: runs.RunRef) -> Callable[[], bool]:
     return lambda: _status(ref).daemon not in ACTIVE
 
 
-def _report(
-    args: argparse.Namespace, ref: runs.RunRef, action: str, request_id: str, text: str
-) -> None:
+class ControlReply(msgspec.Struct):
+    """What `expd stop|abort|set --json` prints: the request sent and its id (the daemon
+    acknowledges the id in `state.json`)."""
+
+    run_id: str
+    action: str
+    request_id: str
+
+
+def send_request(run: str | None, action: str) -> tuple[runs.RunRef, Any, ControlReply]:
+    """Send `stop` or `abort` to the live run `run` names: the run, its status, the reply."""
+    ref, status = running_run(run)
+    request_id = control.send(ref.paths, action)
+    return ref, status, ControlReply(ref.run_id, action, request_id)
+
+
+def send_set(run: str | None, key: str, value: Any) -> tuple[runs.RunRef, ControlReply]:
+    """Send `set KEY VALUE` (max_experiments or guidance) to the live program run `run` names."""
+    ref, _ = running_run(run)
+    if ref.is_bakeoff:
+        raise UserError(f"{ref.run_id} is a bakeoff run: expd set is for program runs")
+    request_id = control.send(ref.paths, "set", key=key, value=value)
+    return ref, ControlReply(ref.run_id, "set", request_id)
+
+
+def _report(args: argparse.Namespace, reply: ControlReply, text: str) -> None:
     if args.json:
-        emit_json({"run_id": ref.run_id, "action": action, "request_id": request_id})
+        emit_json(reply)
     else:
         print(text)
 
@@ -103,12 +128,12 @@ def _request(
     args: argparse.Namespace, action: str, consequence: str
 ) -> tuple[runs.RunRef, Any, str]:
     """Send `action` to the run `args` names and say so; the run, its status and the request id."""
-    ref, status = running_run(args.run)
+    ref, status, reply = send_request(args.run, action)
     if ref.is_bakeoff:
         consequence = CONSEQUENCES.get(action, consequence)
-    request_id = control.send(ref.paths, action)
+    request_id = reply.request_id
     text = f"{action} requested for {ref.run_id} (request {request_id}): {consequence}"
-    _report(args, ref, action, request_id, text)
+    _report(args, reply, text)
     return ref, status, request_id
 
 
@@ -175,18 +200,14 @@ def parse_set(words: list[str]) -> tuple[str | None, str, Any]:
 
 def cmd_set(args: argparse.Namespace) -> int:
     run, key, value = parse_set(args.words)
-    ref, _ = running_run(run)
-    if ref.is_bakeoff:
-        raise UserError(f"{ref.run_id} is a bakeoff run: expd set is for program runs")
-    request_id = control.send(ref.paths, "set", key=key, value=value)
+    ref, reply = send_set(run, key, value)
+    request_id = reply.request_id
     shown = (
         value
         if key == "max_experiments"
         else repr(value if len(value) < 60 else value[:57] + "...")
     )
-    _report(
-        args, ref, "set", request_id, f"set {key} = {shown} for {ref.run_id} (request {request_id})"
-    )
+    _report(args, reply, f"set {key} = {shown} for {ref.run_id} (request {request_id})")
     if args.wait:
         if not wait_for(lambda: control.is_acked(ref.paths, request_id), SET_WAIT_S):
             raise UserError(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+import msgspec
 
 from shared import runs
 from shared.cli.read import emit_json
@@ -22,34 +25,66 @@ def exclusions(text: str | None) -> list[int]:
     return out
 
 
-def cmd_finalize(args: argparse.Namespace) -> int:
-    excluded = exclusions(args.exclude)
-    ref = runs.resolve(args.run, kind="program")
+class ConfirmationReply(msgspec.Struct):
+    """The re-measurement of the final tree against the base."""
+
+    status: str
+    """confirmed, not_confirmed or measurement_failure."""
+    reason: str
+    metric: float | None
+    base_metric: float | None
+    evidence: dict[str, Any]
+
+
+class FinalizeReply(msgspec.Struct):
+    """What `expd finalize --json` prints."""
+
+    run_id: str
+    branch: str
+    commit: str
+    base_commit: str
+    applied: list[int]
+    excluded: list[int]
+    confirmation: ConfirmationReply
+    summary: str
+
+
+def finalize_run(
+    run: str | None, *, branch: str | None, exclude: list[int], force: bool
+) -> FinalizeReply:
+    """Replay the run's keeps onto its base as a review branch, re-measured (`expd finalize`)."""
+    ref = runs.resolve(run, kind="program")
     from daemon.commands.finalize import (
         finalize,  # git and the measurement stack: only this command
     )
 
-    out = finalize(ref, branch=args.branch, exclude=excluded, force=args.force)
+    out = finalize(ref, branch=branch, exclude=exclude, force=force)
+    c = out.confirmation
+    return FinalizeReply(
+        run_id=out.run_id,
+        branch=out.branch,
+        commit=out.commit,
+        base_commit=out.base_commit,
+        applied=out.applied,
+        excluded=out.excluded,
+        confirmation=ConfirmationReply(
+            status=c.status,
+            reason=c.reason,
+            metric=c.metric,
+            base_metric=c.base_metric,
+            evidence=c.evidence_json(),
+        ),
+        summary=str(out.summary),
+    )
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    out = finalize_run(
+        args.run, branch=args.branch, exclude=exclusions(args.exclude), force=args.force
+    )
     c = out.confirmation
     if args.json:
-        emit_json(
-            {
-                "run_id": out.run_id,
-                "branch": out.branch,
-                "commit": out.commit,
-                "base_commit": out.base_commit,
-                "applied": out.applied,
-                "excluded": out.excluded,
-                "confirmation": {
-                    "status": c.status,
-                    "reason": c.reason,
-                    "metric": c.metric,
-                    "base_metric": c.base_metric,
-                    "evidence": c.evidence_json(),
-                },
-                "summary": str(out.summary),
-            }
-        )
+        emit_json(out)
         return 0
     print(
         f"branch {out.branch} at {out.commit[:12]}: experiments {', '.join(map(str, out.applied))}"

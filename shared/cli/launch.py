@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from shared import runs
 from shared.cli import render
 from shared.cli.follow import follow_progress
@@ -84,6 +86,66 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+class StartReply(msgspec.Struct):
+    """What `expd start --json` (and `resume --json`) prints once the daemon is alive."""
+
+    run_id: str
+    pid: int
+    worktree: str
+    branch: str
+    sandbox: str
+
+
+def start_reply(started: Any) -> StartReply:
+    return StartReply(
+        run_id=started.run_id,
+        pid=started.pid,
+        worktree=str(started.worktree),
+        branch=started.branch,
+        sandbox=started.sandbox,
+    )
+
+
+def start_program(
+    root: Path,
+    name: str,
+    *,
+    max_experiments: int | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+    fresh: bool = False,
+) -> Any:
+    """Start a run of program `name` in a detached daemon (`expd start`); its `Started`."""
+    check_program_name(name)
+    load_program(RepoPaths(root).program(name))  # a clear error before the daemon import
+
+    from daemon.commands.spawn import start_run
+
+    return start_run(
+        root, name, max_experiments=max_experiments, agent=agent, model=model, fresh=fresh
+    )
+
+
+def resume_program_run(ref: runs.RunRef) -> Any:
+    """Relaunch the daemon of an interrupted program run (`expd resume`); its `Started`."""
+    try:
+        status: StatusReport | None = build_status(ref.paths, run_id=ref.run_id)
+    except ContractError:
+        # An unreadable state.json: resume_run still checks the lock; the daemon rebuilds it.
+        status = None
+    if status is not None and status.daemon in ("running", "starting"):
+        raise UserError(f"run {ref.run_id} is already running (pid {status.pid})")
+    if status is not None and status.daemon == "hung":
+        raise UserError(
+            f"run {ref.run_id} has an unresponsive daemon (pid {status.pid}): "
+            f"kill {status.pid} first, then resume"
+        )
+
+    from daemon.commands.spawn import resume_run
+
+    return resume_run(ref.paths.dir)
+
+
 def _ref(started: Any, repo: Path | None) -> runs.RunRef:
     program, _, stamp = str(started.run_id).partition("/")
     return runs.RunRef(program, stamp, RunPaths(Path(started.run_dir)), repo)
@@ -91,15 +153,7 @@ def _ref(started: Any, repo: Path | None) -> runs.RunRef:
 
 def _announce(args: argparse.Namespace, verb: str, started: Any) -> None:
     if args.json:
-        emit_json(
-            {
-                "run_id": started.run_id,
-                "pid": started.pid,
-                "worktree": str(started.worktree),
-                "branch": started.branch,
-                "sandbox": started.sandbox,
-            }
-        )
+        emit_json(start_reply(started))
         return
     lines = [
         f"{verb} run {started.run_id} (pid {started.pid})",
@@ -151,12 +205,7 @@ def _ending(final: StatusReport) -> str:
 
 def cmd_start(args: argparse.Namespace) -> int:
     root = find_repo_root()
-    check_program_name(args.name)
-    load_program(RepoPaths(root).program(args.name))  # a clear error before the daemon import
-
-    from daemon.commands.spawn import start_run
-
-    started = start_run(
+    started = start_program(
         root,
         args.name,
         max_experiments=args.max_experiments,
@@ -181,22 +230,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         args.run, args.retry_errors = str(ref.paths.dir), False
         return resume_bakeoff(args)
-    try:
-        status: StatusReport | None = build_status(ref.paths, run_id=ref.run_id)
-    except ContractError:
-        # An unreadable state.json: resume_run still checks the lock; the daemon rebuilds it.
-        status = None
-    if status is not None and status.daemon in ("running", "starting"):
-        raise UserError(f"run {ref.run_id} is already running (pid {status.pid})")
-    if status is not None and status.daemon == "hung":
-        raise UserError(
-            f"run {ref.run_id} has an unresponsive daemon (pid {status.pid}): "
-            f"kill {status.pid} first, then resume"
-        )
-
-    from daemon.commands.spawn import resume_run
-
-    started = resume_run(ref.paths.dir)
+    started = resume_program_run(ref)
     _announce(args, "resumed", started)
     if not args.attach:
         return 0

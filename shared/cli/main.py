@@ -211,6 +211,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         "runs back to back: add | list | remove | clear | resume (see: expd queue --help)",
         lambda p: importlib.import_module("shared.cli.queue").add_arguments(p),
     ),
+    "mcp": (
+        "mcp_cmd:cmd_mcp",
+        "serve expd's tools to an MCP client (Claude Code, Codex, Cursor, …) over stdio",
+        lambda p: importlib.import_module("shared.cli.mcp_cmd").add_arguments(p),
+    ),
 }
 
 

@@ -203,22 +203,26 @@ def _current_log(paths: RunPaths) -> Path | None:
     return _newest_agent_log(paths)
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    ref = runs.resolve(args.run, kind="program")
+def find_log(ref: runs.RunRef, experiment: int | None, *, required: bool = True) -> Path | None:
+    """Experiment `experiment`'s agent log, or (None) the in-flight or last one, else the daemon
+    log; None when there is none yet and it is not `required`."""
     paths = ref.paths
-    if args.experiment is not None:
-        log: Path | None = paths.agent_log(args.experiment)
-        assert log is not None
-        if not log.exists() and args.experiment == 0:
+    if experiment is not None:
+        log = paths.agent_log(experiment)
+        if not log.exists() and experiment == 0:
             raise UserError(f"experiment 0 of {ref.run_id} is the baseline: it has no agent log")
         if not log.exists():
-            raise UserError(
-                f"no agent log for experiment {args.experiment} of {ref.run_id} ({log})"
-            )
-    else:
-        log = _current_log(paths) or (paths.daemon_log if paths.daemon_log.exists() else None)
-        if log is None and not args.follow:
-            raise UserError(f"no logs yet for run {ref.run_id} (in {paths.dir})")
+            raise UserError(f"no agent log for experiment {experiment} of {ref.run_id} ({log})")
+        return log
+    log = _current_log(paths) or (paths.daemon_log if paths.daemon_log.exists() else None)
+    if log is None and required:
+        raise UserError(f"no logs yet for run {ref.run_id} (in {paths.dir})")
+    return log
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    ref = runs.resolve(args.run, kind="program")
+    log = find_log(ref, args.experiment, required=not args.follow)
     if log is not None:
         print(f"expd: {log}", file=sys.stderr)
     if args.follow:
