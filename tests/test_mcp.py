@@ -58,6 +58,11 @@ EXPECTED_TOOLS = {
     "start_bakeoff",
     "get_bakeoff_status",
     "get_bakeoff_report",
+    "add_to_queue",
+    "list_queue",
+    "remove_from_queue",
+    "clear_queue",
+    "resume_queue",
 }
 
 
@@ -258,8 +263,12 @@ def test_bad_input_is_a_tool_error_and_the_server_answers(
         code, _, err = cli(repo, state_dir, *args)
         assert code == 1 and err.startswith("expd: error:"), err
         assert server.error(tool, **arguments) == err, tool
-    assert "Field required" in server.error("create_program")
-    assert "valid integer" in server.error("update_run_limit", max_experiments="many")
+    missing = server.error("create_program")
+    assert missing.startswith("expd: error: create_program: ") and "\n" not in missing
+    assert "name: Field required" in missing and "metric: Field required" in missing
+    wrong = server.error("update_run_limit", max_experiments="many")
+    assert wrong.startswith("expd: error: update_run_limit: max_experiments: ")
+    assert "valid integer" in wrong and "\n" not in wrong
     assert "less than or equal" in server.error("get_experiment_log", max_bytes=10**9)
     assert "Unknown tool" in server.error("no_such_tool")
     assert server.error("get_program", name="nope").startswith("expd: error: no program 'nope' (")
@@ -273,3 +282,35 @@ def _read_error(server: McpServer, uri: str) -> Exception:
     except Exception as exc:
         return exc
     raise AssertionError(f"{uri} was read")
+
+
+def test_queue_tools_chain_runs_like_the_cli(
+    server: McpServer, repo: Path, state_dir: Path
+) -> None:
+    for name in ("qa", "qb", "qc"):
+        server.ok("create_program", name=name, metric="score", direction="lower")
+        toml = COMMAND_TOML.format(max_experiments=1, command="./slow.sh 0")
+        server.ok("update_program", name=name, program_toml=toml, measure_sh=MEASURE)
+    first = server.ok("add_to_queue", program="qa", max_experiments=1)
+    assert first["added"]["program"] == "qa" and first["start"]["action"] == "started"
+    second = server.ok("add_to_queue", program="qb")["added"]
+    third = server.ok("add_to_queue", program="qc")["added"]
+    assert "already" in server.error("add_to_queue", program="qb")
+    removed = server.ok("remove_from_queue", entry_id=third["id"])["removed"]
+    assert [e["program"] for e in removed] == ["qc"]
+    code, out, _ = cli(repo, state_dir, "queue", "list", "--json")
+    assert code == 0 and server.ok("list_queue") == json.loads(out)
+    done = server.poll(
+        "list_queue",
+        lambda q: [e["state"] for e in q["entries"]] == ["done", "done"],
+        timeout=120,
+    )
+    assert [e["program"] for e in done["entries"]] == ["qa", "qb"]
+    assert done["entries"][1]["id"] == second["id"]
+    ended = [server.ok("get_run_status", run=e["run_id"]) for e in done["entries"]]
+    assert all(s["daemon"] == "finished" for s in ended)
+    assert server.error("remove_from_queue", entry_id=999).startswith("expd: error:")
+    assert "entry_id: " in server.error("remove_from_queue", entry_id="x")
+    assert server.ok("clear_queue")["removed"]
+    assert server.ok("list_queue")["entries"] == []
+    assert server.ok("resume_queue")["action"] == "empty"

@@ -23,12 +23,13 @@ from typing import Any
 import msgspec
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ValidationError
 
 from shared.cli.mcp_server.schemas import output_schema
 from shared.display import one_line
 from shared.errors import UserError
 
-GROUPS = ("tools_programs", "tools_runs", "tools_control", "tools_bakeoff")
+GROUPS = ("tools_programs", "tools_runs", "tools_control", "tools_bakeoff", "tools_queue")
 """The modules (in `shared.cli.mcp_server`) whose `@tool` functions the server offers, in order."""
 
 
@@ -85,6 +86,30 @@ def call(fn: Callable[..., msgspec.Struct], kwargs: dict[str, Any]) -> CallToolR
         return error_result(f"expd: internal error: {type(exc).__name__}: {one_line(str(exc))}")
 
 
+def argument_errors(exc: ValidationError) -> str:
+    """Pydantic's report as one line: `field: problem; field: problem`."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "model") or "arguments"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class ExpdTool(Tool):
+    """A tool whose bad arguments are a tool error with one line, like the CLI's usage errors,
+    instead of the SDK's multi-line validation report."""
+
+    async def run(
+        self, arguments: dict[str, Any], context: Any, convert_result: bool = False
+    ) -> Any:
+        try:
+            self.fn_metadata.validate_arguments(arguments)
+        except ValidationError as exc:
+            result = error_result(f"expd: error: {self.name}: {argument_errors(exc)}")
+            return self.fn_metadata.convert_result(result) if convert_result else result
+        return await super().run(arguments, context, convert_result)
+
+
 def as_mcp_tool(d: ToolDef) -> Tool:
     """The SDK's Tool for `d`: the function's typed parameters, the struct's output schema."""
     hints = typing.get_type_hints(d.fn, include_extras=True)
@@ -98,7 +123,7 @@ def as_mcp_tool(d: ToolDef) -> Tool:
     run.__signature__ = sig.replace(  # type: ignore[attr-defined]
         parameters=params, return_annotation=CallToolResult
     )
-    made = Tool.from_function(
+    made = ExpdTool.from_function(
         run,
         name=d.fn.__name__,
         description=inspect.cleandoc(d.fn.__doc__ or ""),
