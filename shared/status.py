@@ -14,6 +14,7 @@ import msgspec
 from shared import codec
 from shared.arms import ArmStatus, arm_status
 from shared.errors import ContractError
+from shared.housekeeping import read_cleaned
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
 from shared.schema import CONFINED, RunManifest, RunState
@@ -112,6 +113,10 @@ class StatusReport(msgspec.Struct, kw_only=True):
     """Per-arm outcomes (empty: the program has no arms)."""
     lanes: list[LaneStatus] = []
     """What each lane is doing (empty: the run has one lane)."""
+    cleaned_at: float | None = None
+    """When `expd clean` gave the run's disk back (None: never cleaned)."""
+    disk_bytes: int | None = None
+    """The run's disk use (run directory and trees): measured by `expd list` only, else None."""
 
 
 def read_state(paths: RunPaths) -> RunState | None:
@@ -198,6 +203,7 @@ def build_status(
             )
             for lane in st.lanes
         ],
+        cleaned_at=cleaned.cleaned_at if (cleaned := read_cleaned(paths.dir)) else None,
     )
 
 
