@@ -85,12 +85,14 @@ def refuse_active(ref: RunRef, status: Any) -> None:
 
 
 def last_alive(ref: RunRef, status: Any) -> float:
-    """When the run's daemon last lived (its last heartbeat or state), + slack; 0 when unknown."""
+    """When the run's daemon (or `expd finalize`) last wrote, + slack; 0 when unknown."""
     try:
         info = codec.read_optional(ref.paths.daemon_json, DaemonInfo)
     except ContractError:
         info = None
     times = [info.heartbeat_at if info else 0.0, (status.updated_at or 0.0) if status else 0.0]
+    with contextlib.suppress(OSError):  # `expd finalize` wrote the review branch's objects
+        times.append(ref.paths.summary.stat().st_mtime)
     return max(times) + SLACK_S if max(times) else 0.0
 
 
