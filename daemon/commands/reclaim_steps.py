@@ -155,7 +155,10 @@ def replay(intent: Intent, run_dir: Path) -> Removed:
     found = run_leftovers(repo, owner, stamp, intent.kind, run_dir)
     paths = sorted({Path(p) for p in intent.trees} | set(found))
     out = Removed(trees=[str(p) for p in paths if os.path.lexists(p)])
-    out.tree_bytes = remove_leftovers(repo, run_dir, paths)
+    try:
+        out.tree_bytes = remove_leftovers(repo, run_dir, paths)
+    except OSError as exc:  # e.g. `.expd/worktrees` made a symlink: refused, never followed
+        out.note = str(exc)
     fault(f"{intent.action}_after_trees")
     try:
         out.refs = reclaim.drop_refs(repo, intent.refs)
