@@ -124,6 +124,15 @@ def read_state(paths: RunPaths) -> RunState | None:
     return codec.read_optional(paths.state_json, RunState)
 
 
+def cleaned_at(paths: RunPaths, state: RunState) -> float | None:
+    """When `expd clean` last cleaned the run, unless its daemon has written since (a dead run
+    cleaned, then resumed, has its trees again)."""
+    cleaned = read_cleaned(paths.dir)
+    if cleaned is None or not cleaned.cleaned_at or cleaned.cleaned_at < (state.updated_at or 0):
+        return None
+    return cleaned.cleaned_at
+
+
 def build_status(
     paths: RunPaths, *, run_id: str | None = None, now: float | None = None
 ) -> StatusReport:
@@ -203,7 +212,7 @@ def build_status(
             )
             for lane in st.lanes
         ],
-        cleaned_at=cleaned.cleaned_at if (cleaned := read_cleaned(paths.dir)) else None,
+        cleaned_at=cleaned_at(paths, st),
     )
 
 

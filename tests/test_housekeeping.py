@@ -151,6 +151,13 @@ def test_delete_leaves_no_trace(tmp_path: Path, isolated_state_dir: Path) -> Non
     assert any(run_id in text for text in indexed())
     objects = [commit_of(repo, f"refs/expd/{run_id}/{n:04d}") for n in (1, 2, 3, 4)]
 
+    # Its branch checked out in the user's checkout: refused, nothing removed.
+    git(repo, "checkout", "-q", f"expd/{run_id}")
+    refused = expd("delete", run_id, "--yes", cwd=repo)
+    assert refused.returncode == 1 and "is checked out in" in refused.stderr
+    assert gone.dir.is_dir() and len(refs_of(repo, run_id)) == 6
+    git(repo, "checkout", "-q", "main")
+
     proc = expd("delete", run_id, "--yes", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["deleted"][0]["run_id"] == run_id
@@ -160,7 +167,10 @@ def test_delete_leaves_no_trace(tmp_path: Path, isolated_state_dir: Path) -> Non
     assert not any(run_id in text for text in indexed())
     assert not gone.dir.exists() and run_trees(repo, "p", gone.dir.name) == []
     assert list((repo / ".expd" / "trash").iterdir()) == []
-    assert not any(exists(repo, oid) for oid in objects)  # loose, and only its refs reached them
+    # Only its refs reached the discarded commit: gone. The kept ones stay, as HEAD's reflog (the
+    # checkout above) still reaches them: a reflog is the user's, and git keeps what it reaches.
+    assert not exists(repo, objects[3])
+    assert all(exists(repo, oid) for oid in objects[:3])
     listed = json.loads(expd("list", "--json", cwd=repo).stdout)
     assert [r["run_id"] for r in listed[0]["runs"]] == [rid(kept)]
     assert expd("status", run_id, cwd=repo).returncode == 1

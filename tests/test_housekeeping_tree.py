@@ -4,6 +4,7 @@ a crashed one keeps them for a look and a resume; `always` and `never` do what t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,31 @@ def test_removal_never_follows_a_symlink_and_gets_through_read_only_folders(
             repo, run_dir, run_leftovers(repo, "p", "20260101-000000", "program", run_dir)
         )
     assert (outside / "p-20260101-000000").is_dir()
+
+
+def test_a_dead_run_cleaned_with_include_dead_still_resumes(tmp_path: Path) -> None:
+    import signal
+
+    from shared import codec
+    from shared.schema import DaemonInfo
+    from tests.repos import wait_dead, wait_for
+
+    repo = make_repo(tmp_path / "repo", max_experiments=3)
+    paths = start(repo, "p", env={"AGENT_EXTRA": "sleep 1"})
+    wait_for(lambda: len(results(paths)) >= 2, 60, "the first experiment")
+    os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
+    wait_dead(paths)
+    run_id = f"p/{paths.dir.name}"
+    left = json.loads(expd("clean", "--yes", "--json", cwd=repo).stdout)
+    assert left["skipped"] == [{"run_id": run_id, "reason": "resumable (--include-dead cleans it)"}]
+    proc = expd("clean", "--yes", "--include-dead", "--json", cwd=repo)
+    assert [c["run_id"] for c in json.loads(proc.stdout)["cleaned"]] == [run_id]
+    assert run_trees(repo, "p", paths.dir.name) == []
+    status = json.loads(expd("status", run_id, "--json", cwd=repo).stdout)
+    assert status["daemon"] == "dead" and status["cleaned_at"]
+
+    assert expd("resume", run_id, cwd=repo).returncode == 0
+    final = wait_finished(paths)
+    assert final.phase == "complete" and [r.experiment for r in results(paths)] == [0, 1, 2, 3]
+    assert run_trees(repo, "p", paths.dir.name)  # made again (and kept: keep_tree = "always")
+    assert json.loads(expd("status", run_id, "--json", cwd=repo).stdout)["cleaned_at"] is None
