@@ -81,7 +81,7 @@ def _number(name: str, prefix: str) -> int | None:
 def plan(ref: RunRef, status: Any, now: float) -> Intent | None:
     """What cleaning `ref` removes (an interrupted clean's record first), or None: nothing left."""
     pending = read_intent(ref.paths.dir / CLEANING)
-    if pending is not None:
+    if pending is not None and pending.run_id == ref.run_id and pending.kind == ref.kind:
         return pending
     repo = repo_of(ref)
     trees = run_trees(repo, ref.program, ref.stamp, ref.kind)
@@ -148,7 +148,7 @@ def _clean_one(ref: RunRef, older_than: float | None, dead: bool, named: bool, n
         finishing = (ref.paths.dir / CLEANING).exists()
         write_intent(ref.paths.dir / CLEANING, intent)
         fault("clean_after_intent")
-        removed: Removed = replay(intent, ref.paths.dir)
+        removed: Removed = replay(intent, ref.paths.dir, repo_of(ref))
         record = read_cleaned(ref.paths.dir) or CleanRecord()
         record.cleaned_at = time.time()
         record.reclaimed_bytes += removed.bytes

@@ -115,7 +115,7 @@ def finish(entry: Path, *, interrupted: bool = False) -> Deleted | None:
     if intent is None:  # a program's folder, or a run whose record never made it
         remove_path(entry, trash)
         return None
-    removed = replay(intent, entry)
+    removed = replay(intent, entry, trash.parent.parent)
     entries = unregister(intent.run_dir)
     remove_path(entry, trash)
     return Deleted(intent.run_id, removed, entries, interrupted)

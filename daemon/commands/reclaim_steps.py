@@ -24,6 +24,7 @@ from shared import codec, seal
 from shared.atomic import write_atomic
 from shared.bakeoffs.paths import BakeoffPaths
 from shared.errors import ContractError, UserError
+from shared.footprint import TREE_FOLDERS, tree_pattern
 from shared.housekeeping import Intent
 from shared.liveness import held
 from shared.locking import lock_blocking, unlock
@@ -144,16 +145,31 @@ def pin_prefix(ref: RunRef) -> str:
     return f"refs/expd/{ref.run_id}/"
 
 
+def own_refs(kind: str, run_id: str) -> tuple[str, ...]:
+    """Every ref name of one run starts with one of these: its pins, its branch, its review
+    branch (a record that lists any other ref is not followed)."""
+    if kind == "bakeoff":
+        return (f"refs/expd/bakeoffs/{run_id}/",)
+    return (f"refs/expd/{run_id}/", f"refs/heads/expd/{run_id}")
+
+
 def write_intent(path: Path, intent: Intent) -> None:
     write_atomic(path, codec.encode(intent))
 
 
-def replay(intent: Intent, run_dir: Path) -> Removed:
-    """Carry out `intent` against the run directory now at `run_dir`: trees, refs, objects."""
-    repo = Path(intent.repo)
+def replay(intent: Intent, run_dir: Path, repo: Path) -> Removed:
+    """Carry out `intent` in `repo` against the run directory now at `run_dir`: trees, refs,
+    objects. Only what belongs to the run is removed, whatever the record says."""
     owner, _, stamp = intent.run_id.partition("/")
     found = run_leftovers(repo, owner, stamp, intent.kind, run_dir)
-    paths = sorted({Path(p) for p in intent.trees} | set(found))
+    pattern = tree_pattern(owner, stamp, intent.kind)
+    folders = {repo / ".expd" / folder for folder in TREE_FOLDERS}
+    named = {  # only the run's own trees, whatever a damaged record lists
+        Path(p)
+        for p in intent.trees
+        if Path(p).parent in folders and pattern.fullmatch(Path(p).name)
+    }
+    paths = sorted(named | set(found))
     out = Removed(trees=[str(p) for p in paths if os.path.lexists(p)])
     try:
         out.tree_bytes = remove_leftovers(repo, run_dir, paths)
@@ -161,7 +177,8 @@ def replay(intent: Intent, run_dir: Path) -> Removed:
         out.note = str(exc)
     fault(f"{intent.action}_after_trees")
     try:
-        out.refs = reclaim.drop_refs(repo, intent.refs)
+        own = [r for r in intent.refs if r.startswith(own_refs(intent.kind, intent.run_id))]
+        out.refs = reclaim.drop_refs(repo, own)
         pruned = reclaim.prune_objects(repo, intent.objects, intent.untouched_since)
     except TreeError as exc:
         out.note = str(exc)

@@ -57,6 +57,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
     older = parse_age(args.older_than) if args.older_than else None
     root = find_repo_root()
     named = runs.resolve(args.run) if args.run else None
+    if named is not None:  # named by its path, it may be another repository's run
+        root = named.repo or named.paths.dir.resolve().parents[4]
+        named = runs.RunRef(named.program, named.stamp, named.paths, root, named.kind)
     from daemon.commands.clean import clean  # git and tree removal: only this command
 
     def run(dry: bool) -> Any:
@@ -169,9 +172,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
         _print_deleted(finished, args.json)
         return 0
     ref = runs.resolve(args.run, root)
-    ref = runs.RunRef(ref.program, ref.stamp, ref.paths, ref.repo or root, ref.kind)
+    repo = ref.repo or ref.paths.dir.resolve().parents[4]  # named by its path: its own repository
+    ref = runs.RunRef(ref.program, ref.stamp, ref.paths, repo, ref.kind)
     _refuse_active(ref)
-    size = run_disk_bytes(ref.paths.dir, root, ref.program, ref.stamp, ref.kind)
+    size = run_disk_bytes(ref.paths.dir, repo, ref.program, ref.stamp, ref.kind)
     question = (
         f"Delete run {ref.run_id} (its trees, branch, refs and run directory, "
         f"{fmt_bytes(size)})? This cannot be undone."
