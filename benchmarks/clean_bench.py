@@ -8,7 +8,7 @@ blob) and proposes a random score, so a few experiments are kept (record lows) a
 discarded. `[loop] keep_tree = "always"` keeps the trees at the end, to show all a clean reclaims
 (the default, `on_crash`, would already have removed them when the run ended).
 
-Reported: the trees, the run directory, the repository's `.git/objects` (bytes, loose objects),
+Reported (disk space: allocated blocks, as `du` counts them): the trees, the run directory, the repository's `.git/objects` (bytes, loose objects),
 expd's refs, before and after the clean; the clean's wall time; and that results, report and
 finalize still work.
 
@@ -55,9 +55,9 @@ def footprint(repo: Path, run_dir: Path, stamp: str) -> dict[str, int]:
     objects = repo / ".git" / "objects"
     refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/expd", "refs/heads/expd")
     return {
-        "trees": sum(disk_bytes(t) for t in run_trees(repo, "p", stamp)),
-        "run_dir": disk_bytes(run_dir),
-        "objects": disk_bytes(objects),
+        "trees": sum(disk_bytes(t, allocated=True) for t in run_trees(repo, "p", stamp)),
+        "run_dir": disk_bytes(run_dir, allocated=True),
+        "objects": disk_bytes(objects, allocated=True),
         "loose_objects": loose(objects),
         "expd_refs": len(refs.split()),
     }

@@ -55,17 +55,20 @@ def run_trees(
     return sorted(found)
 
 
-def disk_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
+def disk_bytes(
+    path: Path, seen: set[tuple[int, int]] | None = None, *, allocated: bool = False
+) -> int:
     """The size of the files under `path` (their lengths, as `du --apparent-size -b` counts
     them, folders not counted: the same on every filesystem), walked without following symlinks;
-    a file with several links counts once per `seen`. A missing path is 0."""
+    a file with several links counts once per `seen`. A missing path is 0. With `allocated`, the
+    blocks the files take instead (what removing them gives back; it varies by filesystem)."""
     seen = set() if seen is None else seen
     try:
         top = os.lstat(path)
     except OSError:
         return 0
     if not os.path.isdir(path) or os.path.islink(path):
-        return top.st_size
+        return top.st_blocks * 512 if allocated else top.st_size
     total = 0
     stack = [os.fspath(path)]
     while stack:
@@ -87,7 +90,7 @@ def disk_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
                     if key in seen:
                         continue
                     seen.add(key)
-                total += info.st_size
+                total += info.st_blocks * 512 if allocated else info.st_size
     return total
 
 

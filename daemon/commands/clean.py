@@ -179,7 +179,7 @@ def _preview(ref: RunRef, older_than: float | None, dead: bool, named: bool, now
         return ""
     seen: set[tuple[int, int]] = set()
     paths = [*intent.trees, str(ref.paths.dir / "git")]
-    size = sum(disk_bytes(Path(p), seen) for p in paths)
+    size = sum(disk_bytes(Path(p), seen, allocated=True) for p in paths)
     return Cleaned(
         run_id=ref.run_id,
         trees=[p for p in paths if Path(p).exists()],
@@ -205,7 +205,7 @@ def clean(
         report.deletes_finished = [o.run_id for o in finish_pending(repo)]
     targets = [named] if named is not None else repo_runs(repo)
     where = reclaim.objects_dir(repo)
-    report.objects_before = disk_bytes(where)
+    report.objects_before = disk_bytes(where, allocated=True)
     step = _preview if dry_run else _clean_one
     for ref in targets:
         ref = RunRef(ref.program, ref.stamp, ref.paths, ref.repo or repo, ref.kind)
@@ -216,5 +216,7 @@ def clean(
             report.skipped.append((ref.run_id, outcome))
     if not dry_run and any(c.refs or c.objects for c in report.cleaned):
         report.note = reclaim.repack(repo)
-    report.objects_after = disk_bytes(where) if not dry_run else report.objects_before
+    report.objects_after = (
+        disk_bytes(where, allocated=True) if not dry_run else report.objects_before
+    )
     return report

@@ -67,11 +67,11 @@ def run_leftovers(repo: Path, owner: str, stamp: str, kind: str, run_dir: Path) 
 
 def remove_leftovers(repo: Path, run_dir: Path, paths: list[Path]) -> int:
     """Remove `paths` (trees under the repository's `.expd/`, git dirs under `run_dir`); the
-    bytes they took."""
+    disk space they took (allocated blocks)."""
     expd = repo / ".expd"
     freed = 0
     seen: set[tuple[int, int]] = set()
     for path in paths:
-        freed += disk_bytes(path, seen)
+        freed += disk_bytes(path, seen, allocated=True)
         remove_path(path, run_dir if path.is_relative_to(run_dir) else expd)
     return freed

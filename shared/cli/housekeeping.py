@@ -84,6 +84,15 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trees(paths: list[str]) -> int:
+    """How many of the removed paths are trees (the rest is the run directory's `git/`)."""
+    return sum(1 for p in paths if not p.endswith("/git"))
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _print_clean(report: Any, as_json: bool) -> None:
     if as_json:
         emit_json(
@@ -115,10 +124,11 @@ def _print_clean(report: Any, as_json: bool) -> None:
         print(f"finished the interrupted delete of {run_id}")
     for c in report.cleaned:
         again = " (finishing an interrupted clean)" if c.finishing else ""
-        objects = f", {c.objects} objects" if c.objects else ""
+        objects = f", {_n(c.objects, 'object')}" if c.objects else ""
         print(
-            f"{verb} {c.run_id}: {len(c.trees)} trees ({fmt_bytes(c.tree_bytes)}), "
-            f"{c.refs} refs of discarded experiments{objects}{again}"
+            f"{verb} {c.run_id}: {_n(_trees(c.trees), 'tree')} and expd's git dirs "
+            f"({fmt_bytes(c.tree_bytes)}), {_n(c.refs, 'ref')} of experiments not kept"
+            f"{objects}{again}"
         )
         if c.note:
             print(f"  note: {c.note}")
@@ -212,8 +222,9 @@ def _print_deleted(done: list[Any], as_json: bool, program: str | None = None) -
             continue
         r = d.removed
         print(
-            f"deleted {d.run_id}: {len(r.trees)} trees, {r.refs} refs and branches, "
-            f"{r.objects} objects, its run directory ({fmt_bytes(r.bytes)} of trees and objects)"
+            f"deleted {d.run_id}: {_n(_trees(r.trees), 'tree')} and expd's git dirs, "
+            f"{_n(r.refs, 'ref')} and branches, {_n(r.objects, 'object')}, its run directory "
+            f"({fmt_bytes(r.bytes)} of trees and objects)"
         )
         if r.note:
             print(f"  note: {r.note}")

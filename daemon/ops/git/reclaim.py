@@ -141,7 +141,7 @@ def prune_objects(repo: Path, objects: Iterable[str], untouched_since: float) ->
         except OSError:
             continue
         out.count += 1
-        out.bytes += info.st_size
+        out.bytes += info.st_blocks * 512
     return out
 
 
