@@ -145,12 +145,13 @@ def pin_prefix(ref: RunRef) -> str:
     return f"refs/expd/{ref.run_id}/"
 
 
-def own_refs(kind: str, run_id: str) -> tuple[str, ...]:
-    """Every ref name of one run starts with one of these: its pins, its branch, its review
-    branch (a record that lists any other ref is not followed)."""
+def is_own_ref(kind: str, run_id: str, name: str) -> bool:
+    """Whether `name` is one of the run's refs: its pins, its branch, its default review branch
+    (a record that lists any other ref is not followed)."""
     if kind == "bakeoff":
-        return (f"refs/expd/bakeoffs/{run_id}/",)
-    return (f"refs/expd/{run_id}/", f"refs/heads/expd/{run_id}")
+        return name.startswith(f"refs/expd/bakeoffs/{run_id}/")
+    branch = f"refs/heads/expd/{run_id}"
+    return name.startswith(f"refs/expd/{run_id}/") or name in (branch, f"{branch}-final")
 
 
 def write_intent(path: Path, intent: Intent) -> None:
@@ -177,11 +178,12 @@ def replay(intent: Intent, run_dir: Path, repo: Path) -> Removed:
         out.note = str(exc)
     fault(f"{intent.action}_after_trees")
     try:
-        own = [r for r in intent.refs if r.startswith(own_refs(intent.kind, intent.run_id))]
+        own = [r for r in intent.refs if is_own_ref(intent.kind, intent.run_id, r)]
         out.refs = reclaim.drop_refs(repo, own)
         pruned = reclaim.prune_objects(repo, intent.objects, intent.untouched_since)
     except TreeError as exc:
         out.note = str(exc)
         return out
-    out.objects, out.object_bytes, out.note = pruned.count, pruned.bytes, pruned.note
+    out.objects, out.object_bytes = pruned.count, pruned.bytes
+    out.note = "; ".join(n for n in (out.note, pruned.note) if n)
     return out
