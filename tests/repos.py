@@ -125,11 +125,12 @@ def measure_toml(*writable: Path, sandbox: str | None = None, extra: str = "") -
 def expd(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a fresh interpreter."""
+    """The real CLI in a fresh interpreter, with no terminal on stdin (nothing can prompt)."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "shared.cli.main", *args],
         cwd=cwd,
+        stdin=subprocess.DEVNULL,
         env=full_env,
         capture_output=True,
         text=True,

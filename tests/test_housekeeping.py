@@ -250,3 +250,32 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, argv: list[str], mess
     assert proc.stderr.startswith("expd: error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert message in proc.stderr
     assert (dead.dir / "git").is_dir()  # nothing was removed
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [("n\n", False), ("y\n", True)])
+def test_on_a_terminal_delete_asks_first(tmp_path: Path, answer: str, deleted: bool) -> None:
+    import pty
+    import sys
+
+    from tests.fake_runs import git_repo, make_run
+
+    repo = git_repo(tmp_path / "repo")
+    run = make_run(repo, "prog", "20260101-100000", phase="complete")
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, answer.encode())
+        proc = subprocess.run(
+            [sys.executable, "-m", "shared.cli.main", "delete", run.run_id],
+            cwd=repo,
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert f"Delete run {run.run_id} (" in proc.stderr and "[y/N]" in proc.stderr
+    assert proc.returncode == (0 if deleted else 1), proc.stderr
+    assert run.paths.dir.exists() != deleted
