@@ -13,7 +13,7 @@ import pytest
 from shared.footprint import run_trees
 from shared.housekeeping import CLEANED, CLEANING
 from shared.paths import RepoPaths, RunPaths, index_dir
-from tests.repos import expd, git, make_repo, results, start, wait_finished, wait_for
+from tests.repos import expd, git, make_repo, results, start, state, wait_finished, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -69,7 +69,7 @@ def test_clean_reclaims_finished_runs_and_never_touches_a_running_one(tmp_path: 
     discarded = {rid(p): commit_of(repo, f"refs/expd/{rid(p)}/0004") for p in done}
     running = start(repo, "q")
     try:
-        wait_for(lambda: (running.dir / "agent" / "0001.log").exists(), 60, "q's first turn")
+        wait_for(lambda: state(running).phase == "agent_running", 60, "q's first turn")
         q_trees = run_trees(repo, "q", running.dir.name)
         q_refs = refs_of(repo, rid(running))
         assert q_trees and all(run_trees(repo, "p", p.dir.name) for p in done)

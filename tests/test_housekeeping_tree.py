@@ -27,6 +27,7 @@ FAILING_MEASURE = "#!/bin/bash\necho 'no metric today' >&2\nexit 1\n"
         ("never", FAILING_MEASURE, "crashed", False),
         ("always", MEASURE_SH, "complete", True),
     ],
+    ids=["default-complete", "default-crashed", "never-crashed", "always-complete"],
 )
 def test_keep_tree_at_the_end_of_a_run(
     tmp_path: Path, keep_tree: str | None, measure: str, phase: str, kept: bool

@@ -30,25 +30,27 @@ async def test_d_deletes_the_selected_run_after_a_confirmation(tmp_path: Path) -
         async with app.run_test(size=(100, 24)) as pilot:
             screen = app.screen
             assert isinstance(screen, HomeScreen)
-            await until(pilot, lambda: screen.loaded)
+            await until(pilot, lambda: screen.loaded, timeout=30)
             table = screen.query_one("#home-runs", DataTable)
             assert str(table.get_row(old.run_id)[1]) == "complete · cleaned"
 
             # An active run: refused before anything is asked.
             table.move_cursor(row=screen._order.index(live.run_id))
             await pilot.press("d")
-            assert any("stop it first" in n.message for n in app._notifications)
+            await until(
+                pilot, lambda: any("stop it first" in n.message for n in app._notifications), 30
+            )
             assert isinstance(app.screen, HomeScreen)
 
             # No keeps it; yes deletes it.
             table.move_cursor(row=screen._order.index(old.run_id))
             await pilot.press("d")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
             await pilot.press("n")
-            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen), timeout=30)
             assert old.paths.dir.is_dir()
             await pilot.press("d")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
             await pilot.press("y")
             await until(
                 pilot, lambda: old.run_id not in screen._order, timeout=30, what="the delete"
