@@ -124,7 +124,8 @@ def _print_clean(report: Any, as_json: bool) -> None:
         print(f"finished the interrupted delete of {run_id}")
     for c in report.cleaned:
         again = " (finishing an interrupted clean)" if c.finishing else ""
-        objects = f", {_n(c.objects, 'object')}" if c.objects else ""
+        up_to = "up to " if report.dry_run else ""  # those nothing else reaches, when it runs
+        objects = f", {up_to}{_n(c.objects, 'object')}" if c.objects else ""
         print(
             f"{verb} {c.run_id}: {_n(_trees(c.trees), 'tree')} and expd's git dirs "
             f"({fmt_bytes(c.tree_bytes)}), {_n(c.refs, 'ref')} of experiments not kept"
