@@ -59,3 +59,22 @@ async def test_d_deletes_the_selected_run_after_a_confirmation(tmp_path: Path) -
             assert any(f"deleted {old.run_id}" in n.message for n in app._notifications)
     finally:
         live.die()
+
+
+async def test_d_on_a_program_deletes_it_with_its_runs(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    make_run(repo, "prog", "20260101-100000", phase="complete")
+    make_run(repo, "other", "20260101-100000", phase="complete")
+    app = ExpdApp(repo=repo)
+    async with app.run_test(size=(100, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        await until(pilot, lambda: screen.loaded, timeout=30)
+        table = screen.query_one("#home-runs", DataTable)
+        table.move_cursor(row=screen._order.index("program:prog"))
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
+        await pilot.press("y")
+        await until(pilot, lambda: "program:prog" not in screen._order, timeout=30)
+    assert not (repo / ".expd" / "programs" / "prog").exists()
+    assert (repo / ".expd" / "programs" / "other" / "runs" / "20260101-100000").is_dir()

@@ -31,7 +31,7 @@ from shared.runs import RunRef
 from shared.status import StatusReport
 from tui.messages import ProgramsListed
 from tui.reads import ListingSource
-from tui.screens.home_delete import RunDeleted, ask_to_delete
+from tui.screens.home_delete import RunDeleted, ask_to_delete, ask_to_delete_program
 from tui.screens.home_delete import report as report_deleted
 from tui.screens.home_rows import (
     BAKEOFF,
@@ -266,6 +266,11 @@ class HomeScreen(Screen[None]):
 
     def action_delete_run(self) -> None:
         ref = self.selected_run()
+        program = self.selected_program()
+        if ref is None and program in self.programs:
+            runs = self.programs[program].runs
+            ask_to_delete_program(self, self.repo, program, runs)
+            return
         status = None
         if ref is not None:
             status = (

@@ -1,4 +1,5 @@
-"""The home screen's `d`: delete the selected run after a confirmation, through the headless CLI.
+"""The home screen's `d`: delete the selected run (or, on a program's row, the program and its
+runs) after a confirmation, through the headless CLI.
 
 The work is `expd delete RUN --yes --json` in a subprocess started from a thread worker, like the
 home's start and resume: nothing blocks the event loop and the TUI never imports the daemon. An
@@ -21,7 +22,8 @@ from tui.screens.confirm import ConfirmScreen
 
 
 class RunDeleted(Message):
-    """An `expd delete` subprocess finished (successfully or not)."""
+    """An `expd delete` subprocess finished (successfully or not); `run_id` is the run or the
+    program it deleted."""
 
     def __init__(self, run_id: str, code: int, stderr: str) -> None:
         super().__init__()
@@ -43,24 +45,47 @@ def ask_to_delete(screen: Screen[Any], repo: Path, ref: RunRef | None, status: A
         "Its trees, branch, pinned refs, run directory and results go; a review branch "
         "named by --branch stays. This cannot be undone."
     )
+    argv = ["delete", ref.run_id, "--yes", "--json"]
+    _confirm(screen, repo, f"Delete run {ref.run_id}?", detail, ref.run_id, argv)
 
+
+def ask_to_delete_program(
+    screen: Screen[Any], repo: Path, program: str, statuses: list[Any]
+) -> None:
+    """Confirm, then delete program `program` and all its runs; refused while one is active."""
+    active = [s.run_id for s in statuses if getattr(s, "daemon", None) in ACTIVE]
+    if active:
+        screen.notify(f"{active[0]} is running; stop it first", severity="warning")
+        return
+    count = len(statuses)
+    detail = (
+        f"Its program files and its {count} run{'' if count == 1 else 's'} (trees, branches, refs, "
+        "run directories, results) go. This cannot be undone."
+    )
+    argv = ["delete", "--program", program, "--yes", "--json"]
+    _confirm(screen, repo, f"Delete program {program}?", detail, program, argv)
+
+
+def _confirm(
+    screen: Screen[Any], repo: Path, question: str, detail: str, what: str, argv: list[str]
+) -> None:
     def chosen(yes: bool | None) -> None:
         if yes:
-            screen.notify(f"deleting {ref.run_id}…")
+            screen.notify(f"deleting {what}…")
             screen.run_worker(
-                lambda: _delete_blocking(screen, repo, ref.run_id),
+                lambda: _delete_blocking(screen, repo, what, argv),
                 thread=True,
                 group="home-delete",
                 exit_on_error=False,
             )
 
-    screen.app.push_screen(ConfirmScreen(f"Delete run {ref.run_id}?", detail), chosen)
+    screen.app.push_screen(ConfirmScreen(question, detail), chosen)
 
 
-def _delete_blocking(screen: Screen[Any], repo: Path, run_id: str) -> None:
+def _delete_blocking(screen: Screen[Any], repo: Path, what: str, argv: list[str]) -> None:
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "shared.cli.main", "delete", run_id, "--yes", "--json"],
+            [sys.executable, "-m", "shared.cli.main", *argv],
             cwd=repo,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -68,9 +93,9 @@ def _delete_blocking(screen: Screen[Any], repo: Path, run_id: str) -> None:
             timeout=300,
             check=False,
         )
-        screen.post_message(RunDeleted(run_id, proc.returncode, proc.stderr))
+        screen.post_message(RunDeleted(what, proc.returncode, proc.stderr))
     except (OSError, subprocess.TimeoutExpired) as exc:
-        screen.post_message(RunDeleted(run_id, -1, str(exc)))
+        screen.post_message(RunDeleted(what, -1, str(exc)))
 
 
 def report(screen: Screen[Any], message: RunDeleted) -> None:

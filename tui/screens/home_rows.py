@@ -61,7 +61,8 @@ def program_detail(
         if p.error:
             return f"{p.program}: invalid program: {p.error}"
         more = "" if p.runs else " · no runs yet"
-        return f"{p.program}: {p.metric} ({p.direction} is better) · agent {p.agent}{more} · n: new run"
+        keys = "n: new run · d: delete"
+        return f"{p.program}: {p.metric} ({p.direction} is better) · agent {p.agent}{more} · {keys}"
     s = statuses.get(key)
     if not isinstance(s, StatusReport):
         return f"{key}: unreadable: {s.error if s is not None else ''}"
