@@ -15,6 +15,7 @@ from shared import runs
 from shared.bakeoffs.paths import BakeoffPaths, BakeoffRunPaths, bakeoff_names, bakeoffs_dir
 from shared.bakeoffs.status import BakeoffStatus, build_bakeoff_status
 from shared.errors import ContractError, UserError
+from shared.footprint import run_disk_bytes, tree_names
 from shared.paths import RepoPaths
 from shared.status import StatusReport, build_status
 
@@ -41,8 +42,9 @@ class ProgramListing(msgspec.Struct, kw_only=True):
     """Oldest first."""
 
 
-def program_listing(root: Path) -> list[ProgramListing]:
-    """Every program of the repository with its configuration summary and its runs' statuses."""
+def program_listing(root: Path, *, disk: bool = False) -> list[ProgramListing]:
+    """Every program of the repository with its configuration summary and its runs' statuses;
+    with `disk`, each run's disk use too (a walk of its files: `expd list`, not every refresh)."""
     from shared.programs import parse_program  # tomllib: only `list` and the home screen need it
 
     repo = RepoPaths(root)
@@ -50,6 +52,7 @@ def program_listing(root: Path) -> list[ProgramListing]:
     if repo.programs_dir.is_dir():
         names |= {p.name for p in repo.programs_dir.iterdir() if (p / "runs").is_dir()}
     out = []
+    trees = tree_names(root) if disk else {}
     for name in sorted(names):
         program = repo.program(name)
         entry = ProgramListing(program=name, dir=str(program.dir))
@@ -63,7 +66,12 @@ def program_listing(root: Path) -> list[ProgramListing]:
             entry.error = str(exc)
         for ref in runs.repo_runs(root, name, kind="program"):
             try:
-                entry.runs.append(build_status(ref.paths, run_id=ref.run_id))
+                status = build_status(ref.paths, run_id=ref.run_id)
+                if disk:
+                    status.disk_bytes = run_disk_bytes(
+                        ref.paths.dir, root, ref.program, ref.stamp, names=trees
+                    )
+                entry.runs.append(status)
             except ContractError as exc:
                 entry.runs.append(UnreadableRun(run_id=ref.run_id, error=str(exc)))
         out.append(entry)

@@ -183,3 +183,18 @@ def indexed_runs() -> list[RunRef]:
             ref = RunRef(program, stamp, ref.paths, ref.repo, ref.kind)
         refs.append(ref)
     return refs
+
+
+def unregister(run_dir: str) -> int:
+    """Remove the user-wide index entries of the run directory `run_dir` (as `register` wrote it,
+    resolved); how many were removed. Entries are matched by content, not by file name."""
+    removed = 0
+    for path in index_dir().glob("*.json"):
+        try:
+            entry = codec.read(path, IndexEntry)
+        except ContractError:
+            continue
+        if entry.run_dir == run_dir:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -90,6 +90,9 @@ class LoopConfig(_Typed):
     keep_simplifications: bool = False
     notify: str | None = None
     """A shell command run when the run ends (EXPD_RUN_ID, EXPD_REASON, … in its environment)."""
+    keep_tree: bool | Literal["on_crash", "always", "never"] = "on_crash"
+    """The run's trees when it ends: kept only when it crashed (the default: a finished run's tree
+    is its branch's tip), `always` (true) or `never` (false)."""
 
 
 class Price(_Typed):

@@ -14,6 +14,7 @@ import msgspec
 from shared import codec
 from shared.arms import ArmStatus, arm_status
 from shared.errors import ContractError
+from shared.housekeeping import read_cleaned
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
 from shared.schema import CONFINED, RunManifest, RunState
@@ -112,11 +113,24 @@ class StatusReport(msgspec.Struct, kw_only=True):
     """Per-arm outcomes (empty: the program has no arms)."""
     lanes: list[LaneStatus] = []
     """What each lane is doing (empty: the run has one lane)."""
+    cleaned_at: float | None = None
+    """When `expd clean` gave the run's disk back (None: never cleaned)."""
+    disk_bytes: int | None = None
+    """The run's disk use (run directory and trees): measured by `expd list` only, else None."""
 
 
 def read_state(paths: RunPaths) -> RunState | None:
     """`state.json`, or None before the daemon first wrote it; unreadable → ContractError."""
     return codec.read_optional(paths.state_json, RunState)
+
+
+def cleaned_at(paths: RunPaths, state: RunState) -> float | None:
+    """When `expd clean` last cleaned the run, unless its daemon has written since (a dead run
+    cleaned, then resumed, has its trees again)."""
+    cleaned = read_cleaned(paths.dir)
+    if cleaned is None or not cleaned.cleaned_at or cleaned.cleaned_at < (state.updated_at or 0):
+        return None
+    return cleaned.cleaned_at
 
 
 def build_status(
@@ -198,6 +212,7 @@ def build_status(
             )
             for lane in st.lanes
         ],
+        cleaned_at=cleaned_at(paths, st),
     )
 
 

@@ -64,6 +64,7 @@ def make_repo(
     agent_command: str = "./agent.sh",
     decide: str = FIXED_DECIDE,
     sandbox: str | None = None,
+    keep_tree: str | None = "always",
 ) -> Path:
     """A committed repo with `f.py`, `agent.sh`, and a `command` program measuring `score`.
 
@@ -72,6 +73,8 @@ def make_repo(
     `sandbox` sets `[agent] sandbox` (default: `auto`, the agent confined). An agent that talks
     to the test through files does it in its tree's `.expd/` (ignored, and writable when confined);
     only a test of something a sandbox forbids (reaching outside the tree) needs `"none"`.
+    `keep_tree` is `[loop] keep_tree`: these tests look into a run's trees after it ends, so they
+    are kept unless a test asks for the product's default (None).
     """
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
@@ -93,12 +96,15 @@ def make_repo(
             {{decide}}
             [loop]
             max_experiments = {max_experiments}
+            {{keep_tree}}
             [agent]
             kind = "command"
             command = "{agent_command}"
             timeout = "20s"
             """
-        ).replace("{decide}", decide)
+        )
+        .replace("{decide}", decide)
+        .replace("{keep_tree}", f'keep_tree = "{keep_tree}"' if keep_tree else "")
         + (f'sandbox = "{sandbox}"\n' if sandbox else "")
         + toml_extra
     )
@@ -119,11 +125,12 @@ def measure_toml(*writable: Path, sandbox: str | None = None, extra: str = "") -
 def expd(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a fresh interpreter."""
+    """The real CLI in a fresh interpreter, with no terminal on stdin (nothing can prompt)."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "shared.cli.main", *args],
         cwd=cwd,
+        stdin=subprocess.DEVNULL,
         env=full_env,
         capture_output=True,
         text=True,

@@ -28,6 +28,7 @@ from daemon.service.loop import Loop
 from daemon.service.recorder import Recorder
 from daemon.service.recovery import kill_leftovers, manifest_arms, recover
 from daemon.service.store import RunStore
+from daemon.service.tree_policy import release_trees
 from shared import codec, control, seal
 from shared.atomic import write_atomic
 from shared.errors import ContractError
@@ -217,6 +218,7 @@ async def _supervise(
             for lane in lanes:
                 await lane.agent.close()
             tg.cancel_scope.cancel()
+    release_trees(config.loop.keep_tree, paths, manifest, store)
     log(f"run ended: {state.termination_reason} {state.message}".rstrip())
     return 0
 

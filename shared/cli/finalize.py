@@ -93,4 +93,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         print(f"excluded: {', '.join(map(str, out.excluded))}")
     print(f"total gain {c.status.replace('_', ' ')}: {c.reason}")
     print(f"summary: {out.summary}")
+    print(
+        f"hint: expd clean {out.run_id} gives back the disk the run still holds (its trees, "
+        "discarded experiments); its results and this branch stay"
+    )
     return 0

@@ -205,6 +205,16 @@ COMMANDS: dict[str, tuple[str, str, Callable[[Parser], None]]] = {
         "rank a program's arms (or a bakeoff's variants) by outcomes; --apply promotes the winner",
         lambda p: importlib.import_module("shared.cli.darwin").add_arguments(p),
     ),
+    "clean": (
+        "housekeeping:cmd_clean",
+        "give finished runs' disk back: trees, discarded experiments' refs and objects",
+        lambda p: importlib.import_module("shared.cli.housekeeping").add_clean_arguments(p),
+    ),
+    "delete": (
+        "housekeeping:cmd_delete",
+        "delete a run (or --program NAME and its runs) and everything it left",
+        lambda p: importlib.import_module("shared.cli.housekeeping").add_delete_arguments(p),
+    ),
     "demo": ("launch:cmd_demo", "a self-contained offline demo in a fresh repository", _demo_args),
     "queue": (
         "queue:cmd_queue",

@@ -20,6 +20,7 @@ from shared import codec, display, runs
 from shared.cli import render
 from shared.cli.follow import decode_results, follow_progress, watch_screen
 from shared.errors import ContractError, UserError
+from shared.housekeeping import fmt_bytes
 from shared.listing import ProgramListing, UnreadableRun, bakeoff_listing, program_listing
 from shared.paths import RunPaths, find_repo_root
 from shared.schema import ResultRecord
@@ -307,9 +308,12 @@ def listing_text(root: Path, programs: list[ProgramListing]) -> str:
                 continue
             best = f"best {display.fmt_num(s.best)}" if s.best is not None else "no best yet"
             better = display.better_word(s.improvement_pct)
+            disk = "" if s.disk_bytes is None else f"  {fmt_bytes(s.disk_bytes)}"
+            cleaned = "  cleaned" if s.cleaned_at else ""
             lines.append(
                 f"  {s.run_id}  {s.phase:<13} {s.daemon:<9} "
                 f"{display.progress_of(s):>7}  {best}{'  ' + better if better else ''}"
+                f"{disk}{cleaned}"
             )
     return "\n".join(lines)
 
@@ -317,7 +321,7 @@ def listing_text(root: Path, programs: list[ProgramListing]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """Programs and their runs, then bakeoffs and theirs (`kind` tells them apart in JSON)."""
     root = find_repo_root()
-    programs = program_listing(root)
+    programs = program_listing(root, disk=True)
     bakeoffs = bakeoff_listing(root)
     if args.json:
         emit_json([*programs, *bakeoffs])

@@ -98,7 +98,10 @@ def status_text(s: StatusReport, now: float | None = None) -> str:
         ),
     ]
     if s.worktree:
-        rows.append(("worktree", f"{s.worktree} (branch {s.branch})"))
+        gone = "" if os.path.lexists(s.worktree) else "removed; "
+        rows.append(("worktree", f"{s.worktree} ({gone}branch {s.branch})"))
+    if getattr(s, "cleaned_at", None):
+        rows.append(("cleaned", f"{fmt_time(s.cleaned_at)}: trees removed (expd clean)"))
     rows.append(("run dir", s.run_dir))
     if s.sandbox:
         rows.append(("sandbox", sandbox_line(s.sandbox)))

@@ -32,6 +32,8 @@ from shared.status import StatusReport
 from tui.messages import ProgramsListed
 from tui.queue_source import QueueListed, QueueSource
 from tui.reads import ListingSource
+from tui.screens.home_delete import RunDeleted, ask_to_delete, ask_to_delete_program
+from tui.screens.home_delete import report as report_deleted
 from tui.screens.home_rows import (
     BAKEOFF,
     BAKEOFF_RUN,
@@ -52,12 +54,14 @@ REFRESH_S = 2.0
 
 
 class HomeScreen(Screen[None]):
-    """Programs, bakeoffs and runs; enter opens a run, n starts one, r resumes a dead one."""
+    """Programs, bakeoffs and runs; enter opens a run, n starts one, r resumes a dead one, d
+    deletes one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_run", "Open", show=True),
         Binding("n", "new_run", "New run"),
         Binding("r", "resume_run", "Resume"),
+        Binding("d", "delete_run", "Delete"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -272,6 +276,27 @@ class HomeScreen(Screen[None]):
             return
         argv = ["resume", ref.run_id, "--json"]
         self._launch(f"resuming {ref.run_id}", ["bakeoff", *argv] if ref.is_bakeoff else argv)
+
+    def action_delete_run(self) -> None:
+        ref = self.selected_run()
+        program = self.selected_program()
+        if ref is None and program in self.programs:
+            runs = self.programs[program].runs
+            ask_to_delete_program(self, self.repo, program, runs)
+            return
+        status = None
+        if ref is not None:
+            status = (
+                bakeoff_status(ref.run_id, self.bakeoffs)
+                if ref.is_bakeoff
+                else self.statuses.get(ref.run_id)
+            )
+        ask_to_delete(self, self.repo, ref, status)
+
+    def on_run_deleted(self, message: RunDeleted) -> None:
+        message.stop()
+        report_deleted(self, message)
+        self.refresh_listing()
 
     def action_quit(self) -> None:
         self.app.exit()

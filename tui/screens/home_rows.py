@@ -42,7 +42,8 @@ def rows_of(programs: list[ProgramListing]) -> list[tuple[str, tuple[str, ...]]]
                 rows.append((s.run_id, (stamp, "unreadable", "", "", "", "")))
                 continue
             improvement = display.fmt_pct(s.improvement_pct)
-            cells = (stamp, s.phase, s.daemon, display.progress_of(s))
+            phase = f"{s.phase} · cleaned" if s.cleaned_at else s.phase
+            cells = (stamp, phase, s.daemon, display.progress_of(s))
             rows.append((s.run_id, (*cells, display.fmt_num(s.best), improvement)))
     return rows
 
@@ -60,12 +61,17 @@ def program_detail(
         if p.error:
             return f"{p.program}: invalid program: {p.error}"
         more = "" if p.runs else " · no runs yet"
-        return f"{p.program}: {p.metric} ({p.direction} is better) · agent {p.agent}{more} · n: new run"
+        keys = "n: new run · d: delete"
+        return f"{p.program}: {p.metric} ({p.direction} is better) · agent {p.agent}{more} · {keys}"
     s = statuses.get(key)
     if not isinstance(s, StatusReport):
         return f"{key}: unreadable: {s.error if s is not None else ''}"
     hint = "enter: open · r: resume" if s.daemon == "dead" else "enter: open"
+    if s.daemon in ("dead", "finished"):
+        hint += " · d: delete"
     words = [key, f"{s.phase} ({s.daemon})", display.metric_line(s)]
+    if s.cleaned_at:
+        words.append("cleaned (trees and discarded experiments reclaimed)")
     if s.message:
         words.append(s.message)
     return " · ".join(w for w in [*words, hint] if w)
