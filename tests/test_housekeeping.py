@@ -142,13 +142,16 @@ def test_clean_reclaims_finished_runs_and_never_touches_a_running_one(tmp_path: 
 def test_delete_leaves_no_trace(tmp_path: Path, isolated_state_dir: Path) -> None:
     repo = make_repo(tmp_path / "repo", max_experiments=4)
     git(repo, "branch", "expd-mine")  # the user's own branch, close to expd's names
-    gone, kept = finished_run(repo), finished_run(repo)
+    gone = finished_run(repo)
+    # A commit between the runs: two runs in the same second would make the very same commits.
+    git(repo, "commit", "-q", "--allow-empty", "-m", "between runs")
+    kept = finished_run(repo)
     run_id = rid(gone)
     final = expd("finalize", run_id, "--json", cwd=repo)
     assert final.returncode == 0, final.stderr
     kept_refs = refs_of(repo, rid(kept))
-    indexed = lambda: sorted(p.read_text() for p in index_dir().glob("*.json"))  # noqa: E731
-    assert any(run_id in text for text in indexed())
+    indexed = lambda: [json.loads(p.read_text())["run_id"] for p in index_dir().glob("*.json")]  # noqa: E731
+    assert run_id in indexed()
     objects = [commit_of(repo, f"refs/expd/{run_id}/{n:04d}") for n in (1, 2, 3, 4)]
 
     # Its branch checked out in the user's checkout: refused, nothing removed.
@@ -164,7 +167,7 @@ def test_delete_leaves_no_trace(tmp_path: Path, isolated_state_dir: Path) -> Non
 
     assert refs_of(repo, run_id) == []
     assert git(repo, "worktree", "list").count("\n") == 0  # only the user's checkout
-    assert not any(run_id in text for text in indexed())
+    assert run_id not in indexed() and rid(kept) in indexed()
     assert not gone.dir.exists() and run_trees(repo, "p", gone.dir.name) == []
     assert list((repo / ".expd" / "trash").iterdir()) == []
     # Only its refs reached the discarded commit: gone. The kept ones stay, as HEAD's reflog (the

@@ -42,7 +42,14 @@ from shared.paths import (
     run_id,
 )
 from shared.programs import exclude_expd, file_digests, load_program
-from shared.schema import AGENT_KINDS, DaemonInfo, ProgramConfig, RunManifest, RunState
+from shared.schema import (
+    AGENT_KINDS,
+    TERMINAL_PHASES,
+    DaemonInfo,
+    ProgramConfig,
+    RunManifest,
+    RunState,
+)
 from shared.tail import last_lines
 
 ALIVE_TIMEOUT_S = 15.0
@@ -156,6 +163,33 @@ def _new_stamp(program: ProgramPaths) -> str:
     return stamp
 
 
+FINISHING_WAIT_S = 60.0
+"""How long a start waits for a daemon whose run is over but which is still exiting (closing its
+agents, giving back its trees): a client that saw `finished` and starts again is not refused."""
+
+
+def _busy(program: ProgramPaths) -> bool:
+    """Whether a run of `program` is active; a run already over only delays the answer."""
+    deadline = time.monotonic() + FINISHING_WAIT_S
+    while is_locked(program.active_lock):
+        if time.monotonic() > deadline or not all(
+            _over(RunPaths(d))
+            for d in program.runs_dir.glob("*")
+            if is_locked(RunPaths(d).daemon_lock)
+        ):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _over(paths: RunPaths) -> bool:
+    try:
+        state = codec.read_optional(paths.state_json, RunState)
+    except ContractError:
+        return False
+    return state is not None and state.phase in TERMINAL_PHASES
+
+
 def _active_run(program: ProgramPaths) -> str:
     for run_dir in sorted(program.runs_dir.glob("*"), reverse=True):
         if is_locked(RunPaths(run_dir).daemon_lock):
@@ -190,7 +224,7 @@ def start_run(
     base = repo_head(repo.root)
     lock = lock_blocking(prog.start_lock)
     try:
-        if is_locked(prog.active_lock):
+        if _busy(prog):
             raise UserError(
                 f"program {program!r} already has an active run: {_active_run(prog)} "
                 "(stop it first, or wait for it to finish)"
@@ -268,7 +302,7 @@ def resume_run(run_dir: Path) -> Started:
     )
     lock = lock_blocking(prog.start_lock)
     try:
-        if is_locked(prog.active_lock):
+        if _busy(prog):
             raise UserError(
                 f"program {manifest.program!r} already has an active run: {_active_run(prog)}"
             )
