@@ -44,6 +44,7 @@ from tui.screens.home_rows import (
     rows_of,
     styled,
 )
+from tui.screens.new_program import NewProgram, NewProgramScreen
 from tui.screens.new_run import NewRun, NewRunScreen
 
 REFRESH_S = 2.0
@@ -56,6 +57,7 @@ class HomeScreen(Screen[None]):
         Binding("enter", "open_run", "Open", show=True),
         Binding("n", "new_run", "New run"),
         Binding("r", "resume_run", "Resume"),
+        Binding("i", "new_program", "New program"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -259,6 +261,14 @@ class HomeScreen(Screen[None]):
             return
         argv = ["resume", ref.run_id, "--json"]
         self._launch(f"resuming {ref.run_id}", ["bakeoff", *argv] if ref.is_bakeoff else argv)
+
+    def action_new_program(self) -> None:
+        self.app.push_screen(NewProgramScreen(self.repo), self._new_program_made)
+
+    def _new_program_made(self, made: NewProgram | None) -> None:
+        self.refresh_listing()
+        if made is not None and made.start:
+            self._launch(f"starting a run of {made.name}", ["start", made.name, "--json"])
 
     def action_quit(self) -> None:
         self.app.exit()
