@@ -8,8 +8,14 @@ read-only copy of HEAD, `expd validate`, `expd start` and the daemon.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import shlex
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +23,7 @@ import pytest
 from shared import drafts
 from shared.paths import RepoPaths
 from tests.hostile import add_user_work, assert_untouched, snapshot
-from tests.repos import expd, make_repo, start, wait_finished
+from tests.repos import GIT_ENV, expd, make_repo, start, wait_finished
 
 PROGRAM_MD = """\
 # speed
@@ -245,3 +251,61 @@ def test_a_hostile_drafting_agent_cannot_touch_the_users_files(
     assert RepoPaths(repo).program("p").measure_sh.read_text() == program_p
     # the copy the agent saw (whatever it did to it) never reaches what is validated
     assert json.loads(proc.stdout)["validation"]["samples"] == [4.0, 4.0, 4.0]
+
+
+def on_terminal(repo: Path, argv: list[str], answers: list[str], env: dict[str, str]) -> str:
+    """The CLI on a pseudo-terminal: each answer is typed when the next question appears."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli.main", *argv],
+        cwd=repo,
+        env={**os.environ, **GIT_ENV, **env},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    out, asked = b"", 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if out.count(b"? ") > asked and asked < len(answers):
+                os.write(master, answers[asked].encode() + b"\n")
+                asked += 1
+        assert proc.wait(timeout=60) is not None
+    finally:
+        os.close(master)
+    return out.decode(errors="replace").replace("\r\n", "\n") + f"\nexit {proc.returncode}"
+
+
+def test_on_a_terminal_a_failed_draft_is_edited_then_accepted(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    fixed = tmp_path / "fixed.sh"
+    fixed.write_text(MEASURE)
+    editor = f"bash -c 'cp {fixed} measure.sh' editor"
+    argv = ["init", "speed", "--draft", "--agent", "command", "--runs", "3"]
+    out = on_terminal(
+        repo, [*argv, "--command", drafter(measure="exit 3\n")], ["e", "a"], {"EDITOR": editor}
+    )
+    assert "failed: measurement 1 of 3 failed" in out and "[e]dit, [k]eep for later" in out, out
+    assert "usable: CV 0.0%" in out and "[a]ccept, [e]dit, [d]iscard?" in out, out
+    assert out.endswith("next: expd start speed\n\nexit 0"), out
+    program = RepoPaths(repo).program("speed")
+    assert program.measure_sh.read_text() == MEASURE and drafts.read_mark(program) is None
+
+
+def test_on_a_terminal_a_draft_can_be_discarded(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    argv = ["init", "speed", "--draft", "--agent", "command", "--runs", "3"]
+    out = on_terminal(repo, [*argv, "--command", drafter()], ["d"], {})
+    assert "discarded speed" in out and out.endswith("exit 0"), out
+    assert not RepoPaths(repo).program("speed").dir.exists()

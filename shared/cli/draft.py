@@ -23,6 +23,7 @@ from shared.cli.read import emit_json, warn
 from shared.errors import UserError
 from shared.paths import ProgramPaths, RepoPaths, find_repo_root
 from shared.programs import write_program
+from shared.redact import Redactor
 
 SHOWN = ("program.md", "measure.sh", "build.sh", "program.toml")
 
@@ -127,7 +128,11 @@ def cmd_draft(args: argparse.Namespace) -> int:
     except drafts.DraftError as exc:
         raise UserError(f"the draft is malformed: {exc}") from None
     program = write_program(repo, args.name, session.draft.files)
-    (program.dir / "draft.log").write_text("\n".join(session.log) + "\n")
+    redact = Redactor.from_env(os.environ)
+    (program.dir / "draft.log").write_text(redact.text("\n".join(session.log) + "\n"))
+    drafts.write_mark(  # until validated: an interrupted validation leaves it unstartable
+        program, agent=args.agent, model=args.model, usable=False, reason="not validated yet"
+    )
     if not args.json:
         for name in SHOWN:
             if name in session.draft.files:
