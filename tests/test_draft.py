@@ -16,13 +16,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from shared import drafts
 from shared.paths import RepoPaths
-from tests.hostile import add_user_work, assert_untouched, snapshot
+from tests.hostile import add_user_work, assert_untouched, snapshot, survivors
 from tests.repos import GIT_ENV, expd, make_repo, start, wait_finished
 
 PROGRAM_MD = """\
@@ -214,6 +215,7 @@ HOSTILE = textwrap.dedent(
     try write-outside "echo x > '$HOSTILE_OUTSIDE/escaped.txt'"
     try edit-copy "echo 'x = 99' > repo/f.py"
     try read-checkout "cat '$HOSTILE_REPO/notes.txt'"
+    ( setsid bash -c "exec -a hostile-sleeper-$HOSTILE_MARK sleep 300" </dev/null >/dev/null 2>&1 & )
     """
 )
 
@@ -231,11 +233,13 @@ def test_a_hostile_drafting_agent_cannot_touch_the_users_files(
     repo = add_user_work(make_repo(tmp_path / "repo"))
     program_p = RepoPaths(repo).program("p").measure_sh.read_text()
     before = snapshot(repo)
+    mark = uuid.uuid4().hex[:12]
     proc = expd(
         "init", "speed", "--draft", "--agent", "command", "--sandbox", backend,
         "--command", drafter(before=HOSTILE), "--runs", "3", "--json", cwd=repo,
-        env={"HOSTILE_REPO": str(repo), "HOSTILE_OUTSIDE": str(outside)},
+        env={"HOSTILE_REPO": str(repo), "HOSTILE_OUTSIDE": str(outside), "HOSTILE_MARK": mark},
     )  # fmt: skip
+    assert survivors(mark) == [], "a process the drafting agent detached outlived it"
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["sandbox"] == backend
     log = (RepoPaths(repo).program("speed").dir / "draft.log").read_text()

@@ -26,6 +26,7 @@ from daemon.ops.confine import run_confinement
 from daemon.ops.git.eval_tree import EvalTree
 from daemon.ops.git.lookup import repo_head
 from daemon.ops.git.store import TreeError
+from daemon.ops.reaper import harden_daemon
 from daemon.ops.sandbox import Sandbox, SandboxUnavailable, make, resolve
 from shared.agent_kinds import check
 from shared.drafts import Draft, check_draft
@@ -109,6 +110,9 @@ def run_draft(
     the contract). The temporary folders are removed on any exit."""
     preflight(root, request)
     commit = repo_head(root)
+    # As the daemon does before it runs an agent: what the agent detaches (`setsid`) is adopted
+    # here and swept when it exits, and the agent cannot read this process's memory.
+    harden_daemon()
     started = time.monotonic()
     log: list[str] = []
 
