@@ -52,7 +52,8 @@ async def test_a_drafted_program_is_shown_validated_accepted_and_started(tmp_pat
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_dialog(app, pilot)
         await fill(pilot, screen, draft=True, name="speed", agent="command", command=drafter())
-        await pilot.click("#np-create")
+        screen.query_one("#np-create", Button).press()
+        await pilot.pause()
         assert screen.query_one("#np-busy").display
         await until(pilot, lambda: screen.query_one("#np-verdict").display, SLOW, "the verdict")
         assert "── measure.sh" in text(screen, "#np-files-text")
@@ -60,7 +61,8 @@ async def test_a_drafted_program_is_shown_validated_accepted_and_started(tmp_pat
         assert verdict.startswith("validated: usable: CV 0.0%") and "CV 0.00% over 10" in verdict
         assert screen.query_one("#np-accept-start", Button).display
         assert not screen.query_one("#np-keep", Button).display
-        await pilot.click("#np-accept-start")
+        screen.query_one("#np-accept-start", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: app.opened, SLOW, "the run to start and open")
     program = RepoPaths(repo).program("speed")
     assert drafts.read_mark(program) is None  # accepted: an ordinary program
@@ -76,12 +78,14 @@ async def test_a_failed_draft_is_shown_with_its_reason_and_discarded(tmp_path: P
         screen = await open_dialog(app, pilot)
         broken = drafter(measure="exit 3\n")
         await fill(pilot, screen, draft=True, name="speed", agent="command", command=broken)
-        await pilot.click("#np-create")
+        screen.query_one("#np-create", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: screen.query_one("#np-verdict").display, SLOW, "the verdict")
         assert text(screen, "#np-verdict").startswith("failed validation: measurement 1 of 10")
         assert not screen.query_one("#np-accept", Button).display
         assert RepoPaths(repo).program("speed").dir.is_dir()  # kept, marked, until decided
-        await pilot.click("#np-discard")
+        screen.query_one("#np-discard", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: isinstance(app.screen, HomeScreen), SLOW, "the dialog to close")
     assert not RepoPaths(repo).program("speed").dir.exists()
     assert app.opened == []
@@ -95,7 +99,8 @@ async def test_a_malformed_draft_and_a_plain_program(tmp_path: Path) -> None:
         await fill(
             pilot, screen, draft=True, name="speed", agent="command", command=drafter(measure=None)
         )
-        await pilot.click("#np-create")
+        screen.query_one("#np-create", Button).press()
+        await pilot.pause()
         error = screen.query_one("#np-error", Label)
         await until(pilot, lambda: "malformed" in str(error.render()), SLOW, "the error")
         assert "measure.sh: missing" in str(error.render())
@@ -103,12 +108,33 @@ async def test_a_malformed_draft_and_a_plain_program(tmp_path: Path) -> None:
         assert not RepoPaths(repo).program("speed").dir.exists()
 
         await fill(pilot, screen, draft=False, name="plain", metric="ms")
-        await pilot.click("#np-create")
+        screen.query_one("#np-create", Button).press()
+        await pilot.pause()
         assert "a metric and a direction are needed" in str(error.render())
         await fill(
             pilot, screen, draft=False, name="plain", metric="ms", direction="lower", measure="true"
         )
-        await pilot.click("#np-create")
+        screen.query_one("#np-create", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: isinstance(app.screen, HomeScreen), SLOW, "the dialog to close")
         await until(pilot, lambda: "plain" in home(app).programs, SLOW, "the listing")
     assert "true" in RepoPaths(repo).program("plain").measure_sh.read_text()
+
+
+async def test_escape_while_drafting_ends_the_cli_and_leaves_nothing(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    app = RecordingApp(repo)
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_dialog(app, pilot)
+        slow = drafter(before="sleep 120")
+        await fill(pilot, screen, draft=True, name="speed", agent="command", command=slow)
+        screen.query_one("#np-create", Button).press()
+        await pilot.pause()
+        await until(pilot, lambda: screen.proc is not None, SLOW, "the CLI to start")
+        proc = screen.proc
+        assert proc is not None
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen), SLOW, "the dialog to close")
+        await until(pilot, lambda: proc.poll() is not None, SLOW, "the CLI to end")
+    assert proc.returncode != 0
+    assert not RepoPaths(repo).program("speed").dir.exists()

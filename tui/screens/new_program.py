@@ -192,6 +192,8 @@ class NewProgramScreen(ModalScreen[NewProgram | None]):
 
     def init_done(self, drafting: bool, code: int, out: str, err: str) -> None:
         self.proc = None
+        if not self.is_attached:  # cancelled while the CLI ran: it was ended, nothing to show
+            return
         try:
             doc = msgspec.json.decode(out) if out.strip() else None
         except msgspec.DecodeError:
