@@ -65,7 +65,7 @@ def drafter(
 ) -> str:
     """A drafting command: runs `before`, then writes the files given (None: leaves one out).
     Inline (`bash -c`): the sandbox gives the agent a private /tmp, where tests keep files."""
-    lines = ['sed -n "1,3s/^/PROMPT: /p"', before]
+    lines = ['sed -n -e "1,3s/^/PROMPT: /p" -e "/^The user/s/^/PROMPT: /p"', before]
     for name, text in (("program.md", program_md), ("measure.sh", measure), ("program.toml", toml)):
         if text is not None:
             lines.append(f"cat > {name} <<'EXPD_EOF'\n{text}EXPD_EOF")
@@ -107,8 +107,10 @@ def test_a_drafted_program_validates_and_starts(tmp_path: Path) -> None:
 
 def test_yes_accepts_and_text_output_shows_files_and_verdict(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    code, out, err = draft(repo, drafter(), "--yes", "--metric", "score")
+    code, out, err = draft(repo, drafter(), "--yes", "--metric", "score", "--measure", "./b.sh")
     assert code == 0, err
+    assert "PROMPT: The user measures with `./b.sh`" in out  # the agent's stream, shown live
+    assert "asks for the metric to be named `score`" in out
     assert "── measure.sh" in out and "score over 3 runs" in out and "usable: CV 0.0%" in out
     assert out.rstrip().endswith("next: expd start speed")
     assert drafts.read_mark(RepoPaths(repo).program("speed")) is None

@@ -51,6 +51,8 @@ class DraftRequest:
     sandbox: str = "auto"
     metric: str | None = None
     direction: str | None = None
+    measure: str | None = None
+    """A measurement command the user suggests (the agent builds measure.sh around it)."""
     runs: int = 10
     timeout: float = DRAFT_TIMEOUT_S
 
@@ -140,6 +142,7 @@ def run_draft(
             runs=request.runs,
             metric=request.metric,
             direction=request.direction,
+            measure=request.measure,
         )
         prompt_file = folder / ".prompt.md"
         prompt_file.write_text(prompt)

@@ -48,9 +48,17 @@ varies by 15 % or more between runs is rejected. End with a one-line summary of 
 
 
 def draft_prompt(
-    name: str, *, snapshot: str, runs: int, metric: str | None, direction: str | None
+    name: str,
+    *,
+    snapshot: str,
+    runs: int,
+    metric: str | None,
+    direction: str | None,
+    measure: str | None = None,
 ) -> str:
     constraints = []
+    if measure:
+        constraints.append(f"The user measures with `{measure}`: build measure.sh around it.")
     if metric:
         constraints.append(f"The user asks for the metric to be named `{metric}`.")
     if direction:

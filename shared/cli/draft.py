@@ -118,6 +118,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
         sandbox=args.sandbox,
         metric=args.metric,
         direction=args.direction,
+        measure=args.measure,
         runs=args.runs,
     )
     preflight(root, request)

@@ -78,7 +78,7 @@ class NewProgramScreen(ModalScreen[NewProgram | None]):
                 yield Checkbox(
                     "Draft with agent (it reads a read-only copy of HEAD)", id="np-draft"
                 )
-                yield Label("Measure command (without a draft)")
+                yield Label("Measure command (for a draft: a suggestion)")
                 yield Input(id="np-measure", placeholder="e.g. python bench.py")
                 yield Label("Metric and direction (a draft may leave them to the agent)")
                 yield Input(id="np-metric", placeholder="e.g. latency_ms")
@@ -145,16 +145,15 @@ class NewProgramScreen(ModalScreen[NewProgram | None]):
             argv += ["--metric", value["metric"]]
         if direction:
             argv += ["--direction", direction]
+        if value["measure"]:
+            argv += ["--measure", value["measure"]]
         if drafting:
             argv.append("--draft")
             if value["command"]:
                 argv += ["--command", value["command"]]
-        else:
-            if not value["metric"] or not direction:
-                self._error("a metric and a direction are needed (or a draft)")
-                return None
-            if value["measure"]:
-                argv += ["--measure", value["measure"]]
+        elif not value["metric"] or not direction:
+            self._error("a metric and a direction are needed (or a draft)")
+            return None
         return argv
 
     @on(Input.Submitted)
