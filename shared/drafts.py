@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import time
@@ -48,6 +49,7 @@ loader knows is refused: `[agent]`, `[[arms]]`, `[lanes]`, `[tune]`, `[measure] 
 `writable`, `command`, `build` (the measurement lives in `measure.sh` and `build.sh`), `[loop]
 notify`."""
 MARK_FILE = "draft.json"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class DraftError(UserError):
@@ -60,6 +62,12 @@ class Draft:
 
     files: dict[str, str]
     config: ProgramConfig
+
+
+def printable(text: str) -> str:
+    """A draft's text as a terminal may show it: control characters but newline and tab (an
+    escape sequence would be obeyed, not shown) replaced by U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def read_file(folder: Path, name: str) -> str | None:

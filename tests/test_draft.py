@@ -107,8 +107,11 @@ def test_a_drafted_program_validates_and_starts(tmp_path: Path) -> None:
 
 def test_yes_accepts_and_text_output_shows_files_and_verdict(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    code, out, err = draft(repo, drafter(), "--yes", "--metric", "score", "--measure", "./b.sh")
+    sneaky = PROGRAM_MD + "\x1b]0;pwned\x07 a terminal title\n"
+    command = drafter(program_md=sneaky)
+    code, out, err = draft(repo, command, "--yes", "--metric", "score", "--measure", "./b.sh")
     assert code == 0, err
+    assert "\x1b" not in out and "\ufffd]0;pwned\ufffd a terminal title" in out
     assert "PROMPT: The user measures with `./b.sh`" in out  # the agent's stream, shown live
     assert "asks for the metric to be named `score`" in out
     assert "── measure.sh" in out and "score over 3 runs" in out and "usable: CV 0.0%" in out

@@ -20,6 +20,7 @@ from typing import Any
 from shared import drafts
 from shared.cli import render
 from shared.cli.read import emit_json, warn
+from shared.display import truncate
 from shared.errors import UserError
 from shared.paths import ProgramPaths, RepoPaths, find_repo_root
 from shared.programs import write_program
@@ -49,10 +50,13 @@ def _validate(root: Path, name: str, runs: int) -> tuple[dict[str, Any], list[st
 
 
 def _verdict_text(result: dict[str, Any]) -> str:
+    """The validation's verdict; its reason may quote the drafted measurement's output."""
     if "commit" in result:
         text = render.calibration_text(result)
-        return text if result["usable"] else f"{text}\nfailed: {result['reason']}"
-    return f"failed: {result['reason']}"
+        text = text if result["usable"] else f"{text}\nfailed: {result['reason']}"
+    else:
+        text = f"failed: {result['reason']}"
+    return drafts.printable(text)
 
 
 def _edit(program: ProgramPaths) -> bool:
@@ -123,7 +127,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
     )
     preflight(root, request)
     _say(args, f"drafting {args.name} with the {args.agent} agent (a read-only copy of HEAD)…")
-    echo = None if args.json else (lambda line: print(f"  │ {line[:200]}", flush=True))
+    echo = None if args.json else (lambda line: print(f"  │ {truncate(line, 200)}", flush=True))
     try:
         session = run_draft(root, request, on_line=echo)
     except drafts.DraftError as exc:
@@ -138,7 +142,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
         for name in SHOWN:
             if name in session.draft.files:
                 print(f"\n── {name} " + "─" * max(0, 60 - len(name)))
-                print(session.draft.files[name].rstrip("\n"))
+                print(drafts.printable(session.draft.files[name].rstrip("\n")))
         print(f"\nwrote {program.dir}; validating the measurement: {args.runs} runs…", flush=True)
     result, warnings = _validate(root, args.name, args.runs)
     drafts.write_mark(

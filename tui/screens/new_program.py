@@ -210,7 +210,7 @@ class NewProgramScreen(ModalScreen[NewProgram | None]):
 
     def _review(self, doc: dict[str, Any]) -> None:
         files = doc["files"]
-        parts = [f"── {n}\n{files[n].rstrip()}" for n in SHOWN if n in files]
+        parts = [f"── {n}\n{drafts.printable(files[n].rstrip())}" for n in SHOWN if n in files]
         self.query_one("#np-files-text", Static).update(Text("\n\n".join(parts)))
         check = doc["validation"]
         noise = msgspec.convert(check.get("noise") or {}, NoiseStats)
@@ -224,7 +224,7 @@ class NewProgramScreen(ModalScreen[NewProgram | None]):
                          f"max_runs = {s['max_runs']}")  # fmt: skip
         lines += [f"warning: {w}" for w in doc.get("warnings", [])]
         lines.append(f"drafted by {doc['agent']} in {doc['agent_s']:.1f}s ({doc['sandbox']})")
-        self.query_one("#np-verdict", Static).update(Text("\n".join(lines)))
+        self.query_one("#np-verdict", Static).update(Text(drafts.printable("\n".join(lines))))
         self._show("review")
 
     # ------------------------------------------------------------------ the verdict
