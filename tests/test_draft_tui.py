@@ -4,12 +4,15 @@ or discarded."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import pytest
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from shared import drafts
 from shared.paths import RepoPaths
+from tests.hostile import survivors
 from tests.repos import make_repo, wait_finished
 from tests.test_draft import drafter
 from tests.test_tui_home import RecordingApp, home
@@ -121,20 +124,25 @@ async def test_a_malformed_draft_and_a_plain_program(tmp_path: Path) -> None:
     assert "true" in RepoPaths(repo).program("plain").measure_sh.read_text()
 
 
-async def test_escape_while_drafting_ends_the_cli_and_leaves_nothing(tmp_path: Path) -> None:
+async def test_escape_while_drafting_ends_the_cli_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = make_repo(tmp_path / "repo")
+    mark = uuid.uuid4().hex[:12]
+    monkeypatch.setenv("HOSTILE_MARK", mark)  # the CLI's environment, and the agent's
     app = RecordingApp(repo)
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_dialog(app, pilot)
-        slow = drafter(before="sleep 120")
+        slow = drafter(before='bash -c "exec -a hostile-drafter-$HOSTILE_MARK sleep 120"')
         await fill(pilot, screen, draft=True, name="speed", agent="command", command=slow)
         screen.query_one("#np-create", Button).press()
         await pilot.pause()
-        await until(pilot, lambda: screen.proc is not None, SLOW, "the CLI to start")
+        await until(pilot, lambda: survivors(mark), SLOW, "the drafting agent to run")
         proc = screen.proc
         assert proc is not None
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen), SLOW, "the dialog to close")
         await until(pilot, lambda: proc.poll() is not None, SLOW, "the CLI to end")
     assert proc.returncode != 0
+    assert survivors(mark) == [], "the drafting agent outlived the CLI"
     assert not RepoPaths(repo).program("speed").dir.exists()
