@@ -6,7 +6,7 @@ import hashlib
 import math
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -228,10 +228,6 @@ def scaffold(
         raise UserError(f"unknown agent kind {agent!r}: use one of {', '.join(AGENT_KINDS)}")
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", metric):
         raise UserError(f"invalid metric name {metric!r}")
-    paths = repo.program(name)
-    if paths.dir.exists():
-        raise UserError(f"program {name!r} already exists at {paths.dir}")
-    exclude_expd(repo.root)
     lines = [
         f"metric = {_toml_str(metric)}",
         f'direction = "{direction}"',
@@ -274,13 +270,31 @@ def scaffold(
             "low = 1",
             "high = 100",
         ]
-    paths.runs_dir.mkdir(parents=True)
-    paths.toml.write_text("\n".join(lines) + "\n")
     better = "lower" if direction == "lower" else "higher"
-    paths.md.write_text(PROGRAM_MD.format(name=name, metric=metric, better=better))
     command = measure or f'echo "METRIC {metric}=0"  # replace with your measurement'
-    paths.measure_sh.write_text(MEASURE_SH.format(metric=metric, command=command))
-    paths.measure_sh.chmod(0o755)
+    files = {
+        "program.toml": "\n".join(lines) + "\n",
+        "program.md": PROGRAM_MD.format(name=name, metric=metric, better=better),
+        "measure.sh": MEASURE_SH.format(metric=metric, command=command),
+    }
+    return write_program(repo, name, files)
+
+
+def write_program(repo: RepoPaths, name: str, files: Mapping[str, str]) -> ProgramPaths:
+    """Create `.expd/programs/NAME/` with `files` (program.toml, program.md, measure.sh and
+    build.sh, the scripts executable); refuses to overwrite. `expd init` and a draft both end here."""
+    check_program_name(name)
+    paths = repo.program(name)
+    if paths.dir.exists():
+        raise UserError(f"program {name!r} already exists at {paths.dir}")
+    exclude_expd(repo.root)
+    paths.runs_dir.mkdir(parents=True)
+    for file, text in files.items():
+        if file not in PROGRAM_FILES:
+            raise ValueError(f"not a program file: {file}")
+        (paths.dir / file).write_text(text)
+        if file.endswith(".sh"):
+            (paths.dir / file).chmod(0o755)
     return paths
 
 

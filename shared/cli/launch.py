@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from shared import runs
+from shared import drafts, runs
 from shared.cli import render
 from shared.cli.follow import follow_progress
 from shared.cli.read import emit_json, warn
@@ -29,7 +29,21 @@ ATTACH_OK = frozenset({"max_experiments", "stagnation", "budget", "stopped"})
 DEMO_OK = frozenset({"max_experiments", "stagnation"})
 
 
+DRAFT_ONLY = ("command", "yes")
+
+
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.draft:
+        from shared.cli.draft import cmd_draft
+
+        return cmd_draft(args)
+    missing = [f"--{k}" for k in ("metric", "direction") if getattr(args, k) is None]
+    if missing:
+        raise UserError(f"the following arguments are required: {', '.join(missing)} (or --draft)")
+    for key in DRAFT_ONLY:
+        if getattr(args, key):
+            raise UserError(f"--{key} goes with --draft")
+    args.agent = args.agent or "command"
     root = find_repo_root()
     paths = scaffold(
         RepoPaths(root),
@@ -72,6 +86,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"measuring {args.name} at HEAD: build, 1 warm-up, {args.runs} runs…", flush=True)
     result = validate(root, args.name, args.runs)
+    if result["usable"]:
+        drafts.accept(RepoPaths(root).program(args.name))  # a fixed draft becomes startable
     if args.json:
         emit_json(result)
     else:
@@ -118,6 +134,7 @@ def start_program(
     """Start a run of program `name` in a detached daemon (`expd start`); its `Started`."""
     check_program_name(name)
     load_program(RepoPaths(root).program(name))  # a clear error before the daemon import
+    drafts.check_startable(RepoPaths(root).program(name))
 
     from daemon.commands.spawn import start_run
 

@@ -57,10 +57,23 @@ def _run(p: Parser) -> None:
 def _init_args(p: Parser) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--measure", metavar="CMD", help="the measurement command (in measure.sh)")
-    p.add_argument("--metric", metavar="F", required=True, help="the metric field to optimize")
-    p.add_argument("--direction", choices=("lower", "higher"), required=True)
-    p.add_argument("--agent", choices=AGENT_KINDS, default="command", help="agent kind")
+    p.add_argument("--metric", metavar="F", help="the metric field to optimize (required)")
+    p.add_argument("--direction", choices=("lower", "higher"), help="(required)")
+    p.add_argument(
+        "--agent", choices=AGENT_KINDS, help="agent kind (default: command; drafting: claude)"
+    )
     p.add_argument("--model", metavar="M")
+    draft = p.add_argument_group("guided setup (--metric and --direction become optional)")
+    draft.add_argument(
+        "--draft",
+        action="store_true",
+        help="the agent reads a read-only copy of the repository in a sandbox and drafts the "
+        "program; expd checks and validates it",
+    )
+    draft.add_argument("--command", metavar="CMD", help="the drafting command (--agent command)")
+    draft.add_argument("--sandbox", choices=("auto", "bwrap", "landlock"), default="auto")
+    draft.add_argument("--runs", type=count, default=10, metavar="N", help="validation runs")
+    draft.add_argument("--yes", action="store_true", help="accept a draft that validates")
     _json(p)
 
 

@@ -47,6 +47,7 @@ from tui.screens.home_rows import (
     rows_of,
     styled,
 )
+from tui.screens.new_program import NewProgram, NewProgramScreen
 from tui.screens.new_run import NewRun, NewRunScreen
 from tui.widgets.queue_panel import QueuePanel
 
@@ -61,6 +62,7 @@ class HomeScreen(Screen[None]):
         Binding("enter", "open_run", "Open", show=True),
         Binding("n", "new_run", "New run"),
         Binding("r", "resume_run", "Resume"),
+        Binding("i", "new_program", "New program"),
         Binding("d", "delete_run", "Delete"),
         Binding("q", "quit", "Quit"),
     ]
@@ -297,6 +299,14 @@ class HomeScreen(Screen[None]):
         message.stop()
         report_deleted(self, message)
         self.refresh_listing()
+
+    def action_new_program(self) -> None:
+        self.app.push_screen(NewProgramScreen(self.repo), self._new_program_made)
+
+    def _new_program_made(self, made: NewProgram | None) -> None:
+        self.refresh_listing()
+        if made is not None and made.start:
+            self._launch(f"starting a run of {made.name}", ["start", made.name, "--json"])
 
     def action_quit(self) -> None:
         self.app.exit()
