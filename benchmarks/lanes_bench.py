@@ -31,12 +31,17 @@ import json
 import os
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import codec
+from shared.paths import RunPaths
 from shared.schema import DaemonInfo, Event
 from tests.repos import git, make_repo, results, start, wait_finished
 
@@ -120,6 +125,106 @@ def one(
         "slot_busy": round(measuring / wall, 3),
         # The daemon's start and baseline are counted in: an upper bound.
         "daemon_cpu_ms_per_experiment": round(cpu / len(got) * 1000, 1),
+    }
+
+
+class InstantAgent:
+    """A synthetic agent inside the daemon's process: it writes one new file, at once."""
+
+    kind = "command"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    async def run(self, task: Any, emit: Any) -> Any:
+        from daemon.agents.base import AgentOutcome
+
+        if SIM.first_turn is None:
+            SIM.first_turn = time.process_time()
+        n = task.experiment
+        (task.worktree / f"d{n}.py").write_text(f"x = -{n}\n")
+        return AgentOutcome(description=f"file {n}")
+
+    def __getattr__(self, name: str) -> Any:  # feedback, recover, close, switch_model
+        async def nothing(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        return nothing
+
+
+@dataclass
+class _Sim:
+    measure_s: float = 0.2
+    first_turn: float | None = None
+    last_record: float = 0.0
+
+
+SIM = _Sim()
+
+
+async def _instant_measure(self: Any, on_start: Any = None) -> Any:
+    """A measurement of `SIM.measure_s` (a sleep) scoring the tree by its `d*.py` files."""
+    from daemon.ops.measure import Sample
+
+    await anyio.sleep(SIM.measure_s)
+    n = sum(1 for name in os.listdir(self.worktree) if name[0] == "d")
+    return Sample(ok=True, metrics={"score": 100000.0 - n}, duration=SIM.measure_s)
+
+
+def simulate(root: Path, lanes: int, experiments: int, measure_s: float) -> dict:
+    """The wide case in this process: the real daemon code (lanes, queue, git work, recorder,
+    store on `root`) with `InstantAgent`s and sleeping measurements. CPU time is this process's
+    (threads included) from the first agent turn to the run's end."""
+    from daemon.commands import spawn
+    from daemon.ops.measure import Measurer
+    from daemon.service import arms
+    from daemon.service.main import main as daemon_main
+    from daemon.service.recorder import Recorder
+
+    def record(self: Recorder, *args: Any, **kwargs: Any) -> None:
+        recorded(self, *args, **kwargs)
+        SIM.last_record = time.process_time()
+
+    repo = make_repo(
+        root,
+        max_experiments=experiments,
+        agent_sh=AGENT,
+        measure_sh=MEASURE,
+        decide=DECIDE,
+        sandbox="none",
+        toml_extra=f"[lanes]\ncount = {lanes}\n[measure]\nsandbox = \"none\"\n",
+    )
+    SIM.measure_s, SIM.first_turn = measure_s, None
+    saved = spawn._spawn, arms.make_agent, Measurer.once, Recorder.record
+    recorded = Recorder.record
+    spawn._spawn = lambda paths: os.getpid()  # the daemon runs here, below
+    arms.make_agent = lambda config, **_: InstantAgent(config)
+    Measurer.once = _instant_measure  # type: ignore[method-assign]
+    Recorder.record = record  # type: ignore[method-assign]
+    try:
+        started = spawn.start_run(repo, "p")
+        wall = time.monotonic()
+        assert daemon_main([str(started.run_dir)]) == 0
+        wall = time.monotonic() - wall
+    finally:
+        spawn._spawn, arms.make_agent, Measurer.once, Recorder.record = saved
+    cpu = SIM.last_record - (SIM.first_turn or 0.0)
+    paths = RunPaths(started.run_dir)
+    got = [r for r in results(paths) if r.experiment > 0]
+    events = [
+        codec.decode(x, Event, source="events") for x in paths.events.read_bytes().splitlines()
+    ]
+    first = min(e.t for e in events if e.kind == "agent_start")
+    span = max(r.finished_at for r in got) - first
+    return {
+        "lanes": lanes,
+        "experiments": len(got),
+        "keeps": sum(r.status == "keep" for r in got),
+        "wall_s": round(span, 2),
+        "per_hour": round(len(got) / span * 3600),
+        "slot_busy": round(sum(r.measure_s for r in got) / span, 3),
+        "daemon_cpu_ms_per_experiment": round(cpu / len(got) * 1000, 1),
+        "start_and_end_s": round(wall - span, 2),
     }
 
 

@@ -261,6 +261,6 @@ class Queue:
             item.lane.in_flight = None
             item.lane.experiment = None
             item.done.set()
-            loop.store.save(durable=True)
+            loop.store.save()  # batched: the result is in results.jsonl, which resume reads first
             note_ideas(loop.paths, record)
             await item.agent.feedback(record)
