@@ -192,7 +192,7 @@ def simulate(root: Path, lanes: int, experiments: int, measure_s: float) -> dict
         measure_sh=MEASURE,
         decide=DECIDE,
         sandbox="none",
-        toml_extra=f"[lanes]\ncount = {lanes}\n[measure]\nsandbox = \"none\"\n",
+        toml_extra=f'[lanes]\ncount = {lanes}\n[measure]\nsandbox = "none"\n',
     )
     SIM.measure_s, SIM.first_turn = measure_s, None
     saved = spawn._spawn, arms.make_agent, Measurer.once, Recorder.record
