@@ -100,9 +100,11 @@ def turns_running(work: Path) -> int:
 ENV = {**os.environ, **FAST_FAILURE, "EXPD_RAY_NODE_IP": LOOPBACK}
 
 
-def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path) -> None:
-    with local_cluster({"agent": 1, "bench": 1}, {"agent": 1}) as (address, _):
-        repo = _ray_repo(tmp_path / "r", address)
+@pytest.mark.parametrize("client", [False, True], ids=["gcs-address", "ray-client"])
+def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path, client: bool) -> None:
+    port = free_port()  # the head's Ray Client server: `ray://` addresses
+    with local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, client_port=port) as (address, _):
+        repo = _ray_repo(tmp_path / "r", f"ray://{LOOPBACK}:{port}" if client else address)
         paths = start(repo, env=ENV)
         final = wait_finished(paths)
         assert final.termination_reason == "max_experiments", final.message
