@@ -63,9 +63,11 @@ def local_cluster(
     head: Mapping[str, float],
     worker: Mapping[str, float],
     env: Mapping[str, str] | None = None,
+    client_port: int | None = None,
 ) -> Iterator[tuple[str, list[int]]]:
     """A head and a worker node with these custom resources: the head's address and the nodes'
-    process groups (head first; a test may kill the worker's)."""
+    process groups (head first; a test may kill the worker's). The head's Ray Client server (with
+    `ray[client]`) listens on `client_port` (default: any free port, so clusters never clash)."""
     short = Path(tempfile.mkdtemp(prefix="xr"))  # Unix socket paths must stay short
     groups: list[int] = []
     try:
@@ -74,6 +76,7 @@ def local_cluster(
             ray_start(
                 "--head",
                 f"--port={port}",
+                f"--ray-client-server-port={client_port or free_port()}",
                 "--include-dashboard=false",
                 f"--temp-dir={short}",
                 f"--resources={json.dumps(dict(head))}",

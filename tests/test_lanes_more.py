@@ -1,12 +1,17 @@
 """Lanes beyond the basics, through the real daemon: several measurement slots, lanes that
-keep crashing pause, and arms shared by lanes."""
+keep crashing pause, and arms shared by lanes; and the batched state saves lanes run with."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.repos import expd, results, start, wait_finished
+import anyio
+
+from daemon.service.store import RunStore
+from shared.paths import RunPaths
+from shared.schema import RunState
+from tests.repos import expd, results, start, state, wait_finished
 from tests.test_arms_run import arm
 from tests.test_lanes_run import AGENT_DISTINCT, lanes_repo, rid
 
@@ -69,3 +74,34 @@ def test_arms_are_shared_by_lanes(tmp_path: Path) -> None:
     for s in stats.values():
         assert s.experiments == sum(1 for r in got if r.arm == s.id)
         assert s.keeps == sum(1 for r in got if r.arm == s.id and r.status == "keep")
+
+
+def test_saves_are_batched_while_lanes_run_and_the_last_one_is_written(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path)
+    store = RunStore(paths, RunState())
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.coalesce, 0.2)
+            await anyio.sleep(0.01)
+            for i in range(50):  # 50 phase changes within one window: one write
+                store.state.detail = f"change {i}"
+                store.save()
+            assert not paths.state_json.exists()
+            store.state.message = "an experiment begun"
+            store.save(now=True)  # at once, with everything so far
+            assert state(paths).detail == "change 49"
+            assert state(paths).message == "an experiment begun"
+            store.state.detail = "after"
+            store.save()
+            await anyio.sleep(0.5)  # the window closes: written
+            assert state(paths).detail == "after"
+            store.state.detail = "last"
+            store.save()
+            tg.cancel_scope.cancel()
+        assert state(paths).detail == "last"  # what was pending is written as it ends
+        store.state.detail = "plain again"
+        store.save()  # no batching any more: at once
+        assert state(paths).detail == "plain again"
+
+    anyio.run(main)

@@ -1,7 +1,8 @@
 """The daemon's connection to Ray, and what a lost worker looks like to the loop.
 
-`connect` joins an existing cluster (`"auto"`, `"host:port"`, `"ray://…"`) or starts a private
-local instance (no address). `result`/`wait` turn Ray's ways of saying "the process or machine
+`connect` joins an existing cluster (`"auto"`, `"host:port"`, `"ray://…"`; an address where
+nothing answers within `CONNECT_TIMEOUT_S` is a one-line error at once) or starts a private local
+instance (no address). `result`/`wait` turn Ray's ways of saying "the process or machine
 running this task is gone" into one exception, `WorkerLost`, which the loop records as an
 interrupted crash before it reschedules the lane; an exception raised by the task itself comes
 back as itself. Tasks are submitted with `max_retries=0` (daemon/ray/tasks.py): Ray never runs an
@@ -10,6 +11,7 @@ agent turn twice behind the daemon's back.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,9 @@ LOST = (
 """Ray's ways of saying the process or node running a task is gone (ObjectLostError includes
 ObjectReconstructionFailedError)."""
 STANDARD = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+CONNECT_TIMEOUT_S = 5.0
+"""How long the daemon waits for an address to answer before the run ends with an error (Ray
+itself keeps retrying an unreachable cluster for a minute or more)."""
 
 
 class WorkerLost(Exception):
@@ -63,6 +68,8 @@ def connect(
     Worker output is not mirrored into the daemon's log (the turn's log stream is)."""
     if ray.is_initialized():
         ray.shutdown()
+    if address is not None:
+        _probe(address)
     common: dict[str, Any] = {"log_to_driver": False, "namespace": "expd", "logging_level": "ERROR"}
     if node_ip_address is not None:
         common["_node_ip_address"] = node_ip_address
@@ -84,6 +91,29 @@ def connect(
         raise UserError(f"[lanes] address: cannot reach Ray at {where}: {first}") from None
     info = ray.get_runtime_context().gcs_address
     return Cluster(address=info, started=address is None, resources=ray.cluster_resources())
+
+
+def _probe(address: str) -> None:
+    """UserError at once when nothing answers at `address` ("host:port", "ray://host:port"):
+    better a clear line now than Ray's retries."""
+    if address == "auto":
+        return  # Ray looks for a cluster this machine runs, and says at once if there is none
+    client = address.startswith("ray://")
+    where = address.removeprefix("ray://").split("/", 1)[0]
+    host, sep, port = where.rpartition(":")
+    if not sep:
+        host, port = where, "10001" if client else "6379"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S):
+            pass
+    except ValueError:
+        raise UserError(f"[lanes] address: {address!r} is not host:port") from None
+    except TimeoutError:
+        why = f"no answer within {CONNECT_TIMEOUT_S:g}s"
+        raise UserError(f"[lanes] address: cannot reach Ray at {address}: {why}") from None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(f"[lanes] address: cannot reach Ray at {address}: {why}") from None
 
 
 def disconnect() -> None:

@@ -28,7 +28,7 @@ from daemon.policies.base import ChangeInfo
 from daemon.service import faults
 from daemon.service.guards import protected_change
 from daemon.service.loop import Loop, RunFailed
-from daemon.service.measuring import Measuring
+from daemon.service.measuring import MeasurementLost, Measuring
 from daemon.service.packet import note_ideas
 from daemon.service.recorder import decided_evidence
 from shared import evidence
@@ -166,6 +166,7 @@ class Queue:
         faults.point("measuring", n)
         started = time.monotonic()
         decision = None
+        lost: MeasurementLost | None = None
         with anyio.CancelScope() as scope:
             loop.controls.scopes.add(scope)
             try:
@@ -177,12 +178,23 @@ class Queue:
                     lines_added=record.diff.added, lines_removed=record.diff.removed
                 )
                 session = loop.policy.begin(s.pool, change=change)
-                decision = await slot.measuring.decide(n, session, incumbent, candidate)
+                try:
+                    decision = await slot.measuring.decide(n, session, incumbent, candidate)
+                except MeasurementLost as exc:
+                    lost = exc
         loop.controls.scopes.discard(scope)
         if scope.cancelled_caught:
             await self.conclude(item, aborted_record(record))
             return
         record.measure_s = time.monotonic() - started
+        if lost is not None:
+            # Nothing was learnt about the candidate: an interrupted crash; the lane goes on.
+            record.status, record.reason = "crash", lost.reason
+            loop.store.event(
+                "interrupted", n, lane=lane.lane, stage="measuring", detail=lost.detail
+            )
+            await self.conclude(item, record)
+            return
         async with self.decide_lock:
             if s.incumbent_commit != incumbent:
                 # Another slot's keep moved the incumbent meanwhile: decide against the new one.
@@ -261,6 +273,6 @@ class Queue:
             item.lane.in_flight = None
             item.lane.experiment = None
             item.done.set()
-            loop.store.save(durable=True)
+            loop.store.save()  # batched: the result is in results.jsonl, which resume reads first
             note_ideas(loop.paths, record)
             await item.agent.feedback(record)

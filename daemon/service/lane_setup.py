@@ -74,7 +74,7 @@ async def make_lanes(
         def track(pgid: int) -> None:
             if (f := flight()) is not None:
                 f.pgid = pgid
-                store.save()
+                store.save(now=True)  # a resumed daemon kills it by this group
 
         return track
 

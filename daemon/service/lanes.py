@@ -36,6 +36,9 @@ from shared.schema import InFlight, LaneState, ResultRecord
 
 CRASHES_TO_PAUSE = 3
 """A lane whose agent's turns crash this many times in a row pauses."""
+SAVE_WINDOW_S = 0.2
+"""While lanes run, state.json is rewritten at most this often for phase changes; an experiment
+begun is saved at once, and results.jsonl (fsynced) stays the record."""
 
 
 @dataclass
@@ -79,14 +82,17 @@ class LaneRun:
             if not has_baseline and not await loop.baseline():
                 return
             loop.store.save()
-            async with anyio.create_task_group() as tg:
-                for slot in self.slots:
-                    tg.start_soon(self.queue.serve, slot)
-                async with anyio.create_task_group() as lanes:
-                    for lane in self.lanes:
-                        lanes.start_soon(self._work, lane)
-                self.queue.closed = True
-                self.queue.changed()
+            async with anyio.create_task_group() as saver:
+                saver.start_soon(loop.store.coalesce, SAVE_WINDOW_S)
+                async with anyio.create_task_group() as tg:
+                    for slot in self.slots:
+                        tg.start_soon(self.queue.serve, slot)
+                    async with anyio.create_task_group() as lanes:
+                        for lane in self.lanes:
+                            lanes.start_soon(self._work, lane)
+                    self.queue.closed = True
+                    self.queue.changed()
+                saver.cancel_scope.cancel()  # what is pending is written as it ends
             if self.queue.failed is not None:
                 raise self.queue.failed
             await self._settle()
@@ -181,8 +187,10 @@ class LaneRun:
         st.in_flight = InFlight(experiment=n, started_at=started, stage="agent", arm=arm)
         s.experiment = max(s.experiment, n)
         self.queue.agents += 1
-        self.queue.changed()  # saves the state with the lane's experiment in flight
-        loop.store.save(durable=True)
+        self.queue.changed()
+        # At once (a resumed daemon must find it; a rename survives a kill), not fsynced: a power
+        # cut loses the page cache of the agent's work too.
+        loop.store.save(now=True)
         loop.store.event("agent_start", n, lane=st.lane, **({"arm": arm} if arm else {}))
         faults.point("agent_start", n)
         item = Queued(

@@ -23,6 +23,16 @@ from daemon.service import faults
 from daemon.service.store import RunStore
 
 
+class MeasurementLost(Exception):
+    """The machine running a measurement went away (a lost Ray worker): nothing was learnt about
+    the commit, so its experiment is an interrupted crash, not a measurement failure, and its lane
+    goes on. `reason` is what the result records; `detail` what was seen."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason} ({detail})")
+        self.reason, self.detail = reason, detail
+
+
 @dataclass
 class Measuring:
     store: RunStore
@@ -50,7 +60,10 @@ class Measuring:
             if failure:
                 break
             self.store.detail(f"measuring {i + 1}/{runs}")
-            sample = await self._once(0, "incumbent")
+            try:
+                sample = await self._once(0, "incumbent")
+            except MeasurementLost as exc:
+                return str(exc)
             faults.point("baseline_measured", 0)
             if not sample.ok:
                 failure = sample.error
@@ -59,7 +72,7 @@ class Measuring:
 
     async def decide(self, n: int, session: Session, incumbent: str, candidate: str) -> Decision:
         """Build the candidate (already checked out, clean), then measure what `session` asks for
-        until it decides."""
+        until it decides. MeasurementLost when a run's machine went away."""
         failure = await self.build()
         count = 0
         on_incumbent = False
@@ -93,7 +106,11 @@ class Measuring:
         return decision
 
     async def _once(self, n: int, side: Side) -> Sample:
-        sample = await self.measurer.once(self.track)
+        try:
+            sample = await self.measurer.once(self.track)
+        except MeasurementLost as exc:
+            self.store.event("measurement", n, side=side, ok=False, metrics={}, error=str(exc))
+            raise
         self.store.event(
             "measurement", n, side=side, ok=sample.ok, metrics=sample.metrics, error=sample.error
         )

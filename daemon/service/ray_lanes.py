@@ -5,7 +5,8 @@ The lane machinery (daemon/service/lanes.py, lane_queue.py) is unchanged: a lane
 lines into the experiment's agent log, and brings the candidate back through the same secret
 check as the local capture. A slot's (and the baseline's) measurer is a `RayMeasurer`: one Ray
 task per run the policy session asks for (the build, if any, runs in each task), so the session
-decides exactly as locally. A lost worker is an interrupted crash; the lane goes on.
+decides exactly as locally. A lost worker is an interrupted crash (`MeasurementLost` from a
+measurement); the lane goes on.
 This module imports Ray: the supervisor imports it only when the executor is `ray`.
 """
 
@@ -31,7 +32,7 @@ from daemon.service.guards import added_secret
 from daemon.service.lane_queue import Slot
 from daemon.service.lanes import Lane
 from daemon.service.loop import Loop
-from daemon.service.measuring import Measuring
+from daemon.service.measuring import MeasurementLost, Measuring
 from daemon.service.turn import AgentTurn, _short
 from shared.programs import parse_duration
 from shared.schema import AgentConfig, LaneState, ProgramConfig, ResultRecord
@@ -228,6 +229,7 @@ class RayMeasurer:
         return Sample(ok=True)
 
     async def once(self, track: Any = None) -> Sample:
+        """One run on a worker; MeasurementLost when the worker went away meanwhile."""
         config, commit = self.remote.config, self.tree.commit
         try:
             ref = tasks.submit_measure(
@@ -242,10 +244,10 @@ class RayMeasurer:
             )
             result = await cluster.wait(ref)
         except cluster.WorkerLost as exc:
-            return Sample(ok=False, error=f"{LOST} ({exc})")
+            raise MeasurementLost(LOST, str(exc)) from None
         except Exception as exc:  # the task's own failure (raised on the worker)
             if _lost(exc):
-                return Sample(ok=False, error=f"{LOST} ({_leaf(exc)})")
+                raise MeasurementLost(LOST, _leaf(exc)) from None
             return Sample(ok=False, error=f"Ray measurement failed: {_leaf(exc)}")
         if self.node is not None and result.node:
             self.node(result.node)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import anyio
+
 from shared import codec, seal
 from shared.atomic import append_line, open_own, write_atomic
 from shared.paths import RunPaths
@@ -47,21 +49,52 @@ class RunStore:
         self._streams: dict[int, _Stream] = {}
         self._results = _read(paths.results)
         """results.jsonl as this daemon knows it: what it read at start plus what it appended."""
+        self._coalescing = False
+        self._dirty = False
+        self._wake: anyio.Event | None = None
         for directory in (paths.agent_dir, paths.patches_dir, paths.prompts_dir):
             directory.mkdir(exist_ok=True)
 
     def redact(self, text: str) -> str:
         return self.redactor.text(text)
 
-    def save(self, *, durable: bool = False) -> None:
+    def save(self, *, durable: bool = False, now: bool = False) -> None:
         """Replace state.json atomically; `durable` adds the fsyncs that survive a power cut.
 
         Every replace survives a killed daemon (rename is atomic). Only the saves that open or
-        close an experiment are fsynced: results.jsonl is the durable record, state.json a cache.
+        close a run's phase are fsynced: results.jsonl is the durable record, state.json a cache.
+        While `coalesce` runs (lanes), a plain save only marks the state changed and the changes
+        of a short window go out in one write; `now` (or `durable`) writes at once.
         """
+        if self._coalescing and not (durable or now):
+            self._dirty = True
+            if self._wake is not None:
+                self._wake.set()
+            return
+        self._write(durable)
+
+    def _write(self, durable: bool) -> None:
+        self._dirty = False
         self.state.updated_at = time.time()
         data = seal.seal(self.key, self.redactor.data(codec.encode(self.state)))
         write_atomic(self.paths.state_json, data, durable=durable)
+
+    async def coalesce(self, window: float) -> None:
+        """Until cancelled, batch plain saves: at most one write of state.json per `window`
+        seconds (with many lanes every phase change would rewrite every lane's state). What is
+        still pending is written when it ends."""
+        self._coalescing, self._wake = True, anyio.Event()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                await anyio.sleep(window)
+                if self._dirty:
+                    self._write(False)
+        finally:
+            self._coalescing, self._wake = False, None
+            if self._dirty:
+                self._write(False)
 
     def phase(
         self, phase: str, detail: str = "", *, experiment: int | None = None, durable: bool = False
