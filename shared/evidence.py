@@ -146,6 +146,8 @@ class FixedEvidence(_Tagged, tag="fixed"):
     gates: list[str] | UnsetType = UNSET
     pool: list[float] | UnsetType = UNSET
     drift: str | UnsetType = UNSET
+    fresh_incumbent_samples: list[float] | UnsetType = UNSET
+    """The incumbent runs measured during this experiment (after a keep: its re-measurement)."""
 
 
 Evidence = SequentialEvidence | FixedEvidence
