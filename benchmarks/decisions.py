@@ -32,6 +32,7 @@ from daemon.policies.base import ChangeInfo, Measure, Policy
 from daemon.policies.fixed import FixedRepeatsPolicy
 from daemon.policies.ledger import follow, pool_left
 from daemon.policies.sequential import SequentialPolicy
+from shared.evidence import BaselineEvidence
 from shared.schema import RunState
 
 CVS = (0.01, 0.05, 0.15)
@@ -97,7 +98,7 @@ def simulate(policy_name: str, stream: str, cv: float, seed: str, experiments: i
     g = 0.0
     state = RunState(direction="lower")
     values = [machine.measure(g) for _ in range(policy.baseline_runs())]
-    follow(state, "baseline", values, None)
+    follow(state, "baseline", values, BaselineEvidence(pool=values, estimates=True))
     runs = len(values)
     budget = BUDGET_PER_EXPERIMENT * experiments
     out: dict[str, Any] = {"effects": [], "kept": [], "true": 0.0, "drift": 0}

@@ -340,6 +340,9 @@ class RunState(_Lenient):
     """95 % interval of `improvement_pct`, in percent."""
     best_runs: int = 0
     """Runs behind `best` (0 right after a keep: then it is the keep's estimate, shrunk)."""
+    estimates: bool = False
+    """`baseline`/`best` are estimates from unselected runs (False: a run whose baseline record
+    predates them keeps the old meaning, the kept candidate's median)."""
 
 
 class DiffStat(_Lenient):

@@ -22,11 +22,11 @@ import msgspec
 import daemon
 from daemon.commands.carry import carry_forward
 from daemon.commands.validate import recent_calibration
-from daemon.policies.noise import start_note
 from daemon.ops.git.lookup import is_tracked, repo_head
 from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
 from daemon.ops.reaper import is_zombie
 from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
+from daemon.policies.noise import start_note
 from shared import __version__, agent_kinds, codec, runs, seal
 from shared.arms import arms_of
 from shared.atomic import write_atomic

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 from daemon.policies.base import Decision
 from daemon.policies.stats import Z95, huber, noise_scale
-from shared.evidence import AnyEvidence, FixedEvidence, SequentialEvidence, value_or
+from shared.evidence import (
+    AnyEvidence,
+    BaselineEvidence,
+    FixedEvidence,
+    SequentialEvidence,
+    value_or,
+)
 from shared.schema import RunState
 
 KEEP_SAMPLES = 200
@@ -85,7 +91,8 @@ def estimate(base: list[float], inc: list[float], direction: str) -> Headline:
 def follow(state: RunState, status: str, samples: list[float], ev: AnyEvidence | None) -> None:
     """Count one recorded result into the pool and the headline (`state` is changed; `keeps`
     already counts it). A result without a recorded pool (an older one) leaves the pool alone,
-    except that a baseline or a keep makes its samples the pool, as it used to."""
+    except that a baseline or a keep makes its samples the pool, as it used to; a run whose
+    baseline predates the estimates keeps `baseline` and `best` as the loop set them."""
     s = state
     pool = value_or(ev.pool, None) if ev is not None else None
     if pool is not None:
@@ -93,25 +100,42 @@ def follow(state: RunState, status: str, samples: list[float], ev: AnyEvidence |
     elif status in ("baseline", "keep"):
         s.pool = list(samples)
     if status == "baseline":
+        s.estimates = isinstance(ev, BaselineEvidence) and ev.estimates is True
         s.baseline_samples = list(samples)[-KEEP_SAMPLES:]
         s.incumbent_samples = list(samples)[-KEEP_SAMPLES:]
         _measured(s)
+    elif not s.estimates:
+        return
     elif status == "keep":
         s.incumbent_samples = []
         _carry(s, ev, samples)
     elif isinstance(ev, (SequentialEvidence, FixedEvidence)):
-        fresh = value_or(ev.fresh_incumbent_samples, [])
+        fresh = list(value_or(ev.fresh_incumbent_samples, []))
+        if fresh and value_or(ev.drift, ""):
+            _drifted(s, ev)
+            s.incumbent_samples = []
         if fresh:
-            kept = [] if value_or(ev.drift, "") else s.incumbent_samples
-            s.incumbent_samples = (kept + list(fresh))[-KEEP_SAMPLES:]
+            s.incumbent_samples = (s.incumbent_samples + fresh)[-KEEP_SAMPLES:]
             if s.keeps == 0:
-                s.baseline_samples = (s.baseline_samples + list(fresh))[-KEEP_SAMPLES:]
+                s.baseline_samples = list(s.incumbent_samples)
             _measured(s)
+
+
+def _drifted(s: RunState, ev: SequentialEvidence | FixedEvidence) -> None:
+    """The machine moved (the policy confirmed it on fresh incumbent runs): the base commit
+    would measure differently now too, so its runs move by the same shift."""
+    shift = value_or(getattr(ev, "drift_shift", None), None)
+    if shift is None:
+        return
+    if value_or(getattr(ev, "scale", "log"), "log") == "log":
+        s.baseline_samples = [v * (1 + shift) for v in s.baseline_samples]
+    else:
+        s.baseline_samples = [v + shift for v in s.baseline_samples]
 
 
 def _measured(s: RunState) -> None:
     """The headline from the runs: both sides' estimates; no change while the base is kept."""
-    if not s.baseline_samples or not s.incumbent_samples:
+    if not s.estimates or not s.baseline_samples or not s.incumbent_samples:
         return
     h = estimate(s.baseline_samples, s.incumbent_samples, s.direction)
     s.baseline = h.baseline
@@ -135,12 +159,21 @@ def _carry(s: RunState, ev: AnyEvidence | None, samples: list[float]) -> None:
         s.improvement_pct = s.improvement_ci = None  # the status computes it from the values
         return
     before = s.improvement_pct / 100
-    after = 1 - (1 - before) * (1 - effect) if s.direction == "lower" else (1 + before) * (1 + effect) - 1
+    after = (
+        1 - (1 - before) * (1 - effect)
+        if s.direction == "lower"
+        else (1 + before) * (1 + effect) - 1
+    )
     s.improvement_pct = after * 100
     s.best = s.baseline * (1 - after) if s.direction == "lower" else s.baseline * (1 + after)
     s.best_ci = None
     interval = value_or(getattr(ev, "interval", None), None)
-    if interval is not None and interval.low is not None and interval.high is not None and s.improvement_ci:
+    if (
+        interval is not None
+        and interval.low is not None
+        and interval.high is not None
+        and s.improvement_ci
+    ):
         lo_prev, hi_prev = (v / 100 for v in s.improvement_ci)
         down = math.hypot(before - lo_prev, effect - interval.low)
         up = math.hypot(hi_prev - before, interval.high - effect)

@@ -105,7 +105,7 @@ def baseline_evidence(
     """
     decide = config.decide
     noise = noise_of(values)
-    evidence = BaselineEvidence(policy=policy, pool=list(values), noise=noise)
+    evidence = BaselineEvidence(policy=policy, pool=list(values), noise=noise, estimates=True)
     cv, source = noise.decision_cv, f"{len(values)} baseline runs"
     if calibration and isinstance(calibration.get("noise"), dict):
         evidence.calibration = calibration

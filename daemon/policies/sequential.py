@@ -255,6 +255,8 @@ class SequentialSession:
                 "note": est.note,
                 "noise_hides_gains": est.hides_gains,
             }
+        if est is not None and drifted:
+            tested["drift_shift"] = est.to_metric_change(est.drift_shift)
         evidence = SequentialEvidence(
             candidate_samples=cand,
             incumbent_samples=fresh if drifted else self.pool + fresh,
