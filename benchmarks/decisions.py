@@ -222,7 +222,11 @@ def main() -> None:
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a sequential setting"
     )
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated")
+    parser.add_argument("--cvs", default=",".join(f"{c:g}" for c in CVS), help="comma-separated")
+    parser.add_argument("--streams", default=",".join(STREAMS), help="comma-separated")
     args = parser.parse_args()
+    cvs = tuple(float(c) for c in args.cvs.split(","))
+    streams = tuple(args.streams.split(","))
     defaults = SequentialPolicy("time", "lower")
     for name, value in (item.split("=", 1) for item in args.set):
         kind = type(getattr(defaults, name))  # KeyError-like AttributeError: no such setting
@@ -234,8 +238,8 @@ def main() -> None:
     tasks = [
         (p, s, cv, args.seed, first, min(chunk, runs - first))
         for p in policies
-        for s in STREAMS
-        for cv in CVS
+        for s in streams
+        for cv in cvs
         for first in range(0, runs, chunk)
     ]
     start = time.monotonic()
@@ -243,14 +247,14 @@ def main() -> None:
     with ProcessPoolExecutor(
         args.jobs, initializer=_set_globals, initargs=(EXPERIMENTS, dict(OVERRIDES))
     ) as ex:
-        shots = [ex.submit(one_shot, p, cv, args.seed, 5 * runs) for p in policies for cv in CVS]
+        shots = [ex.submit(one_shot, p, cv, args.seed, 5 * runs) for p in policies for cv in cvs]
         for result in ex.map(condition, tasks):
             sims.setdefault(result["key"], []).extend(result["sims"])
         one = [f.result() for f in shots]
     results = [
         {"policy": p, "stream": s, "cv": cv, **summarize(sims[(p, s, cv)])}
-        for s in STREAMS
-        for cv in CVS
+        for s in streams
+        for cv in cvs
         for p in policies
     ]
     print_table(results, runs, args.experiments, time.monotonic() - start)

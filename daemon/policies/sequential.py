@@ -13,7 +13,11 @@ The test (docs/decisions.md explains it for users):
   d = m_c − m_i,  v = σ²(1/n_c + 1/n_i),  δ = max(min_effect, noise) on the y scale.
   LLR = δ/v · (d − δ/2): the log-likelihood ratio of "better by δ" against "no change" for the
   location-invariant statistic d. Keep when LLR ≥ log((1−β)/α) and the 95 % half-width 1.96√v ≤ δ;
-  discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive"). σ is plugged in at each look.
+  discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive") unless d ≥ δ/2 (a close call
+  leaning towards a keep: measured on up to 3 × max_runs). σ is plugged in at each look.
+Pool: the incumbent's recent unselected runs. A keep leaves it empty, because the kept candidate's
+  runs won the selection and look better than the commit is; the next session measures the new
+  incumbent first (up to 4 runs, fewer when the noise is well below δ).
 Reported effect: the posterior mean under a Laplace(0, sd δ) prior (decide_stats.laplace_posterior),
   which undoes most of the optimism of stopping at a bound; the measured d is reported as well.
 Drift: fresh incumbent runs against the pool, z = (m_fresh − m_pool)/(σ√(1/n_f + 1/n_p)); |z| > 3.5
@@ -54,8 +58,8 @@ class SequentialPolicy:
     gates: dict[str, tuple[float | None, float | None]] | None = None
     secondary: dict[str, str] | None = None
     keep_simplifications: bool = False
-    pool_size: int = 12
-    incumbent_every: int = 3
+    pool_size: int = 24
+    incumbent_every: int = 4
     """One fresh incumbent run per this many candidate runs (more when the pool is small)."""
     refill: int = 4
     """A pool smaller than this (right after a keep it is empty) is refilled: the session measures
@@ -64,7 +68,12 @@ class SequentialPolicy:
     close_runs: int | None = None
     """The cap for close calls (None: 3 × max_runs): a change still undecided at `max_runs` whose
     measured gain is at least `close_frac` × δ is measured on, up to this many candidate runs."""
-    close_frac: float = 0.25
+    close_frac: float = 0.5
+    strict_above: float = 2.5
+    """When the noise sets δ above this many times min_effect, a keep needs evidence stronger in
+    proportion (α × strict_above · min_effect / δ): nearly every change is then far inside the
+    test's indifference zone, harmful ones are kept almost as often as neutral ones, and a run
+    would drift on luck."""
     noise_k: float = 1.0
     """δ = max(min_effect, noise_k · noise)."""
     keep_precision: float = 1.0
@@ -86,6 +95,15 @@ class SequentialPolicy:
     def bounds(self) -> tuple[float, float]:
         """Wald's thresholds on the LLR: (discard at or below, keep at or above)."""
         return math.log(self.beta / (1 - self.alpha)), math.log((1 - self.beta) / self.alpha)
+
+    def bounds_for(self, est: Estimate) -> tuple[float, float]:
+        """The thresholds for this look: the keep bound rises when the noise, not min_effect,
+        sets δ far above min_effect (`strict_above`)."""
+        lower, _ = self.bounds
+        alpha = self.alpha
+        if est.min_y > 0 and est.delta_y > self.strict_above * est.min_y:
+            alpha *= self.strict_above * est.min_y / est.delta_y
+        return lower, math.log((1 - self.beta) / alpha)
 
 
 @dataclass
@@ -136,16 +154,15 @@ class SequentialSession:
         return [r[self.policy.metric] for r in runs]
 
     def _incumbent_target(self, n_c: int) -> int:
-        """Interleave C I C C C I C C C I …; one to one when drift is suspected or the pool is
-        thin, and a thin pool (after a keep: empty) gets at least `refill` fresh runs."""
+        """Interleave C I C C C I C C C I …; one to one when drift is suspected, and a thin pool
+        (after a keep: empty) gets the fresh runs it lacks first."""
         p = self.policy
         if n_c == 0:
             return 0
-        if len(self.pool) < p.refill:
-            return max(n_c, self.refill_need - len(self.pool))
         if self.suspect_drift:
             return n_c
-        return -(-n_c // max(1, p.incumbent_every))
+        ratio = -(-n_c // max(1, p.incumbent_every))
+        return max(ratio, self.refill_need - len(self.pool))
 
     def _cap(self, est: Estimate) -> int:
         """`max_runs`, or the close-call cap while the measured gain is still promising: the
@@ -171,7 +188,7 @@ class SequentialSession:
     def _outcome(self, est: Estimate, *, final: bool) -> str | None:
         """What the evidence says now: None to measure on."""
         p = self.policy
-        lower, upper = p.bounds
+        lower, upper = p.bounds_for(est)
         if gate_breaches(p.gates or {}, medians(self.cand)):
             return "gate"
         if est.llr >= upper and (est.half_width <= p.keep_precision * est.delta_y or final):
@@ -247,7 +264,7 @@ class SequentialSession:
                     *_finite([est.to_rel(est.d - half), est.to_rel(est.d + half)])
                 ),
                 "llr": _finite([est.llr])[0],
-                "bounds": Bounds(*p.bounds),
+                "bounds": Bounds(*p.bounds_for(est)),
                 "delta": est.delta,
                 "noise": _finite([est.noise])[0],
                 "relative": est.relative,
