@@ -100,12 +100,12 @@ def test_close_call_measures_more_and_ends_inconclusive() -> None:
     decision, sides = drive(lower(close_runs=12), POOL, stream(98.9))
     assert sides.count("candidate") == 12 and sides.count("incumbent") == 3  # C I C C C C I …
     assert decision.status == "discard"
-    assert decision.reason.startswith("inconclusive after 12+3 runs: better by 1.1 %")
+    assert decision.reason.startswith("inconclusive after 12+3 runs: better by 1.0 %")
     assert "improvement ≥ 2.0 % neither accepted nor rejected" in decision.reason
 
 
 def test_a_promising_close_call_gets_the_close_cap() -> None:
-    """Still undecided at max_runs with a measured gain above δ/4: measured on (up to 3 ×
+    """Still undecided at max_runs with a measured gain of δ/2 or more: measured on (up to 3 ×
     max_runs) instead of discarded as inconclusive; the small real gain is decided."""
     decision, sides = drive(lower(), POOL, stream(98.9))
     assert 12 < sides.count("candidate") <= 36
