@@ -1,7 +1,8 @@
 """The headline is an estimate from unselected runs: the books `daemon.policies.ledger` keeps.
 
-Pure: recorded results are fed to `ledger.follow` (what the recorder does live and on resume), and
-the state's headline fields are checked against what the runs say.
+Mostly pure: recorded results are fed to `ledger.follow` (what the recorder does live and on
+resume), and the state's headline fields are checked against what the runs say; one run of the
+real daemon checks that the fixed policy re-measures its incumbent after a keep.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.evidence import (
 )
 from shared.programs import parse_program
 from shared.schema import LoopConfig, RunState
+from tests.repos import make_repo, results, start, wait_finished
 
 BASE = [100.0, 102.0, 98.0, 101.0, 99.0]
 NEW = [90.0, 91.0, 89.0, 90.5, 89.5]
@@ -184,3 +186,22 @@ def test_the_benchmark_simulates_with_the_daemons_books() -> None:
         [sim, decisions.simulate("fixed median-of-5", "neutral", 0.05, "u", 30)]
     )
     assert 0 <= summary["below_start"] <= 1 and summary["runs_per_decision"] > 1
+
+
+def test_fixed_policy_remeasures_its_incumbent_through_the_daemon(tmp_path: Path) -> None:
+    """Every experiment keeps (score 4 → 3 → 2 → 1): each one after a keep measured the new
+    incumbent twice, interleaved, and compared with those runs, not the keep's own."""
+    decide = 'policy = "fixed"\nrepeats = 2\nmin_effect = 0.01'
+    repo = make_repo(tmp_path / "repo", max_experiments=3, decide=decide)
+    paths = start(repo, env={"TARGET": "3"})
+    final = wait_finished(paths)
+    recs = results(paths)
+    assert [r.status for r in recs] == ["baseline", "keep", "keep", "keep"]
+    assert "fresh_incumbent_samples" not in recs[1].evidence  # the baseline was the reference
+    assert recs[2].evidence["fresh_incumbent_samples"] == [3.0, 3.0]
+    assert recs[3].evidence["fresh_incumbent_samples"] == [2.0, 2.0]
+    assert recs[3].evidence["incumbent_median"] == 2.0
+    assert all(r.evidence["pool"] == [] for r in recs[1:])
+    assert final.estimates and final.baseline == 4.0
+    assert final.best == pytest.approx(1.0) and final.improvement_pct == pytest.approx(75.0)
+    assert final.best_runs == 0  # the last keep: its estimate until re-measured
