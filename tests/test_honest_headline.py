@@ -205,3 +205,34 @@ def test_fixed_policy_remeasures_its_incumbent_through_the_daemon(tmp_path: Path
     assert final.estimates and final.baseline == 4.0
     assert final.best == pytest.approx(1.0) and final.improvement_pct == pytest.approx(75.0)
     assert final.best_runs == 0  # the last keep: its estimate until re-measured
+
+
+def test_every_place_that_shows_the_headline_shows_its_interval() -> None:
+    """The TUI header, the notify command's environment and the status line say the same."""
+    from daemon.service.notify import notify_env
+    from shared.display import headline_words
+    from shared.schema import RunManifest
+    from tui.widgets.stats_header import metric_line
+
+    s = fresh_state()
+    keep(s, [80.0, 81.0], 0.1, (0.02, 0.18))
+    follow(s, "discard", [95.0], discard(NEW, NEW))
+    s.metric, s.best_experiment = "score", 1
+    low, high = s.improvement_ci or [0.0, 0.0]
+    words = headline_words(s.improvement_pct, s.improvement_ci, s.best_runs)
+    assert (
+        words
+        == f"{s.improvement_pct:.1f}% better, 95 % interval {low:+.1f} to {high:+.1f} %, 5 runs"
+    )
+    header = metric_line(s).plain
+    assert f"at #1 ({s.improvement_pct:.1f}% better, 95 % interval {low:+.1f}" in header
+    env = notify_env(RunManifest(run_id="p/1"), s, "/tmp/run")
+    assert env["EXPD_IMPROVEMENT_PCT"] == f"{s.improvement_pct:.4g}"
+    assert env["EXPD_IMPROVEMENT_CI"] == f"{low:.4g} {high:.4g}"
+    assert env["EXPD_BEST"] == f"{s.best:.10g}"
+    keep(s, [70.0, 71.0], 0.05, (0.0, 0.1))  # not yet re-measured: said so
+    assert headline_words(s.improvement_pct, s.improvement_ci, s.best_runs).endswith(
+        "estimated at its keep"
+    )
+    older = RunState(direction="lower", baseline=10.0, best=8.0, metric="score")
+    assert "(20.0% better)" in metric_line(older).plain  # a run from before: no interval
