@@ -77,12 +77,12 @@ def estimate(base: list[float], inc: list[float], direction: str) -> Headline:
             return math.expm1(t) if sign > 0 else -math.expm1(-t)
         return t / abs(mb) if mb != 0 else None
 
-    best_ci = tuple(sorted((back(mi - half_i), back(mi + half_i)))) if finite else None
+    ends = sorted((back(mi - half_i), back(mi + half_i)))
     lo, hi = (rel(d - half_d), rel(d + half_d)) if finite else (None, None)
     return Headline(
         baseline=back(mb),
         best=back(mi),
-        best_ci=best_ci,  # type: ignore[arg-type]
+        best_ci=(ends[0], ends[1]) if finite else None,
         improvement=rel(d),
         improvement_ci=(lo, hi) if lo is not None and hi is not None else None,
     )
@@ -165,7 +165,8 @@ def _carry(s: RunState, ev: AnyEvidence | None, samples: list[float]) -> None:
         else (1 + before) * (1 + effect) - 1
     )
     s.improvement_pct = after * 100
-    s.best = s.baseline * (1 - after) if s.direction == "lower" else s.baseline * (1 + after)
+    sign = -1.0 if s.direction == "lower" else 1.0  # improvement_pct is relative to |baseline|
+    s.best = s.baseline + sign * after * abs(s.baseline)
     s.best_ci = None
     interval = value_or(getattr(ev, "interval", None), None)
     if (
