@@ -60,11 +60,11 @@ class SequentialPolicy:
     keep_simplifications: bool = False
     pool_size: int = 24
     incumbent_every: int = 4
-    """One fresh incumbent run per this many candidate runs (more when the pool is small)."""
+    """One fresh incumbent run per this many candidate runs (more while the pool is refilled)."""
     refill: int = 4
-    """A pool smaller than this (right after a keep it is empty) is refilled: the session measures
-    the incumbent one to one with the candidate, and at least this many times when the noise is δ
-    or more (fewer, down to 2, when it is below: a quiet metric needs fewer runs to be known)."""
+    """Fresh runs a thin pool (right after a keep: an empty one) gets before the usual ratio: this
+    many when the noise is δ or more, fewer (down to 2) below, as (noise / δ)² says — a quiet
+    metric needs fewer runs to be known."""
     close_runs: int | None = None
     """The cap for close calls (None: 3 × max_runs): a change still undecided at `max_runs` whose
     measured gain is at least `close_frac` × δ is measured on, up to this many candidate runs."""
@@ -154,8 +154,8 @@ class SequentialSession:
         return [r[self.policy.metric] for r in runs]
 
     def _incumbent_target(self, n_c: int) -> int:
-        """Interleave C I C C C I C C C I …; one to one when drift is suspected, and a thin pool
-        (after a keep: empty) gets the fresh runs it lacks first."""
+        """Interleave C I C C C C I … (one per `incumbent_every`); one to one when drift is
+        suspected, and a thin pool (after a keep: empty) gets the fresh runs it lacks first."""
         p = self.policy
         if n_c == 0:
             return 0
