@@ -27,8 +27,9 @@ from shared.evidence import (
 )
 from shared.schema import RunState
 
-KEEP_SAMPLES = 200
-"""At most this many runs per side are kept in the state (the most recent)."""
+KEEP_SAMPLES = 100
+"""At most this many runs per side are kept in the state (the most recent): beyond it the interval
+hardly narrows, and state.json is rewritten on every change."""
 
 
 def pool_left(decision: Decision, pool: list[float]) -> list[float]:
