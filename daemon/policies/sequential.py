@@ -69,11 +69,6 @@ class SequentialPolicy:
     """The cap for close calls (None: 3 × max_runs): a change still undecided at `max_runs` whose
     measured gain is at least `close_frac` × δ is measured on, up to this many candidate runs."""
     close_frac: float = 0.5
-    strict_above: float = 2.5
-    """When the noise sets δ above this many times min_effect, a keep needs evidence stronger in
-    proportion (α × strict_above · min_effect / δ): nearly every change is then far inside the
-    test's indifference zone, harmful ones are kept almost as often as neutral ones, and a run
-    would drift on luck."""
     noise_k: float = 1.0
     """δ = max(min_effect, noise_k · noise)."""
     keep_precision: float = 1.0
@@ -95,15 +90,6 @@ class SequentialPolicy:
     def bounds(self) -> tuple[float, float]:
         """Wald's thresholds on the LLR: (discard at or below, keep at or above)."""
         return math.log(self.beta / (1 - self.alpha)), math.log((1 - self.beta) / self.alpha)
-
-    def bounds_for(self, est: Estimate) -> tuple[float, float]:
-        """The thresholds for this look: the keep bound rises when the noise, not min_effect,
-        sets δ far above min_effect (`strict_above`)."""
-        lower, _ = self.bounds
-        alpha = self.alpha
-        if est.min_y > 0 and est.delta_y > self.strict_above * est.min_y:
-            alpha *= self.strict_above * est.min_y / est.delta_y
-        return lower, math.log((1 - self.beta) / alpha)
 
 
 @dataclass
@@ -188,7 +174,7 @@ class SequentialSession:
     def _outcome(self, est: Estimate, *, final: bool) -> str | None:
         """What the evidence says now: None to measure on."""
         p = self.policy
-        lower, upper = p.bounds_for(est)
+        lower, upper = p.bounds
         if gate_breaches(p.gates or {}, medians(self.cand)):
             return "gate"
         if est.llr >= upper and (est.half_width <= p.keep_precision * est.delta_y or final):
@@ -264,7 +250,7 @@ class SequentialSession:
                     *_finite([est.to_rel(est.d - half), est.to_rel(est.d + half)])
                 ),
                 "llr": _finite([est.llr])[0],
-                "bounds": Bounds(*p.bounds_for(est)),
+                "bounds": Bounds(*p.bounds),
                 "delta": est.delta,
                 "noise": _finite([est.noise])[0],
                 "relative": est.relative,

@@ -120,8 +120,6 @@ class Estimate:
 
     raw_zero: bool = False
     """Raw mode with the incumbent at 0: effects are absolute differences."""
-    min_y: float = 0.0
-    """min_effect on the y scale (δ is at least this)."""
 
     @property
     def relative(self) -> bool:
@@ -230,7 +228,6 @@ def estimate(
         higher=higher,
         scale=scale,
         raw_zero=not log_scale and mi == 0,
-        min_y=min_y,
         d=d,
         se=se,
         sigma=sigma,
