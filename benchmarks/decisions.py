@@ -6,8 +6,12 @@ the policy exactly as the daemon does. A measurement is log-normal noise at the 
 true value, times a slow linear drift (up to ±8 % per 1000 runs), plus in half of the runs a step
 of ±3–8 % at a random time (the machine changed), and an outlier (1.2–2× slower) in 2 % of runs.
 The metric is a time (lower is better). Both policies see the same changes and the same machine.
+The pool and the headline are kept by the daemon's own books (`daemon.policies.ledger.follow`), so
+"claimed" is what `expd status` would show at the end; "gain in 5 runs/exp" is the true gain
+reached when a fixed budget of runs was spent (nothing extrapolated).
 
     python benchmarks/decisions.py [--runs 200] [--seed 1] [--quick] [--json out.json]
+        [--policies sequential] [--cvs 0.05] [--streams mixed] [--set close_runs=12 ...]
 """
 
 from __future__ import annotations
