@@ -68,6 +68,23 @@ def better_word(improvement: float | None) -> str:
     return f"{abs(improvement):.1f}% {'better' if improvement >= 0 else 'worse'}"
 
 
+def interval_words(ci: list[float] | None, runs: int | None = None) -> str:
+    """`95 % interval +1.2 to +7.9 %, 8 runs` for an estimated improvement ("" without one)."""
+    if not ci or len(ci) != 2 or ci[0] is None or ci[1] is None:
+        return ""
+    text = f"95 % interval {ci[0]:+.1f} to {ci[1]:+.1f} %"
+    if runs is not None:
+        text += f", {runs} run{'s' if runs != 1 else ''}" if runs else ", estimated at its keep"
+    return text
+
+
+def headline_words(improvement: float | None, ci: list[float] | None, runs: int | None) -> str:
+    """`20.0% better, 95 % interval +15.1 to +24.6 %, 8 runs`: the estimate and its interval."""
+    words = better_word(improvement)
+    extra = interval_words(ci, runs)
+    return f"{words}, {extra}" if words and extra else words
+
+
 def drift_line(drift: str, at: int | None) -> str:
     """`drift at #N: …`, the same words in the status, the TUI and the daemon's message."""
     if not drift:
@@ -88,7 +105,7 @@ def metric_line(s: StatusReport) -> str:
         at = f" at #{s.best_experiment}" if s.best_experiment is not None else ""
         text += f" → best {fmt_num(s.best)}{at}"
         if s.improvement_pct is not None:
-            text += f" ({better_word(s.improvement_pct)})"
+            text += f" ({headline_words(s.improvement_pct, s.improvement_ci, s.best_runs)})"
     return text
 
 

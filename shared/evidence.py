@@ -130,6 +130,9 @@ class SequentialEvidence(_Tagged, tag="sequential"):
     """The incumbent pool this decision left (written by the daemon when it records it)."""
     drift: str | UnsetType = UNSET
     """What the fresh incumbent runs showed when they shifted from the pool."""
+    drift_shift: float | UnsetType = UNSET
+    """With `drift`: how far the incumbent moved, as a fraction of its metric (an absolute
+    difference when `scale` is "raw"); the headline moves the baseline's runs with it."""
 
 
 class FixedEvidence(_Tagged, tag="fixed"):
@@ -146,6 +149,8 @@ class FixedEvidence(_Tagged, tag="fixed"):
     gates: list[str] | UnsetType = UNSET
     pool: list[float] | UnsetType = UNSET
     drift: str | UnsetType = UNSET
+    fresh_incumbent_samples: list[float] | UnsetType = UNSET
+    """The incumbent runs measured during this experiment (after a keep: its re-measurement)."""
 
 
 Evidence = SequentialEvidence | FixedEvidence
@@ -163,6 +168,9 @@ class BaselineEvidence(msgspec.Struct, kw_only=True):
     """A recent `expd validate` of the same program files, when the run had one."""
     note: str | UnsetType = UNSET
     """Only when the noise hides gains of min_effect within max_runs runs."""
+    estimates: bool | UnsetType = UNSET
+    """True: the run's `baseline` and `best` are estimates with intervals (`daemon.policies.
+    ledger`); absent in runs whose `best` was the kept candidate's median."""
 
 
 AnyEvidence = Evidence | BaselineEvidence

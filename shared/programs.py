@@ -249,7 +249,7 @@ def scaffold(
         "",
         "[loop]",
         "max_experiments = 20",
-        "max_consecutive_discards = 10",
+        "max_consecutive_discards = 30  # stop after this many non-keeps in a row",
         "",
         "[agent]",
         f'kind = "{agent}"',

@@ -85,7 +85,7 @@ class Gate(_Typed):
 
 class LoopConfig(_Typed):
     max_experiments: int = 20
-    max_consecutive_discards: int = 10
+    max_consecutive_discards: int = 30
     max_cost_usd: float | None = None
     keep_simplifications: bool = False
     notify: str | None = None
@@ -328,6 +328,24 @@ class RunState(_Lenient):
     arm_stats: list[ArmStats] = []
     """Per-arm outcomes, in the order of `[[arms]]` (empty: the program has no arms). Not named
     `arms`: state files in the wild may carry an unrelated field of that name."""
+    baseline_samples: list[float] = []
+    """Every run of the base commit (the baseline's and, until the first keep, the interleaved
+    ones): what `baseline` is estimated from."""
+    incumbent_samples: list[float] = []
+    """The incumbent's runs that did not select it (measured after its keep, or since drift):
+    what `best` is estimated from; empty right after a keep."""
+    best_ci: list[float] | None = None
+    """`[low, high]`: 95 % interval of `best` (None: not estimated, e.g. an older run)."""
+    improvement_pct: float | None = None
+    """The estimated improvement of `best` over `baseline`, positive = better (None: an older
+    run, where it is computed from the two values)."""
+    improvement_ci: list[float] | None = None
+    """95 % interval of `improvement_pct`, in percent."""
+    best_runs: int = 0
+    """Runs behind `best` (0 right after a keep: then it is the keep's estimate, shrunk)."""
+    estimates: bool = False
+    """`baseline`/`best` are estimates from unselected runs (False: a run whose baseline record
+    predates them keeps the old meaning, the kept candidate's median)."""
 
 
 class DiffStat(_Lenient):

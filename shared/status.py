@@ -35,6 +35,14 @@ def improvement_pct(baseline: float | None, best: float | None, direction: str) 
     return -change if direction == "lower" else change
 
 
+def headline_improvement(state: RunState) -> float | None:
+    """The run's estimated improvement (`state.improvement_pct`), or for a run that predates the
+    estimate the one computed from `baseline` and `best`."""
+    if state.improvement_pct is not None:
+        return state.improvement_pct
+    return improvement_pct(state.baseline, state.best, state.direction)
+
+
 def change_pct(value: float | None, baseline: float | None) -> float | None:
     """The raw relative change of a metric (the sign follows the metric, not "better")."""
     if value is None or baseline is None or baseline == 0:
@@ -117,6 +125,15 @@ class StatusReport(msgspec.Struct, kw_only=True):
     """When `expd clean` gave the run's disk back (None: never cleaned)."""
     disk_bytes: int | None = None
     """The run's disk use (run directory and trees): measured by `expd list` only, else None."""
+    best_ci: list[float] | None = None
+    """95 % interval `[low, high]` of `best`, the incumbent's estimated value (None: no interval,
+    e.g. right after a keep or in an older run)."""
+    improvement_ci: list[float] | None = None
+    """95 % interval of `improvement_pct`, in percent."""
+    best_runs: int = 0
+    """The incumbent's runs behind `best` (not the ones that selected it; 0 right after a keep)."""
+    baseline_runs: int = 0
+    """The base commit's runs behind `baseline`."""
 
 
 def read_state(paths: RunPaths) -> RunState | None:
@@ -182,7 +199,7 @@ def build_status(
         baseline=st.baseline,
         best=st.best,
         best_experiment=st.best_experiment,
-        improvement_pct=improvement_pct(st.baseline, st.best, direction),
+        improvement_pct=headline_improvement(msgspec.structs.replace(st, direction=direction)),
         direction=direction,
         metric=metric,
         termination_reason=st.termination_reason,
@@ -213,6 +230,10 @@ def build_status(
             for lane in st.lanes
         ],
         cleaned_at=cleaned_at(paths, st),
+        best_ci=st.best_ci,
+        improvement_ci=st.improvement_ci,
+        best_runs=st.best_runs,
+        baseline_runs=len(st.baseline_samples),
     )
 
 

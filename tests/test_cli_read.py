@@ -685,7 +685,7 @@ def fake_daemon(monkeypatch: pytest.MonkeyPatch, finish: Callable[[FakeRun], Non
         def __init__(self, run: FakeRun) -> None:
             self.run_id, self.pid, self.run_dir = run.run_id, 4242, run.paths.dir
             self.worktree, self.branch = run.repo / "wt", f"expd/{run.run_id}"
-            self.sandbox, self.sandbox_detail = "bwrap", ""
+            self.sandbox, self.sandbox_detail, self.noise = "bwrap", "", ""
 
     def start_run(repo_root: Path, program: str, **kwargs: Any) -> Started:
         calls.append((repo_root, program, kwargs))

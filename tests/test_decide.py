@@ -149,10 +149,25 @@ def test_a_failed_run_ends_the_session_as_measurement_failure(
     assert "2/3" in decision.reason
 
 
-def test_fixed_policy_never_measures_the_incumbent() -> None:
-    session = lower().begin([1.0])
-    with pytest.raises(ValueError, match="only measures the candidate"):
-        session.observe("incumbent", {"score": 1.0})
+def test_fixed_policy_measures_the_incumbent_only_when_its_pool_is_empty() -> None:
+    """With a pool, only the candidate; after a keep (an empty pool) the incumbent `repeats` times
+    too, interleaved, and those fresh runs, not the kept candidate's lucky ones, are the pool."""
+    policy = lower(repeats=3)
+    decision, runs = drive(policy, [4.0, 4.0, 4.0], scores(3.0, 3.0, 3.0))  # candidate only
+    assert runs == 3 and decision.keep and decision.pool == []
+    session = policy.begin([])
+    asked = []
+    incumbent = iter([4.1, 3.9, 4.0])
+    candidate = iter([3.5, 3.6, 3.4])
+    while isinstance(step := session.next(), Measure):
+        asked.append(step.side)
+        value = next(candidate if step.side == "candidate" else incumbent)
+        session.observe(step.side, {"score": value})
+    assert asked == ["candidate", "incumbent"] * 3
+    assert step.keep and step.evidence.incumbent_median == 4.0
+    assert step.evidence.fresh_incumbent_samples == [4.1, 3.9, 4.0]
+    discard, _ = drive(policy, [4.0, 4.0], scores(4.0, 4.0, 4.0))
+    assert not discard.keep and discard.pool == [4.0, 4.0]  # a discard leaves the pool
 
 
 # --------------------------------------------------------------------------- gates

@@ -283,3 +283,34 @@ def test_the_daemons_key_never_reaches_a_file_or_an_object(tmp_path: Path) -> No
         assert f"${CANARY_NAME}" in record.reason and "refused" in record.reason, record.reason
         assert record.commit is None and not paths.patch(record.experiment).exists()
     assert f"[redacted:{CANARY_NAME}]" in paths.agent_log(1).read_text()
+
+
+def test_a_tracked_symlink_never_leaves_the_next_commit_without_its_file(tmp_path: Path) -> None:
+    """A candidate commits a file as a symlink; switching the measurement tree back to the
+    incumbent (as every interleaved incumbent run does) must bring the incumbent's file back, not
+    leave it missing — a missing file would make the incumbent measure as something else."""
+    import os
+
+    from daemon.ops.git.eval_tree import EvalTree
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "f.py").write_text("x = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "incumbent")
+    incumbent = git(repo, "rev-parse", "HEAD")
+    outside = tmp_path / "outside.py"
+    outside.write_text("x = 0\n")
+    (repo / "f.py").unlink()
+    os.symlink(outside, repo / "f.py")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "candidate: a symlink")
+    candidate = git(repo, "rev-parse", "HEAD")
+    tree = EvalTree(repo=repo, path=tmp_path / "tree", gitdir=tmp_path / "gitdir")
+    for commit, clean in ((candidate, True), (incumbent, False), (candidate, False)):
+        tree.checkout_sync(commit, clean=clean)
+    tree.checkout_sync(incumbent, clean=False)
+    measured = tree.path / "f.py"
+    assert not measured.is_symlink() and measured.read_text() == "x = 1\n"
+    assert outside.read_text() == "x = 0\n"  # never written through

@@ -80,7 +80,8 @@ def test_clear_win_is_kept_quickly_with_its_evidence() -> None:
     assert ev["fresh_incumbent_samples"] and ev["incumbent_samples"][: len(POOL)] == POOL
     assert decision.reason.startswith("better by 9.") and "after 2+1 runs" in decision.reason
     assert "SPRT accepted improvement ≥ 2.0 %" in decision.reason
-    assert decision.pool == decision.samples  # the kept commit is the new incumbent
+    # The runs that won the selection look better than the truth: they never become the pool.
+    assert decision.pool == []
     assert decision.drift is None
 
 
@@ -90,16 +91,27 @@ def test_clear_loss_is_discarded_at_the_minimum() -> None:
     assert sides == ["candidate", "incumbent", "candidate"]
     assert decision.evidence.effect < -0.05
     assert "worse by" in decision.reason and "rejected" in decision.reason
-    assert decision.pool == (POOL + decision.evidence.fresh_incumbent_samples)[-12:]
+    assert decision.pool == (POOL + decision.evidence.fresh_incumbent_samples)[-24:]
 
 
 def test_close_call_measures_more_and_ends_inconclusive() -> None:
-    """1 % better with δ = 2 %: halfway between the hypotheses, so the LLR hovers near 0."""
-    decision, sides = drive(lower(), POOL, stream(98.9))
-    assert sides.count("candidate") == 12 and sides.count("incumbent") == 4
+    """1 % better with δ = 2 %: halfway between the hypotheses, so the LLR hovers near 0; without
+    the close-call cap it ends at max_runs."""
+    decision, sides = drive(lower(close_runs=12), POOL, stream(98.9))
+    assert sides.count("candidate") == 12 and sides.count("incumbent") == 3  # C I C C C C I …
     assert decision.status == "discard"
-    assert decision.reason.startswith("inconclusive after 12+4 runs: better by 1.1 %")
+    assert decision.reason.startswith("inconclusive after 12+3 runs: better by 1.0 %")
     assert "improvement ≥ 2.0 % neither accepted nor rejected" in decision.reason
+
+
+def test_a_promising_close_call_gets_the_close_cap() -> None:
+    """Still undecided at max_runs with a measured gain of δ/2 or more: measured on (up to 3 ×
+    max_runs) instead of discarded as inconclusive; the small real gain is decided."""
+    decision, sides = drive(lower(), POOL, stream(98.9))
+    assert 12 < sides.count("candidate") <= 36
+    assert decision.keep and "SPRT accepted" in decision.reason
+    capped, sides = drive(lower(max_runs=4, close_runs=6), POOL, stream(98.9))
+    assert sides.count("candidate") == 6 and capped.reason.startswith("inconclusive after 6+")
 
 
 def test_one_wild_run_does_not_decide() -> None:
@@ -131,7 +143,7 @@ def test_drift_slower_machine_refreshes_the_pool() -> None:
     decision, _ = drive(lower(), POOL, stream(112), stream(120))
     assert decision.status == "keep"  # 112 vs the drifted incumbent's 120
     assert decision.drift is not None and "worse than its pool" in decision.drift
-    assert decision.pool == decision.samples
+    assert decision.pool == []  # a keep: the next session re-measures the new incumbent
 
 
 def test_identical_values_are_exact() -> None:

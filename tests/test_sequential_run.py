@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import sys
 import textwrap
 from pathlib import Path
@@ -120,7 +121,8 @@ def test_deterministic_runs_decide_in_the_minimum_number_of_runs(tmp_path: Path)
     assert runs["candidate"] <= 4 and runs["incumbent"] <= 2  # no noise: decided quickly
     assert recs[2].evidence["runs"]["candidate"] <= 4
     assert recs[0].evidence["pool"] == recs[0].samples
-    assert recs[1].evidence["pool"] == recs[1].samples  # a keep: the candidate's runs
+    assert recs[1].evidence["pool"] == []  # a keep: the next decision re-measures
+    assert recs[2].evidence["fresh_incumbent_samples"] == [1.0, 1.0]  # the refill, no more
 
 
 def test_neutral_changes_under_noise_are_discarded(tmp_path: Path) -> None:
@@ -168,11 +170,25 @@ def test_a_real_gain_under_noise_is_kept(tmp_path: Path) -> None:
     assert recs[1].evidence["effect"] > 0.1
     assert recs[2].status == "discard", recs[2].reason
     assert final.best_experiment == 1
-    # The kept candidate's runs became the pool the next decision compared against (unless
-    # that decision saw drift, when the fresh incumbent runs replace the pool).
-    assert recs[1].evidence["pool"] == recs[1].samples
-    if not recs[2].evidence.get("drift"):
-        assert recs[2].evidence["incumbent_samples"][: len(recs[1].samples)] == recs[1].samples
+    # The kept candidate's runs won the selection: they are not the pool. The next decision
+    # re-measured the new incumbent (at least 2 fresh runs) and compared with those alone.
+    assert recs[1].evidence["pool"] == []
+    fresh = recs[2].evidence["fresh_incumbent_samples"]
+    assert len(fresh) >= 2 and recs[2].evidence["incumbent_samples"] == fresh
+    assert not set(fresh) & set(recs[1].samples)
+    # The headline is the new incumbent's estimate from those fresh runs, with an interval.
+    assert final.estimates and final.best_runs == len(fresh) == len(final.incumbent_samples)
+    assert final.best == pytest.approx(statistics.median(fresh), rel=0.08)
+    low, high = final.improvement_ci or [0.0, 0.0]
+    assert low < final.improvement_pct < high and low < 20 < high + 10
+    shown = json.loads(expd("status", "--json", f"p/{paths.dir.name}", cwd=repo).stdout)
+    assert shown["best"] == final.best and shown["improvement_pct"] == final.improvement_pct
+    assert shown["best_ci"] == final.best_ci and shown["improvement_ci"] == final.improvement_ci
+    assert (shown["best_runs"], shown["baseline_runs"]) == (len(fresh), len(final.baseline_samples))
+    human = expd("status", f"p/{paths.dir.name}", cwd=repo).stdout
+    assert f"better, 95 % interval {low:+.1f} to {high:+.1f} %, {len(fresh)} runs" in human
+    report = expd("report", f"p/{paths.dir.name}", cwd=repo).stdout
+    assert f"better, 95 % interval {low:+.1f} to {high:+.1f} %" in report
 
 
 def test_noisy_baseline_says_so_once(tmp_path: Path) -> None:
@@ -192,6 +208,30 @@ def test_noisy_baseline_says_so_once(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["noise"] == final.noise
     human = expd("status", cwd=repo).stdout
     assert "noise     noise (CV" in human
+
+
+def test_start_warns_about_noise_a_calibration_measured(tmp_path: Path) -> None:
+    """`expd validate` measured noise that hides gains of min_effect: `expd start` says so on
+    stderr with what to change, and the daemon records it before the baseline is measured."""
+    repo = make_repo(
+        tmp_path / "repo",
+        max_experiments=1,
+        decide="min_effect = 0.01\nmax_runs = 4",
+        agent_sh=NEUTRAL_AGENT,
+        measure_sh=NOISY_MEASURE,
+    )
+    env = {"NOISE": "0.06"}
+    assert expd("validate", "p", "--runs", "6", cwd=repo, env=env).returncode == 0
+    proc = expd("start", "p", "--json", cwd=repo, env=env)
+    assert proc.returncode == 0, proc.stderr
+    warning = next(line for line in proc.stderr.splitlines() if "warning" in line)
+    assert warning.startswith("expd: warning: noise (CV ")
+    assert "inside measure.sh" in warning and "[calibration of 6 runs]" in warning
+    paths = RepoPaths(repo).program("p").run(json.loads(proc.stdout)["run_id"].split("/")[1])
+    final = wait_finished(paths, timeout=120)
+    kinds = [e.kind for e in events(paths)]
+    assert kinds.count("noise") == 1 and kinds.index("noise") < kinds.index("measurement")
+    assert final.noise == warning.removeprefix("expd: warning: ")
 
 
 # --------------------------------------------------------------------------- pool and drift
@@ -248,7 +288,8 @@ def test_drift_and_the_pool_flow_through_the_loop(
 
     recs = results(paths)
     assert [r.status for r in recs] == ["baseline", "keep", "keep", "keep"]
-    assert [pool for pool, _ in policy.begins] == [[4.0], [3.0], [7.0, 7.0]]
+    # After a keep the pool is empty (the fixed policy re-measures the incumbent itself).
+    assert [pool for pool, _ in policy.begins] == [[4.0], [], [7.0, 7.0]]
     assert policy.begins[0][1] == ChangeInfo(lines_added=1, lines_removed=1)
     assert recs[2].evidence["drift"] == "incumbent 9% slower"
     assert recs[2].evidence["pool"] == [7.0, 7.0]
@@ -260,7 +301,7 @@ def test_drift_and_the_pool_flow_through_the_loop(
     assert (status["drift"], status["drift_at_experiment"]) == ("incumbent 9% slower", 2)
     assert "drift     drift at #2: incumbent 9% slower" in expd("status", cwd=repo).stdout
     # What a resumed daemon would continue with: the pool the last decision left.
-    assert restore_pool(recs, tmp_path) == recs[3].evidence["pool"] == [1.0]
+    assert restore_pool(recs, tmp_path) == recs[3].evidence["pool"] == []
 
 
 def test_restore_pool_prefers_the_recorded_pool_and_falls_back_to_samples(tmp_path: Path) -> None:

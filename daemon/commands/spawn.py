@@ -26,6 +26,7 @@ from daemon.ops.git.lookup import is_tracked, repo_head
 from daemon.ops.git.run_trees import create_trees, remove_trees, run_trees
 from daemon.ops.reaper import is_zombie
 from daemon.ops.sandbox import Choice, SandboxUnavailable, resolve
+from daemon.policies.noise import start_note
 from shared import __version__, agent_kinds, codec, runs, seal
 from shared.arms import arms_of
 from shared.atomic import write_atomic
@@ -66,6 +67,8 @@ class Started:
     sandbox: str = "none"
     """The backend confining the agent (bwrap, landlock or none) and why, for people."""
     sandbox_detail: str = ""
+    noise: str = ""
+    """The noise warning a recent calibration gives (empty: none, or the noise is fine)."""
 
 
 def check_agent(config: ProgramConfig, repo: Path) -> None:
@@ -272,7 +275,8 @@ def start_run(
         runs.register(paths, repo.root, rid)
     finally:
         unlock(lock)
-    return Started(rid, pid, worktree, branch, paths.dir, sandbox.backend, sandbox.detail)
+    noise = start_note(config, manifest.calibration) or ""
+    return Started(rid, pid, worktree, branch, paths.dir, sandbox.backend, sandbox.detail, noise)
 
 
 def resume_run(run_dir: Path) -> Started:

@@ -1,4 +1,9 @@
-"""The `fixed` policy: median of `repeats` candidate runs against the incumbent's median."""
+"""The `fixed` policy: median of `repeats` candidate runs against the incumbent's median.
+
+The incumbent's median comes from runs that did not select it: after a keep the pool is empty, and
+the next session measures the incumbent `repeats` times too, interleaved with the candidate (C I C
+I …), so a lucky median never becomes the reference every later change is compared with.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class FixedSession:
     policy: FixedRepeatsPolicy
     incumbent: list[float]
     runs: list[dict[str, float]] = field(default_factory=list)
+    fresh: list[float] = field(default_factory=list)
     failure: str | None = None
 
     def next(self) -> Measure | Decision:
@@ -53,15 +59,26 @@ class FixedSession:
                 samples=self._values(),
                 metrics=medians(self.runs),
                 evidence=FixedEvidence(runs=len(self.runs)),
+                pool=self.incumbent,
             )
+        remeasure = not self.incumbent and len(self.fresh) < self.policy.repeats
+        if remeasure and len(self.fresh) < len(self.runs):
+            return Measure("incumbent")
         if len(self.runs) < self.policy.repeats:
             return Measure("candidate")
+        if remeasure:
+            return Measure("incumbent")
         return self._decide()
 
     def observe(self, side: Side, metrics: dict[str, float] | None) -> None:
-        if side != "candidate":
-            raise ValueError("the fixed policy only measures the candidate")
-        if metrics is None or not math.isfinite(metrics.get(self.policy.metric, math.nan)):
+        value = math.nan if metrics is None else metrics.get(self.policy.metric, math.nan)
+        if side == "incumbent":
+            if not math.isfinite(value):
+                self.failure = f"incumbent measurement {len(self.fresh) + 1} failed"
+            else:
+                self.fresh.append(value)
+            return
+        if metrics is None or not math.isfinite(value):
             self.failure = f"measurement {len(self.runs) + 1}/{self.policy.repeats} failed"
             return
         self.runs.append(metrics)
@@ -72,8 +89,9 @@ class FixedSession:
     def _decide(self) -> Decision:
         p = self.policy
         values = self._values()
+        reference = self.incumbent or self.fresh
         cand = statistics.median(values)
-        inc = statistics.median(self.incumbent)
+        inc = statistics.median(reference)
         effect = relative_effect(cand, inc, p.direction)
         all_medians = medians(self.runs)
         breaches = gate_breaches(p.gates, all_medians)
@@ -84,12 +102,13 @@ class FixedSession:
             candidate_median=cand,
             incumbent_median=inc,
             candidate_samples=values,
-            incumbent_samples=list(self.incumbent),
+            incumbent_samples=list(reference),
             effect=effect,
             threshold=p.min_effect,
             relative=inc != 0,
             runs=len(values),
             gates=breaches,
+            **({"fresh_incumbent_samples": list(self.fresh)} if self.fresh else {}),
         )
         word = "better" if effect > 0 else "worse" if effect < 0 else "unchanged"
         change = f"median {cand:.6g} vs {inc:.6g}: {abs(shown):.2f}{unit} {word}"
@@ -107,4 +126,5 @@ class FixedSession:
             samples=values,
             metrics=all_medians,
             evidence=evidence,
+            pool=[] if keep else list(reference),
         )

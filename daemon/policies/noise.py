@@ -65,14 +65,34 @@ def runs_needed(cv: float, effect: float, *, alpha: float = 0.05, beta: float = 
 def hides_gains_note(
     cv: float, *, min_effect: float, max_runs: int, alpha: float, beta: float
 ) -> str | None:
-    """A one-line warning when `max_runs` runs cannot resolve a gain of `min_effect`."""
+    """A one-line warning when `max_runs` runs cannot resolve a gain of `min_effect`, with what
+    would fix it: repeats inside measure.sh (k repeats divide the noise by √k), or a larger
+    `min_effect`."""
     smallest = detectable_effect(cv, max_runs, alpha=alpha, beta=beta)
     if smallest <= min_effect:
         return None
+    repeats = math.ceil((smallest / min_effect) ** 2)
     return (
         f"noise (CV {cv:.1%}) hides gains smaller than ~{smallest:.1%} within {max_runs} runs "
-        f"(min_effect is {min_effect:.1%}): raise min_effect or max_runs, or steady the measurement"
+        f"(min_effect is {min_effect:.1%}): steady the measurement — repeat the benchmark "
+        f"{repeats}× inside measure.sh and print the median, or make one run longer — or set "
+        f"min_effect = {math.ceil(smallest * 200) / 200:g}"
     )
+
+
+def start_note(config: ProgramConfig, calibration: dict[str, Any]) -> str | None:
+    """What `expd start` says before anything runs: the warning a recent `expd validate`'s noise
+    gives (None: no calibration, or the noise is fine)."""
+    cal = calibration.get("noise") if calibration else None
+    if not isinstance(cal, dict):
+        return None
+    cv = float(cal.get("robust_cv") or cal.get("cv") or 0.0)
+    decide = config.decide
+    runs = decide.repeats if decide.policy == "fixed" else decide.max_runs or DEFAULT_MAX_RUNS
+    note = hides_gains_note(
+        cv, min_effect=decide.min_effect, max_runs=runs, alpha=decide.alpha, beta=decide.beta
+    )
+    return f"{note} [calibration of {cal.get('runs', '?')} runs]" if note else None
 
 
 def baseline_evidence(
@@ -85,7 +105,7 @@ def baseline_evidence(
     """
     decide = config.decide
     noise = noise_of(values)
-    evidence = BaselineEvidence(policy=policy, pool=list(values), noise=noise)
+    evidence = BaselineEvidence(policy=policy, pool=list(values), noise=noise, estimates=True)
     cv, source = noise.decision_cv, f"{len(values)} baseline runs"
     if calibration and isinstance(calibration.get("noise"), dict):
         evidence.calibration = calibration

@@ -13,7 +13,11 @@ The test (docs/decisions.md explains it for users):
   d = m_c − m_i,  v = σ²(1/n_c + 1/n_i),  δ = max(min_effect, noise) on the y scale.
   LLR = δ/v · (d − δ/2): the log-likelihood ratio of "better by δ" against "no change" for the
   location-invariant statistic d. Keep when LLR ≥ log((1−β)/α) and the 95 % half-width 1.96√v ≤ δ;
-  discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive"). σ is plugged in at each look.
+  discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive") unless d ≥ δ/2 (a close call
+  leaning towards a keep: measured on up to 3 × max_runs). σ is plugged in at each look.
+Pool: the incumbent's recent unselected runs. A keep leaves it empty, because the kept candidate's
+  runs won the selection and look better than the commit is; the next session measures the new
+  incumbent first (up to 4 runs, fewer when the noise is well below δ).
 Reported effect: the posterior mean under a Laplace(0, sd δ) prior (decide_stats.laplace_posterior),
   which undoes most of the optimism of stopping at a bound; the measured d is reported as well.
 Drift: fresh incumbent runs against the pool, z = (m_fresh − m_pool)/(σ√(1/n_f + 1/n_p)); |z| > 3.5
@@ -54,9 +58,17 @@ class SequentialPolicy:
     gates: dict[str, tuple[float | None, float | None]] | None = None
     secondary: dict[str, str] | None = None
     keep_simplifications: bool = False
-    pool_size: int = 12
-    incumbent_every: int = 3
-    """One fresh incumbent run per this many candidate runs (more when the pool is small)."""
+    pool_size: int = 24
+    incumbent_every: int = 4
+    """One fresh incumbent run per this many candidate runs (more while the pool is refilled)."""
+    refill: int = 4
+    """Fresh runs a thin pool (right after a keep: an empty one) gets before the usual ratio: this
+    many when the noise is δ or more, fewer (down to 2) below, as (noise / δ)² says — a quiet
+    metric needs fewer runs to be known."""
+    close_runs: int | None = None
+    """The cap for close calls (None: 3 × max_runs): a change still undecided at `max_runs` whose
+    measured gain is at least `close_frac` × δ is measured on, up to this many candidate runs."""
+    close_frac: float = 0.5
     noise_k: float = 1.0
     """δ = max(min_effect, noise_k · noise)."""
     keep_precision: float = 1.0
@@ -89,6 +101,8 @@ class SequentialSession:
     fresh: list[dict[str, float]] = field(default_factory=list)
     failure: str | None = None
     suspect_drift: bool = False
+    refill_need: int = 2
+    """Fresh incumbent runs a thin pool needs, from the last look's noise over δ."""
 
     def observe(self, side: Side, metrics: dict[str, float] | None) -> None:
         runs = self.cand if side == "candidate" else self.fresh
@@ -106,12 +120,16 @@ class SequentialSession:
             return Measure("incumbent")
         if n_c >= p.min_runs and len(self.pool) + n_f >= 2:
             est = self._estimate()
+            ratio = est.sigma / est.delta_y if est.delta_y > 0 else 1.0
+            self.refill_need = max(2, min(p.refill, math.ceil(p.refill * min(1.0, ratio) ** 2)))
+            if n_f < self._incumbent_target(n_c):
+                return Measure("incumbent")  # a thin pool that the noise says needs more
             self.suspect_drift = est.drift_z is not None and abs(est.drift_z) > DRIFT_Z
             if self.suspect_drift and n_f < DRIFT_RUNS:
                 return Measure("incumbent")  # an outlier or a shift: more incumbent runs tell
             if est.split_pair and n_c < p.max_runs:
                 return Measure("candidate")  # a third run outvotes the outlier
-            decided = self._verdict(est, final=n_c >= p.max_runs)
+            decided = self._verdict(est, final=n_c >= self._cap(est))
             if decided is not None:
                 return decided
         return Measure("candidate")
@@ -122,12 +140,23 @@ class SequentialSession:
         return [r[self.policy.metric] for r in runs]
 
     def _incumbent_target(self, n_c: int) -> int:
-        """Interleave C I C C C I C C C I …; one to one when the pool is thin or drift suspected."""
+        """Interleave C I C C C C I … (one per `incumbent_every`); one to one when drift is
+        suspected, and a thin pool (after a keep: empty) gets the fresh runs it lacks first."""
+        p = self.policy
         if n_c == 0:
             return 0
-        if self.suspect_drift or len(self.pool) < 3:
+        if self.suspect_drift:
             return n_c
-        return -(-n_c // max(1, self.policy.incumbent_every))
+        ratio = -(-n_c // max(1, p.incumbent_every))
+        return max(ratio, self.refill_need - len(self.pool))
+
+    def _cap(self, est: Estimate) -> int:
+        """`max_runs`, or the close-call cap while the measured gain is still promising: the
+        runs go where a decision is close, not to changes that are clearly no better."""
+        p = self.policy
+        close = p.close_runs if p.close_runs is not None else 3 * p.max_runs
+        promising = est.d >= p.close_frac * est.delta_y and math.isfinite(est.se)
+        return max(p.max_runs, close) if promising else p.max_runs
 
     def _estimate(self) -> Estimate:
         p = self.policy
@@ -205,7 +234,7 @@ class SequentialSession:
         cand, fresh = self._values(self.cand), self._values(self.fresh)
         drifted = est is not None and est.drifted
         if keep:
-            pool = list(cand)
+            pool = []  # the runs that won the selection are biased: the next session refills
         elif drifted:
             pool = fresh[-p.pool_size :]
         else:
@@ -229,6 +258,8 @@ class SequentialSession:
                 "note": est.note,
                 "noise_hides_gains": est.hides_gains,
             }
+        if est is not None and drifted:
+            tested["drift_shift"] = est.to_metric_change(est.drift_shift)
         evidence = SequentialEvidence(
             candidate_samples=cand,
             incumbent_samples=fresh if drifted else self.pool + fresh,

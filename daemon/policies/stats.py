@@ -131,6 +131,12 @@ class Estimate:
             return y / self.scale
         return math.expm1(y) if self.higher else -math.expm1(-y)
 
+    def to_metric_change(self, y: float) -> float:
+        """A shift on the y scale as a change of the metric itself: a fraction on the log scale
+        (not signed by direction: +0.1 is 10 % larger), an absolute difference on the raw one."""
+        sign = 1.0 if self.higher else -1.0
+        return math.expm1(sign * y) if self.log_scale else sign * y
+
     def fmt(self, x: float, *, sign: bool = False) -> str:
         if not self.relative:
             return f"{x:+.4g}" if sign else f"{x:.4g}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.schema import ResultRecord, RunState
-from shared.status import improvement_pct
+from shared.status import headline_improvement
 
 DEFAULT_BUDGET = 12_000
 TRIMMED = "\n… (trimmed)"
@@ -40,7 +40,7 @@ class Extras:
     ideas: str = ""
     diagnostics: str = ""
     carry_forward: str = ""
-    max_consecutive_discards: int = 10
+    max_consecutive_discards: int = 30
 
 
 def _fmt(value: float | None) -> str:
@@ -161,7 +161,7 @@ def build_prompt(
     """A packet of at most `budget` characters; high-priority parts keep their room."""
     x = extras or Extras(guidance=state.guidance)
     better = "lower" if state.direction == "lower" else "higher"
-    pct = improvement_pct(state.baseline, state.best, state.direction)
+    pct = headline_improvement(state)
     improvement = "" if pct is None else f" ({pct:+.2f}% better than the baseline)"
     intro = (
         f"# Experiment {experiment}\n\nYou are one step of an automated optimisation loop. Make "

@@ -22,7 +22,7 @@ from daemon.ops.git.store import TreeError
 from daemon.ops.measure import Measurer, Sample
 from daemon.ops.sandbox import UNCONFINED, Sandbox
 from daemon.policies.base import ChangeInfo, Policy, medians
-from daemon.policies.noise import baseline_evidence
+from daemon.policies.noise import baseline_evidence, start_note
 from daemon.policies.registry import make_policy
 from daemon.service import faults
 from daemon.service.arms import ArmAgents
@@ -163,6 +163,9 @@ class Loop:
         s.in_flight = InFlight(experiment=0, started_at=started, stage="baseline")
         self.store.phase("baseline", "starting", experiment=0, durable=True)
         faults.point("baseline_start", 0)
+        if (note := start_note(self.config, self.manifest.calibration)) and not s.noise:
+            s.noise = s.message = note  # heard before the baseline runs, not after
+            self.store.event("noise", 0, detail=note)
         samples: list[Sample] = []
         failure: str | None = None
         with anyio.CancelScope() as scope:

@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable
 
 from shared.schema import RunManifest, RunState
-from shared.status import improvement_pct
+from shared.status import headline_improvement
 
 TIMEOUT_S = 30.0
 
 
 def notify_env(manifest: RunManifest, state: RunState, run_dir: str) -> dict[str, str]:
-    pct = improvement_pct(state.baseline, state.best, state.direction)
+    pct = headline_improvement(state)
+    ci = state.improvement_ci
     return {
         "EXPD_RUN_ID": manifest.run_id,
         "EXPD_REASON": state.termination_reason or "",
@@ -27,6 +28,7 @@ def notify_env(manifest: RunManifest, state: RunState, run_dir: str) -> dict[str
         "EXPD_BEST": "" if state.best is None else f"{state.best:.10g}",
         "EXPD_BASELINE": "" if state.baseline is None else f"{state.baseline:.10g}",
         "EXPD_RUN_DIR": run_dir,
+        "EXPD_IMPROVEMENT_CI": "" if not ci else f"{ci[0]:.4g} {ci[1]:.4g}",
     }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgspec
 
 from daemon.policies.base import Decision
+from daemon.policies.ledger import follow, pool_left
 from daemon.service import faults
 from daemon.service.store import RunStore
 from shared import evidence
@@ -26,14 +27,9 @@ def decided_evidence(decision: Decision, pool: list[float]) -> Evidence:
     """The decision's evidence as recorded: with the pool it leaves and the drift it saw.
 
     `pool` is the incumbent pool the decision started from; it stays unless the decision says
-    otherwise (a keep makes the candidate's runs the pool).
+    otherwise (a keep empties it: the next session re-measures the new incumbent).
     """
-    if decision.pool is not None:
-        left = list(decision.pool)
-    elif decision.status == "keep":
-        left = list(decision.samples)
-    else:
-        left = list(pool)
+    left = pool_left(decision, pool)
     if decision.drift:
         return msgspec.structs.replace(decision.evidence, pool=left, drift=decision.drift)
     return msgspec.structs.replace(decision.evidence, pool=left)
@@ -112,19 +108,12 @@ class Recorder:
         return self._evidence(r)
 
     def _evidence(self, r: ResultRecord) -> Seen:
-        """The pool, drift and noise warning the result's evidence carries.
-
-        Results without a recorded pool (written before it was recorded, or never decided) leave
-        the pool alone, except that a baseline or a keep makes its own samples the pool.
-        """
+        """The pool, the headline, drift and the noise warning the result's evidence carries
+        (`ledger.follow` keeps the pool and the headline)."""
         s = self.state
         seen = Seen()
         ev = evidence.of(r)
-        pool = value_or(ev.pool, []) if ev is not None else []
-        if pool:
-            s.pool = list(pool)
-        elif r.status in ("baseline", "keep"):
-            s.pool = list(r.samples)
+        follow(s, r.status, r.samples, ev)
         drift = value_or(ev.drift, "") if isinstance(ev, Evidence) else ""
         if drift:
             s.drift, s.drift_at_experiment = drift, r.experiment

@@ -231,6 +231,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         fresh=args.fresh,
     )
     _announce(args, "started", started)
+    if started.noise:
+        warn(started.noise)
     if not args.attach:
         return 0
     final = watch_to_end(_ref(started, root), f"expd results {started.run_id}")

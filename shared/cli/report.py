@@ -28,6 +28,7 @@ from shared.display import (
     fmt_num,
     fmt_pct,
     fmt_time,
+    headline_words,
     measure_sandbox_line,
     one_line,
     sandbox_line,
@@ -152,7 +153,7 @@ def facts(rep: Report) -> list[tuple[str, str]]:
     s = rep.status
     metric = s.metric or "metric"
     imp = s.improvement_pct
-    better = DASH if imp is None else f"{abs(imp):.1f}% {'better' if imp >= 0 else 'worse'}"
+    better = headline_words(imp, s.improvement_ci, s.best_runs) or DASH
     done = sum(1 for r in rep.records if r.status != "baseline")
     at = f" (experiment {s.best_experiment})" if s.best_experiment is not None else ""
     sandbox = [("Sandbox", sandbox_line(s.sandbox))] if s.sandbox else []

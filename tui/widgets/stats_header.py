@@ -9,9 +9,9 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Sparkline, Static
 
-from shared.display import DASH, better_word, fmt_duration, fmt_num
+from shared.display import DASH, better_word, fmt_duration, fmt_num, interval_words
 from shared.schema import TERMINAL_PHASES, ResultRecord, RunState
-from shared.status import improvement_pct
+from shared.status import headline_improvement
 
 ETA_WINDOW = 10
 """ETA averages the durations of this many most recent experiments (the agent's pace drifts)."""
@@ -109,10 +109,11 @@ def metric_line(state: RunState) -> Content:
         parts += [" → ", (fmt_num(state.best), "bold $text-success")]
         if state.best_experiment is not None:
             parts.append(f" at #{state.best_experiment}")
-        pct = improvement_pct(state.baseline, state.best, state.direction)
+        pct = headline_improvement(state)
         if pct is not None:
             style = "$text-success" if pct > 0 else "$text-error" if pct < 0 else ""
-            parts += [" (", (better_word(pct), style), ")"]
+            ci = interval_words(state.improvement_ci, state.best_runs)
+            parts += [" (", (better_word(pct), style), f", {ci})" if ci else ")"]
     return Content.assemble(*parts)
 
 

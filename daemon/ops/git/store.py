@@ -121,10 +121,12 @@ def _user_excludes(user: pygit2.Repository) -> str:
     return text if not text or text.endswith("\n") else text + "\n"
 
 
-def defuse(workdir: Path, paths: Iterable[str]) -> None:
+def defuse(workdir: Path, paths: Iterable[str]) -> bool:
     """Remove what would make a checkout of `paths` write outside `workdir`: a symlink on the way
-    to a path, and a symlink or a hard link at the path itself (libgit2 writes through both)."""
+    to a path, and a symlink or a hard link at the path itself (libgit2 writes through both).
+    True when something was removed."""
     root = Path(workdir)
+    removed = False
     for name in paths:
         parts = name.rstrip("/").split("/")
         here = root
@@ -139,9 +141,11 @@ def defuse(workdir: Path, paths: Iterable[str]) -> None:
                 last and info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode)
             ):
                 here.unlink()
+                removed = True
                 break
             if not stat.S_ISDIR(info.st_mode):
                 break
+    return removed
 
 
 def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool) -> None:
@@ -157,12 +161,16 @@ def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool
     touched = set(status)
     for delta in repo.index.diff_to_tree(target.tree).deltas:
         touched.update((delta.old_file.path, delta.new_file.path))
-    defuse(workdir, touched)
+    defused = defuse(workdir, touched)
     strategy = CheckoutStrategy.FORCE
     if clean:
         strategy |= CheckoutStrategy.REMOVE_UNTRACKED
     repo.checkout_tree(target.tree, strategy=strategy)
     repo.set_head(target.id)
+    if defused:
+        # libgit2 leaves a file whose link was removed above missing when the link was tracked
+        # (a type change over a missing file): once HEAD is the target, it recreates it.
+        repo.checkout_tree(target.tree, strategy=strategy | CheckoutStrategy.RECREATE_MISSING)
 
 
 def is_real_dir(path: Path) -> bool:
