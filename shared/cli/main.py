@@ -83,15 +83,18 @@ def _validate_args(p: Parser) -> None:
     _json(p)
 
 
+def start_options(p: argparse.ArgumentParser) -> None:
+    """What `expd start` takes besides the program (`expd queue add` takes the same)."""
+    p.add_argument("--max-experiments", type=count, metavar="N")
+    p.add_argument("--agent", metavar="KIND", help="override [agent] kind")
+    p.add_argument("--model", metavar="M", help="override [agent] model")
+    p.add_argument("--fresh", action="store_true", help="do not tell the agents about earlier runs")
+
+
 def _launch_args(p: Parser, first: str) -> None:
     p.add_argument(first, metavar=first.upper())
     if first == "name":
-        p.add_argument("--max-experiments", type=count, metavar="N")
-        p.add_argument("--agent", metavar="KIND", help="override [agent] kind")
-        p.add_argument("--model", metavar="M", help="override [agent] model")
-        p.add_argument(
-            "--fresh", action="store_true", help="do not tell the agents about earlier runs"
-        )
+        start_options(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--attach", action="store_true", help="watch the run (its dashboard on a terminal)"

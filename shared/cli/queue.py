@@ -13,21 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from shared import codec, queue
+from shared.cli.main import start_options
 from shared.cli.queue_text import queue_text, what
 from shared.cli.read import emit_json
 from shared.display import one_line
 from shared.errors import UserError
 from shared.paths import find_repo_root
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, not {text!r}")
-    return value
 
 
 def _entry_id(text: str) -> int:
@@ -46,10 +37,7 @@ def _json(p: Any) -> None:
 
 def _add(p: Any) -> None:
     p.add_argument("program", metavar="PROGRAM")
-    p.add_argument("--max-experiments", type=_count, metavar="N")
-    p.add_argument("--agent", metavar="KIND", help="override [agent] kind")
-    p.add_argument("--model", metavar="M", help="override [agent] model")
-    p.add_argument("--fresh", action="store_true", help="do not tell the agents about earlier runs")
+    start_options(p)
     p.add_argument(
         "--continue-on-abort",
         action="store_true",

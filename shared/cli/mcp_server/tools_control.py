@@ -20,18 +20,20 @@ from shared.cli.mcp_server.tools_programs import ProgramName
 from shared.cli.mcp_server.tools_runs import RunArg
 from shared.paths import find_repo_root
 
+MaxExperiments = Annotated[int | None, Field(ge=0, description="override [loop] max_experiments")]
+AgentKind = Annotated[str | None, Field(description="override [agent] kind")]
+Model = Annotated[str | None, Field(description="override [agent] model")]
+Fresh = Annotated[bool, Field(description="do not tell the agent what earlier runs found")]
+"""The start options (`expd start`'s), shared by start_run and add_to_queue."""
+
 
 @tool(StartReply)
 def start_run(
     program: ProgramName,
-    max_experiments: Annotated[
-        int | None, Field(ge=0, description="override [loop] max_experiments")
-    ] = None,
-    agent: Annotated[str | None, Field(description="override [agent] kind")] = None,
-    model: Annotated[str | None, Field(description="override [agent] model")] = None,
-    fresh: Annotated[
-        bool, Field(description="do not tell the agent what earlier runs found")
-    ] = False,
+    max_experiments: MaxExperiments = None,
+    agent: AgentKind = None,
+    model: Model = None,
+    fresh: Fresh = False,
 ) -> StartReply:
     """Start a run of a program in a detached daemon (`expd start`); returns once the daemon is
     alive. Before calling it: validate_measurement must have said usable, and the user must have

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from shared import queue
 from shared.cli.mcp_server.registry import tool
+from shared.cli.mcp_server.tools_control import AgentKind, Fresh, MaxExperiments, Model
 from shared.cli.mcp_server.tools_programs import ProgramName
 from shared.paths import find_repo_root
 from shared.queue import QueueEntry, QueueFile, QueueOptions
@@ -57,14 +58,10 @@ def _start(root: Any, *, unpause: bool = False) -> QueueStarted:
 @tool(QueueAdded)
 def add_to_queue(
     program: ProgramName,
-    max_experiments: Annotated[
-        int | None, Field(ge=0, description="override [loop] max_experiments")
-    ] = None,
-    agent: Annotated[str | None, Field(description="override [agent] kind")] = None,
-    model: Annotated[str | None, Field(description="override [agent] model")] = None,
-    fresh: Annotated[
-        bool, Field(description="do not tell the agent what earlier runs found")
-    ] = False,
+    max_experiments: MaxExperiments = None,
+    agent: AgentKind = None,
+    model: Model = None,
+    fresh: Fresh = False,
     continue_on_abort: Annotated[
         bool, Field(description="if this run is aborted, the queue still goes on")
     ] = False,
