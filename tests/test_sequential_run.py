@@ -15,6 +15,7 @@ import pytest
 
 from daemon.policies.base import ChangeInfo, Decision, Measure, Side
 from daemon.policies.fixed import FixedRepeatsPolicy
+from daemon.policies.sequential import SequentialPolicy
 from daemon.service.recorder import Recorder
 from daemon.service.store import RunStore
 from shared import codec
@@ -146,7 +147,7 @@ def test_neutral_changes_under_noise_are_discarded(tmp_path: Path) -> None:
         ev = r.evidence
         assert {"effect", "interval", "llr", "bounds", "pool", "runs"} <= set(ev), ev
         assert ev["runs"]["incumbent"] >= 1  # incumbent runs were interleaved
-        assert len(ev["pool"]) <= 12
+        assert len(ev["pool"]) <= SequentialPolicy.pool_size  # bounded, the oldest dropped
     sides = [e.data["side"] for e in events(paths) if e.kind == "measurement" and e.experiment]
     assert "incumbent" in sides and "candidate" in sides
     # The worktree is back on the run's branch at the baseline after the interleaved checkouts.
