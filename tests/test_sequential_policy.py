@@ -149,7 +149,7 @@ def test_drift_slower_machine_refreshes_the_pool() -> None:
 def test_identical_values_are_exact() -> None:
     flat = [100.0] * 6
     same, sides = drive(lower(), flat, lambda: 100.0, lambda: 100.0)
-    assert same.status == "discard" and len(sides) == 3
+    assert same.status == "discard" and len(sides) == 2  # a full pool: one run each decides
     assert same.evidence.noise == 0 and "unchanged" in same.reason
     assert same.evidence.note.startswith("every run") and same.evidence.noise_hides_gains is False
     better, _ = drive(lower(), flat, lambda: 97.0, lambda: 100.0)
@@ -208,7 +208,21 @@ def test_gate_breach_discards_an_improvement() -> None:
     decision, sides = drive(policy, POOL, stream(80), extra=lambda side: {"mem": 12.0})
     assert decision.status == "discard" and "gate mem: 12 > max 10" in decision.reason
     assert decision.evidence.gates == ["gate mem: 12 > max 10"]
-    assert len(sides) == 3
+    assert len(sides) == 2  # the breach shows in the first run: nothing more is measured
+
+
+def test_a_clear_loss_is_discarded_after_one_run_but_a_keep_needs_two() -> None:
+    loss, sides = drive(lower(), POOL, stream(104))
+    assert loss.status == "discard" and sides == ["candidate", "incumbent"]
+    assert loss.evidence.runs.candidate == 1 and "SPRT rejected" in loss.reason
+    # A wild first run (an outlier?) is not enough: a second one tells.
+    wild, sides = drive(lower(), POOL, stream(100, (0, 130.0)))
+    assert wild.status == "discard" and sides.count("candidate") >= 2
+    win, sides = drive(lower(), POOL, stream(90))
+    assert win.status == "keep" and sides.count("candidate") >= 2
+    # A thin pool (right after a keep) does not know the noise: no one-run look.
+    thin, sides = drive(lower(), POOL[:3], stream(104))
+    assert thin.status == "discard" and sides.count("candidate") >= 2
 
 
 def test_secondary_metrics_are_reported_direction_aware() -> None:

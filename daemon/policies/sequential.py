@@ -35,12 +35,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from daemon.policies.base import ChangeInfo, Decision, Measure, Side, gate_breaches, medians
-from daemon.policies.stats import Estimate, estimate, secondary_changes
+from daemon.policies.stats import DRIFT_POOL, Estimate, estimate, secondary_changes
 from shared.evidence import Bounds, Interval, RunCounts, SequentialEvidence
 
 DRIFT_Z = 3.5
 """|z| of fresh incumbent runs against the pool that counts as drift (confirmed by 3 runs)."""
 DRIFT_RUNS = 3
+EARLY_WILD = 4.0
+"""An early discard's one candidate run must be within this many standard errors of the pool: a
+wilder one may be an outlier, which a second run outvotes."""
 
 
 @dataclass
@@ -74,6 +77,10 @@ class SequentialPolicy:
     keep_precision: float = 1.0
     """A keep also needs the 95 % interval's half-width ≤ this × δ: a lucky early crossing of the
     bound overstates the gain (the winner's curse), so a keep waits until the gain is measured."""
+    early_discard: bool = True
+    """A clear loss is discarded after one candidate run when the pool is full enough to know the
+    noise (at least DRIFT_POOL runs) and the run is not wild (within EARLY_WILD standard errors):
+    a keep always needs `min_runs`."""
     name: str = field(default="sequential", init=False)
 
     def baseline_runs(self) -> int:
@@ -118,7 +125,8 @@ class SequentialSession:
         n_c, n_f = len(self.cand), len(self.fresh)
         if n_f < self._incumbent_target(n_c):
             return Measure("incumbent")
-        if n_c >= p.min_runs and len(self.pool) + n_f >= 2:
+        early = p.early_discard and 0 < n_c < p.min_runs and len(self.pool) >= DRIFT_POOL and n_f
+        if (n_c >= p.min_runs and len(self.pool) + n_f >= 2) or early:
             est = self._estimate()
             ratio = est.sigma / est.delta_y if est.delta_y > 0 else 1.0
             self.refill_need = max(2, min(p.refill, math.ceil(p.refill * min(1.0, ratio) ** 2)))
@@ -129,6 +137,8 @@ class SequentialSession:
                 return Measure("incumbent")  # an outlier or a shift: more incumbent runs tell
             if est.split_pair and n_c < p.max_runs:
                 return Measure("candidate")  # a third run outvotes the outlier
+            if n_c < p.min_runs:
+                return self._early(est) or Measure("candidate")
             decided = self._verdict(est, final=n_c >= self._cap(est))
             if decided is not None:
                 return decided
@@ -189,6 +199,13 @@ class SequentialSession:
         if est.llr <= lower and est.llr_noninferior <= lower:
             return "reject"
         return "inconclusive" if final else None
+
+    def _early(self, est: Estimate) -> Decision | None:
+        """The one-run look: only a clear, not wild, loss (or a gate breach) ends here."""
+        outcome = self._outcome(est, final=False)
+        if outcome == "gate" or (outcome == "reject" and est.d >= -EARLY_WILD * est.se):
+            return self._verdict(est, final=False)
+        return None
 
     def _verdict(self, est: Estimate, *, final: bool) -> Decision | None:
         outcome = self._outcome(est, final=final)
