@@ -225,6 +225,21 @@ def test_a_clear_loss_is_discarded_after_one_run_but_a_keep_needs_two() -> None:
     assert thin.status == "discard" and sides.count("candidate") >= 2
 
 
+def noisy(level: float) -> Callable[[], float]:
+    """`level` with ≈ 6 % noise: the wobble, eight times larger."""
+    counter = itertools.count()
+    return lambda: level * (1 + 8 * WOBBLE[next(counter) % len(WOBBLE)])
+
+
+def test_after_a_keep_a_clear_loss_needs_no_full_refill_but_a_keep_does() -> None:
+    """After a keep the pool is empty and the noise (≈ δ) asks for 4 fresh incumbent runs before
+    a keep; a change clearly worse is discarded as soon as the evidence says so."""
+    loss, sides = drive(lower(), [], noisy(140), noisy(100))
+    assert loss.status == "discard" and sides.count("incumbent") < 4
+    win, sides = drive(lower(), [], noisy(75), noisy(100))
+    assert win.status == "keep" and sides.count("incumbent") >= 4
+
+
 def test_secondary_metrics_are_reported_direction_aware() -> None:
     policy = lower(secondary={"size": "lower", "acc": "higher"})
 

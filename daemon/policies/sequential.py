@@ -131,6 +131,8 @@ class SequentialSession:
             ratio = est.sigma / est.delta_y if est.delta_y > 0 else 1.0
             self.refill_need = max(2, min(p.refill, math.ceil(p.refill * min(1.0, ratio) ** 2)))
             if n_f < self._incumbent_target(n_c):
+                if p.early_discard and self._outcome(est, final=False) in ("gate", "reject"):
+                    return self._verdict(est, final=False)  # a clear loss needs no refill
                 return Measure("incumbent")  # a thin pool that the noise says needs more
             self.suspect_drift = est.drift_z is not None and abs(est.drift_z) > DRIFT_Z
             if self.suspect_drift and n_f < DRIFT_RUNS:
