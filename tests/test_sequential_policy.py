@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -300,3 +301,27 @@ def test_make_policy_builds_the_sequential_policy(tmp_path: Path) -> None:
     assert isinstance(policy, SequentialPolicy)
     assert policy.name == "sequential" and policy.max_runs == 9 and policy.direction == "higher"
     assert policy.baseline_runs() == 5
+
+
+def test_a_keep_waits_for_enough_incumbent_runs_behind_it() -> None:
+    """Right after a keep (empty pool) a clear win at low noise still needs `keep_reference`
+    incumbent runs: two fresh runs misjudge the noise and the incumbent too often."""
+    win, sides = drive(lower(), [], stream(90))
+    assert win.status == "keep" and sides.count("incumbent") >= 6
+    assert len(win.evidence.fresh_incumbent_samples) >= 6
+    quick, sides = drive(lower(keep_reference=2), [], stream(90))
+    assert quick.status == "keep" and sides.count("incumbent") < 6
+
+
+def test_noise_far_above_min_effect_asks_for_stronger_evidence() -> None:
+    policy = lower()
+    assert policy.bounds_for(0.05) == policy.bounds  # δ within 3 × min_effect: α as configured
+    lower_bound, upper = policy.bounds_for(0.15)  # 15 % noise: α × 3 · 2 / 15
+    assert upper == pytest.approx(math.log(0.7 / (0.05 * 0.4)))
+    assert lower_bound == pytest.approx(math.log(0.3 / (1 - 0.02)))
+    assert lower(strict_beyond=0).bounds_for(0.15) == policy.bounds
+    very_noisy = [100 * (1 + 20 * w) for w in (*WOBBLE, *WOBBLE[1:6])]  # ≈ 15 % noise
+    decision, _ = drive(policy, very_noisy, stream(100))
+    ev = decision.evidence
+    assert ev.delta > 0.06 and ev.bounds.keep == pytest.approx(policy.bounds_for(ev.delta)[1])
+    assert ev.bounds.keep > policy.bounds[1]

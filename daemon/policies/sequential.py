@@ -77,6 +77,15 @@ class SequentialPolicy:
     keep_precision: float = 1.0
     """A keep also needs the 95 % interval's half-width ≤ this × δ: a lucky early crossing of the
     bound overstates the gain (the winner's curse), so a keep waits until the gain is measured."""
+    keep_reference: int = 6
+    """A keep needs at least this many incumbent runs (pool + fresh) behind it: right after a keep
+    the pool is empty, and a few fresh runs misjudge both the noise and the incumbent's value, so
+    a keep there would be twice as likely to be a false one; more are measured before it counts."""
+    strict_beyond: float = 3.0
+    """When the noise raises δ beyond this many times `min_effect`, α shrinks in proportion (at
+    15 % noise and min_effect 2 %: α × 0.4). Gains as large as δ are then rarer than the gains
+    asked for, so at the same α a keep is likelier luck — and a lucky keep of a harmful change is
+    what leaves a run below its start. 0 turns it off."""
     early_discard: bool = True
     """A clear loss is discarded after one candidate run when the pool is full enough to know the
     noise (at least DRIFT_POOL runs) and the run is not wild (within EARLY_WILD standard errors):
@@ -96,7 +105,15 @@ class SequentialPolicy:
     @property
     def bounds(self) -> tuple[float, float]:
         """Wald's thresholds on the LLR: (discard at or below, keep at or above)."""
-        return math.log(self.beta / (1 - self.alpha)), math.log((1 - self.beta) / self.alpha)
+        return self.bounds_for(self.min_effect)
+
+    def bounds_for(self, delta: float) -> tuple[float, float]:
+        """The thresholds when the gain tested for is `delta` (relative): α shrinks in proportion
+        once `delta` is more than `strict_beyond` × min_effect (see that field)."""
+        alpha = self.alpha
+        if self.strict_beyond > 0 and 0 < self.min_effect < delta < math.inf:
+            alpha *= min(1.0, self.strict_beyond * self.min_effect / delta)
+        return math.log(self.beta / (1 - alpha)), math.log((1 - self.beta) / alpha)
 
 
 @dataclass
@@ -141,7 +158,13 @@ class SequentialSession:
                 return Measure("candidate")  # a third run outvotes the outlier
             if n_c < p.min_runs:
                 return self._early(est) or Measure("candidate")
-            decided = self._verdict(est, final=n_c >= self._cap(est))
+            final = n_c >= self._cap(est)
+            if len(self.pool) + n_f < p.keep_reference and self._outcome(est, final=final) in (
+                "accept",
+                "simpler",
+            ):
+                return Measure("incumbent")  # a keep on a thin reference: know it better first
+            decided = self._verdict(est, final=final)
             if decided is not None:
                 return decided
         return Measure("candidate")
@@ -186,7 +209,7 @@ class SequentialSession:
     def _outcome(self, est: Estimate, *, final: bool) -> str | None:
         """What the evidence says now: None to measure on."""
         p = self.policy
-        lower, upper = p.bounds
+        lower, upper = self._bounds(est)
         if gate_breaches(p.gates or {}, medians(self.cand)):
             return "gate"
         if est.llr >= upper and (est.half_width <= p.keep_precision * est.delta_y or final):
@@ -201,6 +224,9 @@ class SequentialSession:
         if est.llr <= lower and est.llr_noninferior <= lower:
             return "reject"
         return "inconclusive" if final else None
+
+    def _bounds(self, est: Estimate) -> tuple[float, float]:
+        return self.policy.bounds_for(est.delta if est.relative else self.policy.min_effect)
 
     def _early(self, est: Estimate) -> Decision | None:
         """The one-run look: only a clear, not wild, loss (or a gate breach) ends here."""
@@ -269,7 +295,7 @@ class SequentialSession:
                     *_finite([est.to_rel(est.d - half), est.to_rel(est.d + half)])
                 ),
                 "llr": _finite([est.llr])[0],
-                "bounds": Bounds(*p.bounds),
+                "bounds": Bounds(*self._bounds(est)),
                 "delta": est.delta,
                 "noise": _finite([est.noise])[0],
                 "relative": est.relative,
