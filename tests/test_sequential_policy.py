@@ -304,13 +304,16 @@ def test_make_policy_builds_the_sequential_policy(tmp_path: Path) -> None:
 
 
 def test_a_keep_waits_for_enough_incumbent_runs_behind_it() -> None:
-    """Right after a keep (empty pool) a clear win at low noise still needs `keep_reference`
-    incumbent runs: two fresh runs misjudge the noise and the incumbent too often."""
-    win, sides = drive(lower(), [], stream(90))
+    """Right after a keep (empty pool), at noise ≈ δ, a clear win still needs `keep_reference`
+    incumbent runs: a few fresh runs misjudge the noise and the incumbent too often. A quiet
+    metric is known from fewer."""
+    win, sides = drive(lower(), [], noisy(75), noisy(100))
     assert win.status == "keep" and sides.count("incumbent") >= 6
     assert len(win.evidence.fresh_incumbent_samples) >= 6
-    quick, sides = drive(lower(keep_reference=2), [], stream(90))
+    quick, sides = drive(lower(keep_reference=2), [], noisy(75), noisy(100))
     assert quick.status == "keep" and sides.count("incumbent") < 6
+    quiet, sides = drive(lower(), [], stream(90))
+    assert quiet.status == "keep" and sides.count("incumbent") < 6
 
 
 def test_noise_far_above_min_effect_asks_for_stronger_evidence() -> None:

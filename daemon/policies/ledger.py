@@ -6,7 +6,8 @@ stay its pool (the next session re-measures it) nor count towards its value. `be
 from the incumbent's other runs (measured after its keep, interleaved in later decisions) and
 `baseline` from every run of the base commit, both with a 95 % interval; until a new incumbent has
 runs of its own, the headline is the keep's shrunk estimate (`evidence.effect`) on top of the
-previous one. Pure functions on `RunState`: the daemon's recorder and the simulation in
+previous one. The first keep was decided against the base commit's runs, so it takes their share
+of its luck back from them (`_deselect`). Pure functions on `RunState`: the daemon's recorder and the simulation in
 `benchmarks/decisions.py` keep the books with the same code.
 """
 

@@ -15,6 +15,10 @@ The test (docs/decisions.md explains it for users):
   location-invariant statistic d. Keep when LLR ≥ log((1−β)/α) and the 95 % half-width 1.96√v ≤ δ;
   discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive") unless d ≥ δ/2 (a close call
   leaning towards a keep: measured on up to 3 × max_runs). σ is plugged in at each look.
+  α shrinks by strict_beyond · min_effect / δ once δ exceeds strict_beyond × min_effect.
+Early discards: with a pool of ≥ DRIFT_POOL runs a clear, not wild, loss ends after one candidate
+  run; before a thin pool's refill is complete a clear loss ends too. A keep needs min_runs
+  candidate runs and up to keep_reference incumbent runs (pool + fresh) behind it, as (σ/δ)² says.
 Pool: the incumbent's recent unselected runs. A keep leaves it empty, because the kept candidate's
   runs won the selection and look better than the commit is; the next session measures the new
   incumbent first (up to 4 runs, fewer when the noise is well below δ).
@@ -159,7 +163,9 @@ class SequentialSession:
             if n_c < p.min_runs:
                 return self._early(est) or Measure("candidate")
             final = n_c >= self._cap(est)
-            if len(self.pool) + n_f < p.keep_reference and self._outcome(est, final=final) in (
+            if len(self.pool) + n_f < self._keep_need(ratio) and self._outcome(
+                est, final=final
+            ) in (
                 "accept",
                 "simpler",
             ):
@@ -184,6 +190,13 @@ class SequentialSession:
             return n_c
         ratio = -(-n_c // max(1, p.incumbent_every))
         return max(ratio, self.refill_need - len(self.pool))
+
+    def _keep_need(self, ratio: float) -> int:
+        """Incumbent runs a keep needs behind it: `keep_reference` when the noise is δ or more,
+        fewer (down to 2) below, as (noise / δ)² says — a quiet metric is known from fewer."""
+        p = self.policy
+        scaled = math.ceil(p.keep_reference * min(1.0, ratio) ** 2)
+        return max(min(2, p.keep_reference), min(p.keep_reference, scaled))
 
     def _cap(self, est: Estimate) -> int:
         """`max_runs`, or the close-call cap while the measured gain is still promising: the
