@@ -193,10 +193,11 @@ class SequentialSession:
 
     def _keep_need(self, ratio: float) -> int:
         """Incumbent runs a keep needs behind it: `keep_reference` when the noise is δ or more,
-        fewer (down to 2) below, as (noise / δ)² says — a quiet metric is known from fewer."""
+        fewer below, as (noise / δ)² says — a quiet metric is known from fewer — but never under
+        4: a thin pool that underestimates the noise would otherwise ask for too few."""
         p = self.policy
         scaled = math.ceil(p.keep_reference * min(1.0, ratio) ** 2)
-        return max(min(2, p.keep_reference), min(p.keep_reference, scaled))
+        return max(min(4, p.keep_reference), min(p.keep_reference, scaled))
 
     def _cap(self, est: Estimate) -> int:
         """`max_runs`, or the close-call cap while the measured gain is still promising: the
