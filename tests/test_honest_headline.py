@@ -12,6 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from daemon.policies.ledger import estimate, follow
@@ -79,6 +80,35 @@ def test_a_keep_is_shrunk_until_measured_then_estimated_from_fresh_runs_only() -
     low, high = s.improvement_ci or [math.nan, math.nan]
     assert 6 < low < s.improvement_pct < high < 14
     assert s.best_ci is not None and s.best_ci[0] < s.best < s.best_ci[1]
+
+
+def test_the_first_keep_takes_back_the_luck_of_the_base_runs_it_was_decided_against() -> None:
+    """The first keep's reference was the base commit's runs: a keep is likelier when they looked
+    slow, so their share of the keep's excess (measured − shrunk effect) is taken out of them."""
+    s = fresh_state()
+    before = s.baseline or 0.0
+    s.keeps += 1
+    cand = [85.0, 86.0, 84.0, 85.0, 85.5]
+    ev = SequentialEvidence(
+        candidate_samples=cand,
+        incumbent_samples=BASE,
+        fresh_incumbent_samples=[],
+        measured_effect=0.15,
+        effect=0.10,
+        interval=Interval(0.03, 0.17),
+        scale="log",
+        pool=[],
+    )
+    follow(s, "keep", cand, ev)
+    # Half the excess log(0.90/0.85) is the base side's (5 runs each side): 2.9 % faster.
+    excess = math.log(0.90 / 0.85)
+    assert s.baseline_samples == pytest.approx([v * math.exp(-excess / 2) for v in BASE])
+    assert s.baseline == pytest.approx(before * math.exp(-excess / 2), rel=1e-3)
+    # A later keep's reference was another commit's runs: the base runs stay.
+    moved = list(s.baseline_samples)
+    keep(s, [70.0, 71.0], 0.1, (0.02, 0.18))
+    follow(s, "keep", [70.0], msgspec.structs.replace(ev, candidate_samples=[70.0, 71.0]))
+    assert s.baseline_samples == moved
 
 
 def test_later_interleaved_runs_narrow_the_interval() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_drift_slower_machine_refreshes_the_pool() -> None:
 def test_identical_values_are_exact() -> None:
     flat = [100.0] * 6
     same, sides = drive(lower(), flat, lambda: 100.0, lambda: 100.0)
-    assert same.status == "discard" and len(sides) == 3
+    assert same.status == "discard" and len(sides) == 2  # a full pool: one run each decides
     assert same.evidence.noise == 0 and "unchanged" in same.reason
     assert same.evidence.note.startswith("every run") and same.evidence.noise_hides_gains is False
     better, _ = drive(lower(), flat, lambda: 97.0, lambda: 100.0)
@@ -208,7 +209,36 @@ def test_gate_breach_discards_an_improvement() -> None:
     decision, sides = drive(policy, POOL, stream(80), extra=lambda side: {"mem": 12.0})
     assert decision.status == "discard" and "gate mem: 12 > max 10" in decision.reason
     assert decision.evidence.gates == ["gate mem: 12 > max 10"]
-    assert len(sides) == 3
+    assert len(sides) == 2  # the breach shows in the first run: nothing more is measured
+
+
+def test_a_clear_loss_is_discarded_after_one_run_but_a_keep_needs_two() -> None:
+    loss, sides = drive(lower(), POOL, stream(104))
+    assert loss.status == "discard" and sides == ["candidate", "incumbent"]
+    assert loss.evidence.runs.candidate == 1 and "SPRT rejected" in loss.reason
+    # A wild first run (an outlier?) is not enough: a second one tells.
+    wild, sides = drive(lower(), POOL, stream(100, (0, 130.0)))
+    assert wild.status == "discard" and sides.count("candidate") >= 2
+    win, sides = drive(lower(), POOL, stream(90))
+    assert win.status == "keep" and sides.count("candidate") >= 2
+    # A thin pool (right after a keep) does not know the noise: no one-run look.
+    thin, sides = drive(lower(), POOL[:3], stream(104))
+    assert thin.status == "discard" and sides.count("candidate") >= 2
+
+
+def noisy(level: float) -> Callable[[], float]:
+    """`level` with ≈ 6 % noise: the wobble, eight times larger."""
+    counter = itertools.count()
+    return lambda: level * (1 + 8 * WOBBLE[next(counter) % len(WOBBLE)])
+
+
+def test_after_a_keep_a_clear_loss_needs_no_full_refill_but_a_keep_does() -> None:
+    """After a keep the pool is empty and the noise (≈ δ) asks for 4 fresh incumbent runs before
+    a keep; a change clearly worse is discarded as soon as the evidence says so."""
+    loss, sides = drive(lower(), [], noisy(140), noisy(100))
+    assert loss.status == "discard" and sides.count("incumbent") < 4
+    win, sides = drive(lower(), [], noisy(75), noisy(100))
+    assert win.status == "keep" and sides.count("incumbent") >= 4
 
 
 def test_secondary_metrics_are_reported_direction_aware() -> None:
@@ -271,3 +301,30 @@ def test_make_policy_builds_the_sequential_policy(tmp_path: Path) -> None:
     assert isinstance(policy, SequentialPolicy)
     assert policy.name == "sequential" and policy.max_runs == 9 and policy.direction == "higher"
     assert policy.baseline_runs() == 5
+
+
+def test_a_keep_waits_for_enough_incumbent_runs_behind_it() -> None:
+    """Right after a keep (empty pool), at noise ≈ δ, a clear win still needs `keep_reference`
+    incumbent runs: a few fresh runs misjudge the noise and the incumbent too often. A quiet
+    metric is known from fewer."""
+    win, sides = drive(lower(), [], noisy(75), noisy(100))
+    assert win.status == "keep" and sides.count("incumbent") >= 6
+    assert len(win.evidence.fresh_incumbent_samples) >= 6
+    quick, sides = drive(lower(keep_reference=2), [], noisy(75), noisy(100))
+    assert quick.status == "keep" and sides.count("incumbent") < 6
+    quiet, sides = drive(lower(), [], stream(90))
+    assert quiet.status == "keep" and sides.count("incumbent") < 6
+
+
+def test_noise_far_above_min_effect_asks_for_stronger_evidence() -> None:
+    policy = lower()
+    assert policy.bounds_for(0.05) == policy.bounds  # δ within 3 × min_effect: α as configured
+    lower_bound, upper = policy.bounds_for(0.15)  # 15 % noise: α × 3 · 2 / 15
+    assert upper == pytest.approx(math.log(0.7 / (0.05 * 0.4)))
+    assert lower_bound == pytest.approx(math.log(0.3 / (1 - 0.02)))
+    assert lower(strict_beyond=0).bounds_for(0.15) == policy.bounds
+    very_noisy = [100 * (1 + 20 * w) for w in (*WOBBLE, *WOBBLE[1:6])]  # ≈ 15 % noise
+    decision, _ = drive(policy, very_noisy, stream(100))
+    ev = decision.evidence
+    assert ev.delta > 0.06 and ev.bounds.keep == pytest.approx(policy.bounds_for(ev.delta)[1])
+    assert ev.bounds.keep > policy.bounds[1]

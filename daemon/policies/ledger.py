@@ -6,7 +6,8 @@ stay its pool (the next session re-measures it) nor count towards its value. `be
 from the incumbent's other runs (measured after its keep, interleaved in later decisions) and
 `baseline` from every run of the base commit, both with a 95 % interval; until a new incumbent has
 runs of its own, the headline is the keep's shrunk estimate (`evidence.effect`) on top of the
-previous one. Pure functions on `RunState`: the daemon's recorder and the simulation in
+previous one. The first keep was decided against the base commit's runs, so it takes their share
+of its luck back from them (`_deselect`). Pure functions on `RunState`: the daemon's recorder and the simulation in
 `benchmarks/decisions.py` keep the books with the same code.
 """
 
@@ -108,6 +109,8 @@ def follow(state: RunState, status: str, samples: list[float], ev: AnyEvidence |
     elif not s.estimates:
         return
     elif status == "keep":
+        if s.keeps == 1 and isinstance(ev, SequentialEvidence):
+            _deselect(s, ev)
         s.incumbent_samples = []
         _carry(s, ev, samples)
     elif isinstance(ev, (SequentialEvidence, FixedEvidence)):
@@ -132,6 +135,41 @@ def _drifted(s: RunState, ev: SequentialEvidence | FixedEvidence) -> None:
         s.baseline_samples = [v * (1 + shift) for v in s.baseline_samples]
     else:
         s.baseline_samples = [v + shift for v in s.baseline_samples]
+
+
+def _deselect(s: RunState, ev: SequentialEvidence) -> None:
+    """The first keep was decided against the base commit's runs, so they are selected: a keep is
+    likelier when they happened to look bad. Given the keep's measured difference d and its shrunk
+    estimate θ̂ (the evidence's `measured_effect` and `effect`), the excess d − θ̂ is the two sides'
+    luck; the incumbent side's share of it, in proportion to its variance (n_c / (n_c + n_i)), is
+    how much too bad its runs looked. The base commit's runs move back by that much (diluted by
+    base runs the decision did not use), so the headline does not count the luck as a gain.
+    Log-scale decisions only (a raw-scale one has no common unit to carry it in)."""
+    measured, shrunk = value_or(ev.measured_effect, None), value_or(ev.effect, None)
+    cand, inc = value_or(ev.candidate_samples, []), value_or(ev.incumbent_samples, [])
+    if (
+        measured is None
+        or shrunk is None
+        or value_or(ev.scale, "log") != "log"
+        or not cand
+        or not inc
+        or not s.baseline_samples
+        or max(measured, shrunk) >= 1
+    ):
+        return
+    higher = s.direction == "higher"
+
+    def y(rel: float) -> float:  # a relative effect back on the log scale (positive = better)
+        return math.log1p(rel) if higher else -math.log1p(-rel)
+
+    excess = y(measured) - y(shrunk)
+    if excess <= 0:
+        return
+    share = len(cand) / (len(cand) + len(inc)) * min(1.0, len(inc) / len(s.baseline_samples))
+    factor = math.exp(share * excess if higher else -share * excess)
+    s.baseline_samples = [v * factor for v in s.baseline_samples]
+    if s.baseline is not None:  # a location on the log scale moves with its runs
+        s.baseline *= factor
 
 
 def _measured(s: RunState) -> None:

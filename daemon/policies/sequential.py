@@ -15,6 +15,10 @@ The test (docs/decisions.md explains it for users):
   location-invariant statistic d. Keep when LLR ≥ log((1−β)/α) and the 95 % half-width 1.96√v ≤ δ;
   discard when LLR ≤ log(β/(1−α)), or at max_runs ("inconclusive") unless d ≥ δ/2 (a close call
   leaning towards a keep: measured on up to 3 × max_runs). σ is plugged in at each look.
+  α shrinks by strict_beyond · min_effect / δ once δ exceeds strict_beyond × min_effect.
+Early discards: with a pool of ≥ DRIFT_POOL runs a clear, not wild, loss ends after one candidate
+  run; before a thin pool's refill is complete a clear loss ends too. A keep needs min_runs
+  candidate runs and up to keep_reference incumbent runs (pool + fresh) behind it, as (σ/δ)² says.
 Pool: the incumbent's recent unselected runs. A keep leaves it empty, because the kept candidate's
   runs won the selection and look better than the commit is; the next session measures the new
   incumbent first (up to 4 runs, fewer when the noise is well below δ).
@@ -35,12 +39,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from daemon.policies.base import ChangeInfo, Decision, Measure, Side, gate_breaches, medians
-from daemon.policies.stats import Estimate, estimate, secondary_changes
+from daemon.policies.stats import DRIFT_POOL, Estimate, estimate, secondary_changes
 from shared.evidence import Bounds, Interval, RunCounts, SequentialEvidence
 
 DRIFT_Z = 3.5
 """|z| of fresh incumbent runs against the pool that counts as drift (confirmed by 3 runs)."""
 DRIFT_RUNS = 3
+EARLY_WILD = 4.0
+"""An early discard's one candidate run must be within this many standard errors of the pool: a
+wilder one may be an outlier, which a second run outvotes."""
 
 
 @dataclass
@@ -74,6 +81,19 @@ class SequentialPolicy:
     keep_precision: float = 1.0
     """A keep also needs the 95 % interval's half-width ≤ this × δ: a lucky early crossing of the
     bound overstates the gain (the winner's curse), so a keep waits until the gain is measured."""
+    keep_reference: int = 6
+    """A keep needs at least this many incumbent runs (pool + fresh) behind it: right after a keep
+    the pool is empty, and a few fresh runs misjudge both the noise and the incumbent's value, so
+    a keep there would be twice as likely to be a false one; more are measured before it counts."""
+    strict_beyond: float = 3.0
+    """When the noise raises δ beyond this many times `min_effect`, α shrinks in proportion (at
+    15 % noise and min_effect 2 %: α × 0.4). Gains as large as δ are then rarer than the gains
+    asked for, so at the same α a keep is likelier luck — and a lucky keep of a harmful change is
+    what leaves a run below its start. 0 turns it off."""
+    early_discard: bool = True
+    """A clear loss is discarded after one candidate run when the pool is full enough to know the
+    noise (at least DRIFT_POOL runs) and the run is not wild (within EARLY_WILD standard errors):
+    a keep always needs `min_runs`."""
     name: str = field(default="sequential", init=False)
 
     def baseline_runs(self) -> int:
@@ -89,7 +109,15 @@ class SequentialPolicy:
     @property
     def bounds(self) -> tuple[float, float]:
         """Wald's thresholds on the LLR: (discard at or below, keep at or above)."""
-        return math.log(self.beta / (1 - self.alpha)), math.log((1 - self.beta) / self.alpha)
+        return self.bounds_for(self.min_effect)
+
+    def bounds_for(self, delta: float) -> tuple[float, float]:
+        """The thresholds when the gain tested for is `delta` (relative): α shrinks in proportion
+        once `delta` is more than `strict_beyond` × min_effect (see that field)."""
+        alpha = self.alpha
+        if self.strict_beyond > 0 and 0 < self.min_effect < delta < math.inf:
+            alpha *= min(1.0, self.strict_beyond * self.min_effect / delta)
+        return math.log(self.beta / (1 - alpha)), math.log((1 - self.beta) / alpha)
 
 
 @dataclass
@@ -118,18 +146,31 @@ class SequentialSession:
         n_c, n_f = len(self.cand), len(self.fresh)
         if n_f < self._incumbent_target(n_c):
             return Measure("incumbent")
-        if n_c >= p.min_runs and len(self.pool) + n_f >= 2:
+        early = p.early_discard and 0 < n_c < p.min_runs and len(self.pool) >= DRIFT_POOL and n_f
+        if (n_c >= p.min_runs and len(self.pool) + n_f >= 2) or early:
             est = self._estimate()
             ratio = est.sigma / est.delta_y if est.delta_y > 0 else 1.0
             self.refill_need = max(2, min(p.refill, math.ceil(p.refill * min(1.0, ratio) ** 2)))
             if n_f < self._incumbent_target(n_c):
+                if p.early_discard and self._outcome(est, final=False) in ("gate", "reject"):
+                    return self._verdict(est, final=False)  # a clear loss needs no refill
                 return Measure("incumbent")  # a thin pool that the noise says needs more
             self.suspect_drift = est.drift_z is not None and abs(est.drift_z) > DRIFT_Z
             if self.suspect_drift and n_f < DRIFT_RUNS:
                 return Measure("incumbent")  # an outlier or a shift: more incumbent runs tell
             if est.split_pair and n_c < p.max_runs:
                 return Measure("candidate")  # a third run outvotes the outlier
-            decided = self._verdict(est, final=n_c >= self._cap(est))
+            if n_c < p.min_runs:
+                return self._early(est) or Measure("candidate")
+            final = n_c >= self._cap(est)
+            if len(self.pool) + n_f < self._keep_need(ratio) and self._outcome(
+                est, final=final
+            ) in (
+                "accept",
+                "simpler",
+            ):
+                return Measure("incumbent")  # a keep on a thin reference: know it better first
+            decided = self._verdict(est, final=final)
             if decided is not None:
                 return decided
         return Measure("candidate")
@@ -149,6 +190,14 @@ class SequentialSession:
             return n_c
         ratio = -(-n_c // max(1, p.incumbent_every))
         return max(ratio, self.refill_need - len(self.pool))
+
+    def _keep_need(self, ratio: float) -> int:
+        """Incumbent runs a keep needs behind it: `keep_reference` when the noise is δ or more,
+        fewer below, as (noise / δ)² says — a quiet metric is known from fewer — but never under
+        4: a thin pool that underestimates the noise would otherwise ask for too few."""
+        p = self.policy
+        scaled = math.ceil(p.keep_reference * min(1.0, ratio) ** 2)
+        return max(min(4, p.keep_reference), min(p.keep_reference, scaled))
 
     def _cap(self, est: Estimate) -> int:
         """`max_runs`, or the close-call cap while the measured gain is still promising: the
@@ -174,7 +223,7 @@ class SequentialSession:
     def _outcome(self, est: Estimate, *, final: bool) -> str | None:
         """What the evidence says now: None to measure on."""
         p = self.policy
-        lower, upper = p.bounds
+        lower, upper = self._bounds(est)
         if gate_breaches(p.gates or {}, medians(self.cand)):
             return "gate"
         if est.llr >= upper and (est.half_width <= p.keep_precision * est.delta_y or final):
@@ -189,6 +238,16 @@ class SequentialSession:
         if est.llr <= lower and est.llr_noninferior <= lower:
             return "reject"
         return "inconclusive" if final else None
+
+    def _bounds(self, est: Estimate) -> tuple[float, float]:
+        return self.policy.bounds_for(est.delta if est.relative else self.policy.min_effect)
+
+    def _early(self, est: Estimate) -> Decision | None:
+        """The one-run look: only a clear, not wild, loss (or a gate breach) ends here."""
+        outcome = self._outcome(est, final=False)
+        if outcome == "gate" or (outcome == "reject" and est.d >= -EARLY_WILD * est.se):
+            return self._verdict(est, final=False)
+        return None
 
     def _verdict(self, est: Estimate, *, final: bool) -> Decision | None:
         outcome = self._outcome(est, final=final)
@@ -250,7 +309,7 @@ class SequentialSession:
                     *_finite([est.to_rel(est.d - half), est.to_rel(est.d + half)])
                 ),
                 "llr": _finite([est.llr])[0],
-                "bounds": Bounds(*p.bounds),
+                "bounds": Bounds(*self._bounds(est)),
                 "delta": est.delta,
                 "noise": _finite([est.noise])[0],
                 "relative": est.relative,
