@@ -181,7 +181,9 @@ def test_a_real_gain_under_noise_is_kept(tmp_path: Path) -> None:
     assert final.estimates and final.best_runs == len(fresh) == len(final.incumbent_samples)
     assert final.best == pytest.approx(statistics.median(fresh), rel=0.08)
     low, high = final.improvement_ci or [0.0, 0.0]
-    assert low < final.improvement_pct < high and low < 20 < high + 10
+    # The truth is 20 %; a 95 % interval misses it one time in twenty, so only the estimate is
+    # held to it, with a margin of about four standard errors (4 runs a side at 5 % noise).
+    assert low < final.improvement_pct < high and abs(final.improvement_pct - 20) < 12
     shown = json.loads(expd("status", "--json", f"p/{paths.dir.name}", cwd=repo).stdout)
     assert shown["best"] == final.best and shown["improvement_pct"] == final.improvement_pct
     assert shown["best_ci"] == final.best_ci and shown["improvement_ci"] == final.improvement_ci
