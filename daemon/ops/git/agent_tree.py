@@ -14,7 +14,7 @@ import functools
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -26,6 +26,7 @@ from daemon.ops.git.diff import diff_patch
 from daemon.ops.git.dotgit import write_dotgit
 from daemon.ops.git.lookup import signature
 from daemon.ops.git.store import (
+    Opened,
     TreeError,
     checkout,
     ensure_tree,
@@ -50,8 +51,11 @@ class AgentTree:
     """The run's branch in the user's repository; None: no branch there, the tree's `.git` is
     detached at its commit (a bakeoff's attempts, each pinned under its own ref)."""
 
+    opened: Opened = field(default_factory=Opened, repr=False, compare=False)
+    """The user's repository and the git dir, kept open between this tree's operations."""
+
     def open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
-        return open_tree(self.repo, self.gitdir, self.path)
+        return open_tree(self.repo, self.gitdir, self.path, self.opened)
 
     # --- blocking ------------------------------------------------------------------------------
 
