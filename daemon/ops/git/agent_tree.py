@@ -66,21 +66,22 @@ class AgentTree:
         try:
             self._reset(commit)
         except (pygit2.GitError, OSError, KeyError) as exc:
+            self.opened.forget()  # opened afresh next time
             raise TreeError(f"cannot reset the agent's tree to {commit[:10]}: {exc}") from None
 
     def _reset(self, commit: str) -> None:
         ensure_tree(self.path)
         user, repo = self.open()
         try:
-            checkout(repo, self.path, commit, clean=True)
+            verified = checkout(repo, self.path, commit, clean=True)
         except (pygit2.GitError, OSError):
             # Whatever the agent left defeats a checkout: start the tree afresh.
             ensure_tree(self.path)
             _empty(self.path)
             repo.index.clear()
             repo.index.write()
-            checkout(repo, self.path, commit, clean=True)
-        left = repo.status(untracked_files="all")
+            verified = checkout(repo, self.path, commit, clean=True)
+        left = {} if verified else repo.status(untracked_files="all")
         if left or str(repo.head.target) != commit:
             raise TreeError(
                 f"the agent's tree is not clean after a reset to {commit[:10]}: {sorted(left)[:3]}"

@@ -47,6 +47,7 @@ class EvalTree:
             checkout(repo, self.path, commit, clean=clean)
             write_dotgit(self.path, repo, user, commit, None)
         except (pygit2.GitError, OSError, KeyError) as exc:
+            self.opened.forget()  # opened afresh next time
             raise TreeError(f"cannot check {commit[:10]} out for measuring: {exc}") from None
 
     async def checkout(self, commit: str, *, clean: bool = True) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 _HEADER = struct.Struct(">4sLL")
@@ -27,44 +26,37 @@ class IndexFormatError(Exception):
     """The index is not one this module reads (a version 4 index, an unmerged entry, …)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    stat: bytes
-    """The 40 bytes of stat data, as git stores them (mode included)."""
-    oid: bytes
-    """The raw 20-byte object id."""
-
-    @property
-    def mode(self) -> int:
-        return int.from_bytes(self.stat[24:28], "big")
-
-
-def read_entries(path: Path) -> dict[bytes, Entry]:
-    """The index's entries by path; IndexFormatError for a version, stage or flag not handled here,
-    or a bad checksum."""
+def read_entries(path: Path) -> dict[bytes, bytes]:
+    """The index's entries by path, each its whole record as stored (written back unchanged);
+    IndexFormatError for a version, stage or flag not handled here, or a bad checksum."""
     data = Path(path).read_bytes()
     if len(data) < _HEADER.size + 20 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
         raise IndexFormatError("truncated or bad checksum")
     signature, version, count = _HEADER.unpack_from(data)
     if signature != b"DIRC" or version not in (2, 3):
         raise IndexFormatError(f"index version {version}")
-    out: dict[bytes, Entry] = {}
+    out: dict[bytes, bytes] = {}
     at = _HEADER.size
     end = len(data) - 20
+    find = data.index
     for _ in range(count):
-        if at + _FIXED > end:
-            raise IndexFormatError("truncated entry")
-        stat, oid, flags = _ENTRY.unpack_from(data, at)
-        if flags & 0x3000 or flags & 0x8000:  # a conflict stage, or assume-valid
-            raise IndexFormatError("an unmerged or assume-valid entry")
+        flags = int.from_bytes(data[at + 60 : at + 62], "big")
+        if flags & 0xF000:  # assume-valid, extended flags, or a conflict stage
+            raise IndexFormatError("an unmerged, assume-valid or extended entry")
         start = at + _FIXED
-        if flags & 0x4000:  # extended flags (intent-to-add, skip-worktree)
-            raise IndexFormatError("an entry with extended flags")
-        nul = data.index(b"\0", start, end)
-        name = data[start:nul]
-        out[name] = Entry(stat, oid)
-        at += (_FIXED + len(name) + 8) & ~7
+        nul = find(b"\0", start, end)
+        size = (nul - at + 8) & ~7
+        out[data[start:nul]] = data[at : at + size]
+        at += size
+    if at > end:
+        raise IndexFormatError("truncated entry")
     return out
+
+
+def record(name: bytes, stat: bytes, oid: bytes) -> bytes:
+    """An entry's record: its stat data, object id, flags and path, padded as version 2 pads."""
+    pad = 8 - (_FIXED + len(name)) % 8
+    return _ENTRY.pack(stat, oid, min(len(name), 0xFFF)) + name + b"\0" * pad
 
 
 def stat_bytes(st: os.stat_result, mode: int) -> bytes:
@@ -84,16 +76,12 @@ def stat_bytes(st: os.stat_result, mode: int) -> bytes:
     )
 
 
-def write_entries(path: Path, entries: dict[bytes, Entry]) -> None:
-    """Write a version 2 index of `entries` (sorted as git sorts them) through a lock file renamed
-    into place; no extensions (libgit2 rebuilds its tree cache when it needs one)."""
-    parts = [_HEADER.pack(b"DIRC", 2, len(entries))]
-    for name in sorted(entries):
-        entry = entries[name]
-        flags = min(len(name), 0xFFF)
-        pad = 8 - (_FIXED + len(name)) % 8
-        parts.append(_ENTRY.pack(entry.stat, entry.oid, flags) + name + b"\0" * pad)
-    body = b"".join(parts)
+def write_entries(path: Path, entries: dict[bytes, bytes]) -> None:
+    """Write a version 2 index of `entries` (records by path, sorted as git sorts them) through a
+    lock file renamed into place; no extensions (libgit2 rebuilds its tree cache when needed)."""
+    body = b"".join(
+        [_HEADER.pack(b"DIRC", 2, len(entries)), *(entries[n] for n in sorted(entries))]
+    )
     data = body + hashlib.sha1(body).digest()
     path = Path(path)
     lock = path.with_name(path.name + ".lock")

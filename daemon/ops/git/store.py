@@ -183,14 +183,15 @@ def defuse(workdir: Path, paths: Iterable[str]) -> None:
                 break
 
 
-def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool) -> None:
+def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool) -> bool:
     """Make `workdir`'s tracked files exactly `commit`'s, with the index and a detached HEAD to
-    match; untracked files are removed when `clean`, ignored ones stay."""
+    match; untracked files are removed when `clean`, ignored ones stay. True when the tree was
+    also verified to show no change against `commit` (the fast path's check)."""
     ensure_tree(workdir)
     target = repo[commit].peel(pygit2.Commit)
     try:
         sync_tree(repo, workdir, target, clean=clean)
-        return
+        return True
     except FallBack:
         repo.index.read(True)  # whatever the fast path left: the full checkout below restores it
     status = repo.status(untracked_files="all")
@@ -207,6 +208,7 @@ def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool
         strategy |= CheckoutStrategy.REMOVE_UNTRACKED
     repo.checkout_tree(target.tree, strategy=strategy)
     repo.set_head(target.id)
+    return False
 
 
 def is_real_dir(path: Path) -> bool:

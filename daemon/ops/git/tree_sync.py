@@ -24,7 +24,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileStatus
 
-from daemon.ops.git.index_file import Entry, IndexFormatError, read_entries, stat_bytes
+from daemon.ops.git.index_file import IndexFormatError, read_entries, record, stat_bytes
 from daemon.ops.git.index_file import write_entries as write_index
 
 _WORKTREE = (
@@ -137,7 +137,7 @@ def _check_name(name: str) -> None:
 
 
 def _remove(
-    root: int, tree: pygit2.Tree, names: Iterable[str], entries: dict[bytes, Entry]
+    root: int, tree: pygit2.Tree, names: Iterable[str], entries: dict[bytes, bytes]
 ) -> None:
     """Remove each file (or symlink) at `names`, then the directories that held them, when empty
     and not in the target."""
@@ -193,7 +193,7 @@ def _write(
     repo: pygit2.Repository,
     root: int,
     wanted: dict[str, tuple[pygit2.Oid, int]],
-    entries: dict[bytes, Entry],
+    entries: dict[bytes, bytes],
 ) -> list[int]:
     """Write each wanted blob or symlink as a new file; the index entries follow. The files' mtimes
     (ns) are returned."""
@@ -229,7 +229,8 @@ def _write(
         finally:
             if fd != root:
                 os.close(fd)
-        entries[os.fsencode(name)] = Entry(stat_bytes(st, mode), oid.raw)
+        path = os.fsencode(name)
+        entries[path] = record(path, stat_bytes(st, mode), oid.raw)
         mtimes.append(st.st_mtime_ns)
     return mtimes
 

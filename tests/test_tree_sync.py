@@ -1,0 +1,183 @@
+"""Checkouts that write only what differs (daemon/ops/git/tree_sync.py): the tree ends exactly at
+the target whatever the agent left (symlinks, hard links, modes, untracked files, directories in
+the way), files not in the difference keep their stat data, and anything odd falls back to the
+full checkout with the same result."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from daemon.ops.git import tree_sync
+from daemon.ops.git.agent_tree import AgentTree
+from daemon.ops.git.eval_tree import EvalTree
+from daemon.ops.git.index_file import read_entries, write_entries
+from tests.repos import git, make_repo
+
+
+def _commit(repo: Path, files: dict[str, str | None], message: str) -> str:
+    for name, text in files.items():
+        path = repo / name
+        if text is None:
+            path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A repository whose second commit adds 40 files (a lane's reset after many keeps), changes
+    one, deletes one and adds a file below a new directory."""
+    repo = make_repo(tmp_path / "repo")
+    first = _commit(repo, {"keep.py": "k\n", "gone.py": "g\n", "sub/a.py": "a\n"}, "one")
+    files: dict[str, str | None] = {f"d{i}.py": f"x = {i}\n" for i in range(40)}
+    files |= {"f.py": "x = 7\n", "gone.py": None, "new/deep/b.py": "b\n"}
+    second = _commit(repo, files, "two")
+    return repo, [first, second]
+
+
+def _lane(repo: Path, tmp_path: Path) -> AgentTree:
+    return AgentTree(repo=repo, path=tmp_path / "lane", gitdir=tmp_path / "lane.git", branch=None)
+
+
+def _exactly_at(tree: AgentTree | EvalTree, commit: str) -> None:
+    _, repo = tree.open()
+    assert repo.status(untracked_files="all") == {}
+    assert str(repo.head.target) == commit
+    assert read_entries(Path(repo.path) / "index").keys() == {
+        os.fsencode(p) for p in git(tree.repo, "ls-tree", "-r", "--name-only", commit).split()
+    }
+
+
+def _no_fallback(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    fell: list[str] = []
+    real = tree_sync.sync_tree
+
+    def sync(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        except tree_sync.FallBack as exc:
+            fell.append(str(exc))
+            raise
+
+    monkeypatch.setattr("daemon.ops.git.store.sync_tree", sync)
+    return fell
+
+
+def test_a_reset_writes_only_the_difference_and_keeps_stat_data(
+    history: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, (first, second) = history
+    fell = _no_fallback(monkeypatch)
+    lane = _lane(repo, tmp_path)
+    lane.reset_sync(first)
+    kept = os.stat(lane.path / "keep.py")
+    lane.reset_sync(second)
+    _exactly_at(lane, second)
+    assert fell == []
+    assert os.stat(lane.path / "keep.py").st_ino == kept.st_ino  # not rewritten
+    assert (lane.path / "new/deep/b.py").read_text() == "b\n"
+    assert not (lane.path / "gone.py").exists()
+    # More files than RACY_WRITES were written: the index is newer than all of them, so a status
+    # trusts their stat data instead of re-reading them.
+    index = os.stat(Path(lane.open()[1].path) / "index").st_mtime_ns
+    assert all(os.stat(p).st_mtime_ns < index for p in lane.path.glob("d*.py"))
+    # Back again: what the second commit added is removed, with its directories.
+    lane.reset_sync(first)
+    _exactly_at(lane, first)
+    assert not (lane.path / "new").exists()
+    assert fell == []
+
+
+def test_whatever_the_agent_left_the_tree_ends_exactly_at_the_target(
+    history: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, (first, second) = history
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("the user's\n")
+    fell = _no_fallback(monkeypatch)
+    lane = _lane(repo, tmp_path)
+    lane.reset_sync(first)
+    t = lane.path
+    (t / "keep.py").unlink()
+    (t / "keep.py").symlink_to(secret)  # a tracked file now a symlink out of the tree
+    os.link(secret, t / "d3.py")  # a hard link where the target adds a file
+    (t / "sub" / "a.py").chmod(0o755)  # a changed mode
+    (t / "untracked.txt").write_text("left\n")
+    (t / "new").symlink_to(
+        outside, target_is_directory=True
+    )  # a symlink on the way to new/deep/b.py
+    lane.reset_sync(second)
+    _exactly_at(lane, second)
+    assert fell == []
+    assert secret.read_text() == "the user's\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert not (t / "new").is_symlink() and (t / "new/deep/b.py").read_text() == "b\n"
+    assert stat.S_IMODE(os.stat(t / "sub" / "a.py").st_mode) & 0o111 == 0
+    assert os.stat(t / "d3.py").st_nlink == 1
+
+
+@pytest.mark.parametrize("odd", ["directory where a file goes", "nested repository"])
+def test_odd_trees_fall_back_to_the_full_checkout(
+    odd: str, history: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, (first, second) = history
+    fell = _no_fallback(monkeypatch)
+    lane = _lane(repo, tmp_path)
+    lane.reset_sync(first)
+    if odd == "nested repository":
+        (lane.path / "inner").mkdir()
+        git(lane.path / "inner", "init", "-q")
+        (lane.path / "inner" / "x").write_text("x\n")
+    else:
+        (lane.path / "d5.py").mkdir()
+        (lane.path / "d5.py" / "ignored.o").write_text("")
+        (lane.path / ".gitignore").write_text("*.o\n")
+    lane.reset_sync(second)
+    _exactly_at(lane, second)
+    assert len(fell) == 1
+    assert not (lane.path / "inner").exists()
+
+
+def test_a_measurement_tree_keeps_untracked_files_when_not_cleaning(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, (first, second) = history
+    tree = EvalTree(repo=repo, path=tmp_path / "eval", gitdir=tmp_path / "eval.git")
+    tree.checkout_sync(first)
+    (tree.path / "cache.bin").write_text("built\n")
+    (tree.path / "keep.py").write_text("changed by the measured code\n")
+    tree.checkout_sync(second, clean=False)
+    assert (tree.path / "cache.bin").read_text() == "built\n"
+    assert (tree.path / "keep.py").read_text() == "k\n"
+    _, r = tree.open()
+    assert r.status(untracked_files="all") == {"cache.bin": pygit2.enums.FileStatus.WT_NEW}
+    tree.checkout_sync(second)
+    assert not (tree.path / "cache.bin").exists()
+    _exactly_at(tree, second)
+
+
+def test_an_index_written_here_is_read_back_by_libgit2(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, (_, second) = history
+    lane = _lane(repo, tmp_path)
+    lane.reset_sync(second)
+    _, r = lane.open()
+    path = Path(r.path) / "index"
+    entries = read_entries(path)
+    write_entries(path, entries)
+    assert read_entries(path) == entries
+    r.index.read(True)
+    assert r.index.write_tree() == r[second].peel(pygit2.Commit).tree_id
+    assert r.status(untracked_files="all") == {}
