@@ -15,7 +15,7 @@ import pytest
 from daemon.ops.git import tree_sync
 from daemon.ops.git.agent_tree import AgentTree
 from daemon.ops.git.eval_tree import EvalTree
-from daemon.ops.git.index_file import read_entries, write_entries
+from daemon.ops.git.index_file import invalidate_trees, read_index, write_index
 from tests.repos import git, make_repo
 
 
@@ -52,7 +52,7 @@ def _exactly_at(tree: AgentTree | EvalTree, commit: str) -> None:
     _, repo = tree.open()
     assert repo.status(untracked_files="all") == {}
     assert str(repo.head.target) == commit
-    assert read_entries(Path(repo.path) / "index").keys() == {
+    assert read_index(Path(repo.path) / "index").entries.keys() == {
         os.fsencode(p) for p in git(tree.repo, "ls-tree", "-r", "--name-only", commit).split()
     }
 
@@ -175,9 +175,44 @@ def test_an_index_written_here_is_read_back_by_libgit2(
     lane.reset_sync(second)
     _, r = lane.open()
     path = Path(r.path) / "index"
-    entries = read_entries(path)
-    write_entries(path, entries)
-    assert read_entries(path) == entries
+    r.index.write_tree()
+    r.index.write()  # libgit2's own index, with its tree cache
+    index = read_index(path)
+    assert index.trees
+    write_index(path, index)
+    assert read_index(path) == index
     r.index.read(True)
     assert r.index.write_tree() == r[second].peel(pygit2.Commit).tree_id
     assert r.status(untracked_files="all") == {}
+
+
+def test_the_tree_cache_is_invalidated_where_files_changed(tmp_path: Path) -> None:
+    """A cached tree id that survived a change would make a capture commit the wrong tree."""
+    repo = make_repo(tmp_path / "repo")
+    files = {f"{d}/{s}/f{i}.py": f"{d}{s}{i}\n" for d in "ab" for s in "xy" for i in range(3)}
+    first = _commit(repo, files, "one")
+    second = _commit(
+        repo, {"a/x/f0.py": "changed\n", "b/y/new.py": "n\n", "a/y/f1.py": None}, "two"
+    )
+    lane = _lane(repo, tmp_path)
+    lane.reset_sync(first)
+    _, r = lane.open()
+    r.index.write_tree()
+    r.index.write()  # every directory cached
+    lane.reset_sync(second)
+    r.index.read(True)
+    assert r.index.write_tree() == r[second].peel(pygit2.Commit).tree_id
+    (lane.path / "b" / "x" / "f2.py").write_text("the agent's\n")  # a directory the reset kept
+    capture = lane.capture_sync(second, description="d", fallback="f", ref="refs/expd/t/0001")
+    assert git(repo, "show", f"{capture.commit}:b/x/f2.py") == "the agent's"
+    assert git(repo, "diff", "--name-only", second, capture.commit) == "b/x/f2.py"
+
+
+def test_invalidating_the_tree_cache() -> None:
+    oid = bytes(20)
+    trees = b"\x002 2\n" + oid + b"a\x001 0\n" + oid + b"b\x001 1\n" + oid + b"c\x001 0\n" + oid
+    assert invalidate_trees(trees, ["b/c/x.py"]) == (
+        b"\x00-1 2\n" + b"a\x001 0\n" + oid + b"b\x00-1 1\n" + b"c\x00-1 0\n"
+    )
+    assert invalidate_trees(trees, ["top.py"]) == b"\x00-1 2\n" + trees[25:]
+    assert invalidate_trees(b"garbage", ["x"]) == b""

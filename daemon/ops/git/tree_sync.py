@@ -24,8 +24,15 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileStatus
 
-from daemon.ops.git.index_file import IndexFormatError, read_entries, record, stat_bytes
-from daemon.ops.git.index_file import write_entries as write_index
+from daemon.ops.git.index_file import (
+    IndexFile,
+    IndexFormatError,
+    invalidate_trees,
+    read_index,
+    record,
+    stat_bytes,
+    write_index,
+)
 
 _WORKTREE = (
     FileStatus.WT_NEW
@@ -57,9 +64,9 @@ def sync_tree(
     FallBack (before or after writing) when it cannot; the full checkout then does it all again."""
     gitdir = Path(repo.path)
     try:
-        old = read_entries(gitdir / "index")
+        old = read_index(gitdir / "index")
     except FileNotFoundError:
-        old = {}  # a new git dir: every file is written
+        old = IndexFile({})  # a new git dir: every file is written
     except (OSError, IndexFormatError, ValueError) as exc:
         raise FallBack(f"index: {exc}") from None
     status = repo.status(untracked_files="all")
@@ -84,7 +91,7 @@ def sync_tree(
             except KeyError:
                 continue  # an untracked file, kept when not cleaning
         wanted[name] = _target(tree, name)
-    entries = dict(old)
+    entries = old.entries
     try:
         root = os.open(workdir, _DIR_FLAGS)
     except OSError as exc:
@@ -99,7 +106,7 @@ def sync_tree(
     if len(written) > RACY_WRITES:
         _wait_past(max(written))
     try:
-        write_index(gitdir / "index", entries)
+        write_index(gitdir / "index", IndexFile(entries, invalidate_trees(old.trees, wanted)))
         _write_head(gitdir, str(target.id))
     except OSError as exc:
         raise FallBack(f"index: {exc}") from None
@@ -240,28 +247,29 @@ def _open_dir(root: int, path: str, *, create: bool) -> int | None:
     symlink; with `create`, missing directories are made and a file or symlink in the way is
     removed. None when it is not there (without `create`)."""
     fd = root
-    for part in path.split("/") if path else ():
-        try:
-            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-        except (FileNotFoundError, NotADirectoryError, OSError) as exc:
-            if not create:
-                if fd != root:
-                    os.close(fd)
-                if (
-                    isinstance(exc, FileNotFoundError | NotADirectoryError)
-                    or exc.errno == errno.ELOOP
-                ):
-                    return None
-                raise
-            if not isinstance(exc, FileNotFoundError):
-                if not (isinstance(exc, NotADirectoryError) or exc.errno == errno.ELOOP):
+    try:
+        for part in path.split("/") if path else ():
+            try:
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                in_the_way = isinstance(exc, NotADirectoryError) or exc.errno == errno.ELOOP
+                if not isinstance(exc, FileNotFoundError) and not in_the_way:
                     raise
-                os.unlink(part, dir_fd=fd)  # a file or a symlink where the target has a directory
-            os.mkdir(part, 0o777, dir_fd=fd)
-            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                if not create:
+                    if fd != root:
+                        os.close(fd)
+                    return None
+                if in_the_way:
+                    os.unlink(part, dir_fd=fd)  # a file or symlink where the target has a directory
+                os.mkdir(part, 0o777, dir_fd=fd)
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            if fd != root:
+                os.close(fd)
+            fd = nxt
+    except BaseException:
         if fd != root:
             os.close(fd)
-        fd = nxt
+        raise
     return fd
 
 
