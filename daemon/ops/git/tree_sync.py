@@ -206,40 +206,51 @@ def _write(
     (ns) are returned."""
     mtimes: list[int] = []
     odb = repo.odb
-    for name in sorted(wanted):
-        oid, mode = wanted[name]
-        head, _, leaf = name.rpartition("/")
-        fd = _open_dir(root, head, create=True)
-        assert fd is not None
-        try:
-            try:
-                os.unlink(leaf, dir_fd=fd)
-            except FileNotFoundError:
-                pass
-            except (IsADirectoryError, PermissionError) as exc:
-                raise FallBack(f"{name}: a directory stands there ({exc})") from None
-            _kind, data = odb.read(oid)
-            if mode == 0o120000:
-                os.symlink(data, leaf, dir_fd=fd)
-                st = os.stat(leaf, dir_fd=fd, follow_symlinks=False)
-            else:
-                out = os.open(leaf, _NEW_FILE, 0o777 if mode == 0o100755 else 0o666, dir_fd=fd)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(out, view) :]
-                    st = os.fstat(out)
-                finally:
-                    os.close(out)
-                if bool(st.st_mode & 0o100) != (mode == 0o100755):
-                    raise FallBack(f"{name}: the umask changes its mode")
-        finally:
+    dirs: dict[str, int] = {"": root}  # each directory opened once
+    try:
+        for name in sorted(wanted):
+            oid, mode = wanted[name]
+            head, _, leaf = name.rpartition("/")
+            fd = dirs.get(head)
+            if fd is None:
+                fd = dirs[head] = _open_dir(root, head, create=True)  # type: ignore[assignment]
+            st = _write_one(odb, fd, leaf, name, oid, mode)
+            path = os.fsencode(name)
+            entries[path] = record(path, stat_bytes(st, mode), oid.raw)
+            mtimes.append(st.st_mtime_ns)
+    finally:
+        for fd in dirs.values():
             if fd != root:
                 os.close(fd)
-        path = os.fsencode(name)
-        entries[path] = record(path, stat_bytes(st, mode), oid.raw)
-        mtimes.append(st.st_mtime_ns)
     return mtimes
+
+
+def _write_one(
+    odb: pygit2.Odb, fd: int, leaf: str, name: str, oid: pygit2.Oid, mode: int
+) -> os.stat_result:
+    """One blob or symlink written as a new file `leaf` in directory `fd`; its stat data."""
+    try:
+        os.unlink(leaf, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+    except (IsADirectoryError, PermissionError) as exc:
+        raise FallBack(f"{name}: a directory stands there ({exc})") from None
+    _kind, data = odb.read(oid)
+    if mode == 0o120000:
+        os.symlink(data, leaf, dir_fd=fd)
+        st = os.stat(leaf, dir_fd=fd, follow_symlinks=False)
+    else:
+        out = os.open(leaf, _NEW_FILE, 0o777 if mode == 0o100755 else 0o666, dir_fd=fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+            st = os.fstat(out)
+        finally:
+            os.close(out)
+        if bool(st.st_mode & 0o100) != (mode == 0o100755):
+            raise FallBack(f"{name}: the umask changes its mode")
+    return st
 
 
 def _open_dir(root: int, path: str, *, create: bool) -> int | None:
