@@ -216,3 +216,24 @@ def test_invalidating_the_tree_cache() -> None:
     )
     assert invalidate_trees(trees, ["top.py"]) == b"\x00-1 2\n" + trees[25:]
     assert invalidate_trees(b"garbage", ["x"]) == b""
+
+
+def test_symlinks_and_deep_directories_of_the_target(
+    history: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, (first, _) = history
+    (repo / "link").symlink_to("f.py")
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    third = _commit(repo, {f"p/q/r/m{i}.py": f"{i}\n" for i in range(20)}, "three")
+    fell = _no_fallback(monkeypatch)
+    lane = _lane(repo, tmp_path)
+    lane.reset_sync(first)
+    lane.reset_sync(third)
+    _exactly_at(lane, third)
+    assert os.readlink(lane.path / "link") == "f.py"
+    assert os.stat(lane.path / "run.sh").st_mode & 0o111
+    lane.reset_sync(first)
+    _exactly_at(lane, first)
+    assert not (lane.path / "p").exists() and not (lane.path / "link").is_symlink()
+    assert fell == []
