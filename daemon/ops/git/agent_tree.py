@@ -14,7 +14,7 @@ import functools
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -26,6 +26,7 @@ from daemon.ops.git.diff import diff_patch
 from daemon.ops.git.dotgit import write_dotgit
 from daemon.ops.git.lookup import signature
 from daemon.ops.git.store import (
+    Opened,
     TreeError,
     checkout,
     ensure_tree,
@@ -50,8 +51,11 @@ class AgentTree:
     """The run's branch in the user's repository; None: no branch there, the tree's `.git` is
     detached at its commit (a bakeoff's attempts, each pinned under its own ref)."""
 
+    opened: Opened = field(default_factory=Opened, repr=False, compare=False)
+    """The user's repository and the git dir, kept open between this tree's operations."""
+
     def open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
-        return open_tree(self.repo, self.gitdir, self.path)
+        return open_tree(self.repo, self.gitdir, self.path, self.opened)
 
     # --- blocking ------------------------------------------------------------------------------
 
@@ -62,21 +66,22 @@ class AgentTree:
         try:
             self._reset(commit)
         except (pygit2.GitError, OSError, KeyError) as exc:
+            self.opened.forget()  # opened afresh next time
             raise TreeError(f"cannot reset the agent's tree to {commit[:10]}: {exc}") from None
 
     def _reset(self, commit: str) -> None:
         ensure_tree(self.path)
         user, repo = self.open()
         try:
-            checkout(repo, self.path, commit, clean=True)
+            verified = checkout(repo, self.path, commit, clean=True)
         except (pygit2.GitError, OSError):
             # Whatever the agent left defeats a checkout: start the tree afresh.
             ensure_tree(self.path)
             _empty(self.path)
             repo.index.clear()
             repo.index.write()
-            checkout(repo, self.path, commit, clean=True)
-        left = repo.status(untracked_files="all")
+            verified = checkout(repo, self.path, commit, clean=True)
+        left = {} if verified else repo.status(untracked_files="all")
         if left or str(repo.head.target) != commit:
             raise TreeError(
                 f"the agent's tree is not clean after a reset to {commit[:10]}: {sorted(left)[:3]}"

@@ -14,14 +14,14 @@ import functools
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pygit2
 
 from daemon.ops.git.dotgit import write_dotgit
-from daemon.ops.git.store import TreeError, checkout, open_tree
+from daemon.ops.git.store import Opened, TreeError, checkout, open_tree
 
 
 @dataclass
@@ -33,8 +33,11 @@ class EvalTree:
     gitdir: Path
     """expd's git dir for it."""
 
+    opened: Opened = field(default_factory=Opened, repr=False, compare=False)
+    """The user's repository and the git dir, kept open between this tree's operations."""
+
     def open(self) -> tuple[pygit2.Repository, pygit2.Repository]:
-        return open_tree(self.repo, self.gitdir, self.path)
+        return open_tree(self.repo, self.gitdir, self.path, self.opened)
 
     def checkout_sync(self, commit: str, *, clean: bool = True) -> None:
         """Tracked files exactly `commit`'s (a deleted or replaced tree is made again); untracked
@@ -44,6 +47,7 @@ class EvalTree:
             checkout(repo, self.path, commit, clean=clean)
             write_dotgit(self.path, repo, user, commit, None)
         except (pygit2.GitError, OSError, KeyError) as exc:
+            self.opened.forget()  # opened afresh next time
             raise TreeError(f"cannot check {commit[:10]} out for measuring: {exc}") from None
 
     async def checkout(self, commit: str, *, clean: bool = True) -> None:
@@ -52,6 +56,7 @@ class EvalTree:
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.rmtree(self.gitdir, ignore_errors=True)
+        self.opened.forget()
 
 
 @contextlib.contextmanager

@@ -15,10 +15,13 @@ import os
 import shutil
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import CheckoutStrategy, RepositoryOpenFlag
+
+from daemon.ops.git.tree_sync import FallBack, sync_tree
 
 
 class TreeError(Exception):
@@ -105,12 +108,48 @@ def private_repo(gitdir: Path, workdir: Path, user: pygit2.Repository) -> pygit2
     return repo
 
 
+@dataclass
+class Opened:
+    """A tree's two repositories kept open between its operations (opening them is most of a small
+    operation's cost). Each tree's operations run one at a time, so the pair is never used by two
+    threads at once; it is opened again when either git dir was replaced (another inode)."""
+
+    stamp: tuple[int, ...] = ()
+    pair: tuple[pygit2.Repository, pygit2.Repository] | None = None
+
+    def forget(self) -> None:
+        self.stamp, self.pair = (), None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}  # repositories do not travel
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.forget()
+
+
 def open_tree(
-    root: Path, gitdir: Path, workdir: Path
+    root: Path, gitdir: Path, workdir: Path, opened: Opened | None = None
 ) -> tuple[pygit2.Repository, pygit2.Repository]:
-    """The user's repository at `root` and expd's git dir `gitdir` for one of its trees."""
+    """The user's repository at `root` and expd's git dir `gitdir` for one of its trees; with
+    `opened`, the pair kept there when both git dirs are still the ones it was opened on."""
+    if opened is not None and opened.pair is not None:
+        ensure_tree(workdir)
+        if _stamp(opened.pair[0], gitdir) == opened.stamp:
+            return opened.pair
+        opened.forget()
     user = open_user_repo(root)
-    return user, private_repo(gitdir, workdir, user)
+    pair = user, private_repo(gitdir, workdir, user)
+    if opened is not None:
+        opened.stamp, opened.pair = _stamp(user, gitdir), pair
+    return pair
+
+
+def _stamp(user: pygit2.Repository, gitdir: Path) -> tuple[int, ...]:
+    try:
+        a, b = os.stat(user.path), os.stat(gitdir)
+    except OSError:
+        return ()
+    return a.st_dev, a.st_ino, b.st_dev, b.st_ino
 
 
 def _user_excludes(user: pygit2.Repository) -> str:
@@ -148,11 +187,17 @@ def defuse(workdir: Path, paths: Iterable[str]) -> bool:
     return removed
 
 
-def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool) -> None:
+def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool) -> bool:
     """Make `workdir`'s tracked files exactly `commit`'s, with the index and a detached HEAD to
-    match; untracked files are removed when `clean`, ignored ones stay."""
+    match; untracked files are removed when `clean`, ignored ones stay. True when the tree was
+    also verified to show no change against `commit` (the fast path's check)."""
     ensure_tree(workdir)
     target = repo[commit].peel(pygit2.Commit)
+    try:
+        sync_tree(repo, workdir, target, clean=clean)
+        return True
+    except FallBack:
+        repo.index.read(True)  # whatever the fast path left: the full checkout below restores it
     status = repo.status(untracked_files="all")
     if clean:
         for name in status:
@@ -171,6 +216,7 @@ def checkout(repo: pygit2.Repository, workdir: Path, commit: str, *, clean: bool
         # libgit2 leaves a file whose link was removed above missing when the link was tracked
         # (a type change over a missing file): once HEAD is the target, it recreates it.
         repo.checkout_tree(target.tree, strategy=strategy | CheckoutStrategy.RECREATE_MISSING)
+    return False
 
 
 def is_real_dir(path: Path) -> bool:
