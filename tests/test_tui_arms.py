@@ -100,7 +100,9 @@ async def test_panel_shows_every_arm_and_follows_state_json(tmp_path: Path) -> N
         async with app.run_test(size=(100, 30)) as pilot:
             await wait(pilot, lambda: isinstance(app.screen, RunScreen) and panel_of(app).rows)
             panel = panel_of(app)
-            assert panel.display and panel.region.height == 2 + 1 + 3  # border, header, arms
+            # Rows are set before the next layout pass sizes the panel.
+            await until(pilot, lambda: panel.region.height == 2 + 1 + 3, timeout=15.0)
+            assert panel.display  # border, header, arms
             assert panel.border_title == "arms · thompson · floor 10%"
             fast, careful, broken = (
                 panel.cells_of("fast"),

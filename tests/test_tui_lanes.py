@@ -111,7 +111,9 @@ async def test_the_strip_shows_every_lane_and_follows_state_json(tmp_path: Path)
         async with app.run_test(size=(100, 30)) as pilot:
             await wait(pilot, lambda: isinstance(app.screen, RunScreen) and strip_of(app).rows)
             strip = strip_of(app)
-            assert strip.display and strip.region.height == 2 + 4  # border, four lanes
+            # Rows are set before the next layout pass sizes the strip.
+            await wait(pilot, lambda: strip.region.height == 2 + 4, "the strip laid out")
+            assert strip.display  # border, four lanes
             assert strip.border_title == "lanes · 2 agent_running · 1 measuring · 1 paused"
             one, two, four = strip.cells_of(1), strip.cells_of(2), strip.cells_of(4)
             assert one[:3] == ("lane 1", "agent_running", "#7") and one.node == "gpu-box"
