@@ -78,9 +78,11 @@ def test_kill_9_mid_matrix_then_resume_runs_no_finished_attempt_twice(tmp_path: 
     for key in before:
         assert counts[key] == 1, f"{key} ran again after it was recorded"
     for key in interrupted:
-        assert counts[key] == started[key] + 1 and newest(paths)[key].reruns == 1
-        assert state.interrupted[key] == 1
-    assert sum(counts.values()) == 8 + sum(started[key] for key in interrupted)
+        # Run again once. Its first agent, orphaned by the kill, may still have written its mark
+        # after `started` was read: two marks then, though none had been seen.
+        assert counts[key] == 2 or (started[key] == 0 and counts[key] == 1), (key, counts, started)
+        assert newest(paths)[key].reruns == 1 and state.interrupted[key] == 1
+    assert all(n == 1 for key, n in counts.items() if key not in interrupted)
     expected = {f"t{i}/solver/1": "passed" for i in range(4)}
     expected |= {f"t{i}/half/1": "passed" if i % 2 == 0 else "failed" for i in range(4)}
     assert statuses(paths) == expected
