@@ -4,15 +4,11 @@ while one is under way is dropped). An unreadable file is posted as a problem, n
 
 from __future__ import annotations
 
-import threading
-from functools import partial
-from pathlib import Path
-
 from textual.message import Message
-from textual.message_pump import MessagePump
 
 from shared.errors import ContractError
 from shared.queue import QueueFile, read_queue
+from tui.reads import RepoReader
 
 
 class QueueListed(Message):
@@ -25,28 +21,11 @@ class QueueListed(Message):
         self.problem = problem
 
 
-class QueueSource:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._busy = threading.Lock()
+class QueueSource(RepoReader):
+    name = "queue"
 
-    def refresh(self, target: MessagePump) -> None:
-        if not self._busy.acquire(blocking=False):
-            return
-        target.run_worker(  # type: ignore[attr-defined]
-            partial(self._read, target),
-            name="queue",
-            group="home-queue",
-            thread=True,
-            exit_on_error=False,
-        )
-
-    def _read(self, target: MessagePump) -> None:
+    def read(self) -> Message:
         try:
-            try:
-                message = QueueListed(read_queue(self.root))
-            except (ContractError, OSError) as exc:
-                message = QueueListed(QueueFile(), str(exc))
-        finally:
-            self._busy.release()
-        target.post_message(message)
+            return QueueListed(read_queue(self.root))
+        except (ContractError, OSError) as exc:
+            return QueueListed(QueueFile(), str(exc))

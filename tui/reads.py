@@ -8,9 +8,11 @@ Screens hold a source and call its methods; they never call a reader themselves.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from functools import partial
 from pathlib import Path
 
+from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.worker import get_current_worker
 
@@ -112,9 +114,11 @@ class RunFiles:
         return read_daemon_pid(self.paths)
 
 
-class ListingSource:
-    """The home screen's programs, bakeoffs and runs, re-read on each `refresh` in a thread worker of the
-    target and posted as `ProgramsListed`; a refresh while one is under way is dropped."""
+class RepoReader(ABC):
+    """Re-reads something of the repository on each `refresh` in a thread worker of the target and
+    posts what `read` returns; a refresh while one is under way is dropped."""
+
+    name = "repo"
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -124,17 +128,31 @@ class ListingSource:
         if not self._busy.acquire(blocking=False):
             return
         target.run_worker(  # type: ignore[attr-defined]
-            partial(self._list, target),
-            name="listing",
-            group="home-refresh",
+            partial(self._run, target),
+            name=self.name,
+            group=f"home-{self.name}",
             thread=True,
             exit_on_error=False,
         )
 
-    def _list(self, target: MessagePump) -> None:
+    @abstractmethod
+    def read(self) -> Message:
+        """What to post: runs in the worker thread, never on the event loop."""
+
+    def _run(self, target: MessagePump) -> None:
         try:
-            programs, max_experiments = read_listing(self.root)
-            bakeoffs: list[BakeoffListing] = bakeoff_listing(self.root)
+            message = self.read()
         finally:
             self._busy.release()
-        target.post_message(ProgramsListed(programs, max_experiments, bakeoffs))
+        target.post_message(message)
+
+
+class ListingSource(RepoReader):
+    """The home screen's programs, bakeoffs and runs, posted as `ProgramsListed`."""
+
+    name = "refresh"
+
+    def read(self) -> Message:
+        programs, max_experiments = read_listing(self.root)
+        bakeoffs: list[BakeoffListing] = bakeoff_listing(self.root)
+        return ProgramsListed(programs, max_experiments, bakeoffs)
