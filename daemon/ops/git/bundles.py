@@ -87,11 +87,18 @@ def unpack(bundle: bytes, dest: Path, commit: str) -> AgentTree:
     """A fresh bare repository (`dest/repo.git`) from `bundle`, and the agent's tree
     (`dest/tree`, expd's git dir `dest/git`) at `commit`, which must be the bundle's head."""
     gitdir = _bare(dest / "repo.git")
-    path = dest / "in.bundle"
+    if (head := _fetch_bundle(gitdir, bundle, dest / "in.bundle")) != commit:
+        raise BundleError(f"the bundle holds {head[:10]}, not {commit[:10]}")
+    tree = AgentTree(repo=gitdir, path=dest / "tree", gitdir=dest / "git", branch=None)
+    tree.reset_sync(commit)
+    return tree
+
+
+def _fetch_bundle(gitdir: Path, bundle: bytes, path: Path) -> str:
+    """Fetch `bundle` (written at `path` for the time of it) into `gitdir`; its head commit."""
     path.write_bytes(bundle)
     try:
-        if (head := _head(gitdir, path)) != commit:
-            raise BundleError(f"the bundle holds {head[:10]}, not {commit[:10]}")
+        head = _head(gitdir, path)
         _git(
             gitdir,
             "fetch",
@@ -103,9 +110,7 @@ def unpack(bundle: bytes, dest: Path, commit: str) -> AgentTree:
         )
     finally:
         path.unlink(missing_ok=True)
-    tree = AgentTree(repo=gitdir, path=dest / "tree", gitdir=dest / "git", branch=None)
-    tree.reset_sync(commit)
-    return tree
+    return head
 
 
 def candidate_bundle(worker_repo: Path, base: str, commit: str) -> bytes:
@@ -121,21 +126,7 @@ def fetch_candidate(user_root: Path, bundle: bytes, base: str, gitdir: Path) -> 
         shutil.rmtree(gitdir)
     objects = common_dir(open_user_repo(user_root)) / "objects"
     _bare(gitdir, objects)
-    path = gitdir / "in.bundle"
-    path.write_bytes(bundle)
-    try:
-        head = _head(gitdir, path)
-        _git(
-            gitdir,
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            str(path),
-            f"{BUNDLE_REF}:{BUNDLE_REF}",
-            config=FETCH,
-        )
-    finally:
-        path.unlink(missing_ok=True)
+    head = _fetch_bundle(gitdir, bundle, gitdir / "in.bundle")
     repo = pygit2.Repository(str(gitdir))
     commit = repo[head].peel(pygit2.Commit)
     parents = [str(p) for p in commit.parent_ids]
