@@ -88,8 +88,20 @@ def local_cluster(
             ray_start(f"--address={address}", f"--resources={json.dumps(dict(worker))}", env=env)
         )
         yield address, groups
+    except BaseException:
+        _print_client_server_logs(short)
+        raise
     finally:
         for group in reversed(groups):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
         shutil.rmtree(short, ignore_errors=True)
+
+
+def _print_client_server_logs(temp_dir: Path) -> None:
+    """The tails of the head's Ray Client server logs, into the failing test's captured output:
+    the one line the daemon reports cannot carry the server's side of a failed join."""
+    for log in sorted(temp_dir.glob("session_*/logs/ray_client_server*")):
+        with contextlib.suppress(OSError):
+            tail = log.read_text(errors="replace").splitlines()[-30:]
+            print(f"--- {log.name}", *tail, sep="\n")

@@ -106,7 +106,7 @@ def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path, client: bool) -> None:
     with local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, client_port=port) as (address, _):
         repo = _ray_repo(tmp_path / "r", f"ray://{LOOPBACK}:{port}" if client else address)
         paths = start(repo, env=ENV)
-        final = wait_finished(paths)
+        final = wait_finished(paths, timeout=150)  # a Ray Client join failing takes 30 s
         assert final.termination_reason == "max_experiments", final.message
         got = results(paths)
         assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4]

@@ -121,6 +121,46 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from daemon.ray.cluster import WorkerLost, connect, disconnect, options, result, wait  # noqa: E402
 from daemon.ray.tasks import new_sink, submit_measure, submit_turn  # noqa: E402
 
+# What Ray Client raises when the head's proxy could not start a server for this client: the
+# server's traceback after one line of its own (ray/util/client/worker.py, _server_init).
+PROXY_FAILED = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n"
+    '  File "ray/util/client/server/proxier.py", line 780, in Datapath\n'
+    "    raise RuntimeError(\n"
+    "RuntimeError: Proxy failed to Connect to backend! Check `ray_client_server.err`\n"
+)
+
+
+@pytest.mark.parametrize(("fails", "calls"), [(1, 2), (2, 3), (5, 3)])
+def test_a_ray_client_join_is_tried_again_after_a_server_failure(
+    monkeypatch: pytest.MonkeyPatch, fails: int, calls: int
+) -> None:
+    import daemon.ray.cluster as cluster
+
+    seen: list[str] = []
+
+    def init(address: str, **_: object) -> None:
+        seen.append(address)
+        if len(seen) <= fails:
+            raise ConnectionAbortedError(PROXY_FAILED)
+
+    monkeypatch.setattr(cluster.ray, "init", init)
+    monkeypatch.setattr(cluster.time, "sleep", lambda _: None)
+    if fails < cluster.CLIENT_ATTEMPTS:
+        cluster._join("ray://10.0.0.9:10001", {})
+    else:
+        with pytest.raises(ConnectionAbortedError) as caught:
+            cluster._join("ray://10.0.0.9:10001", {})
+        assert cluster._reason(caught.value) == (
+            "Initialization failure from server: RuntimeError: Proxy failed to Connect to "
+            "backend! Check `ray_client_server.err`"
+        )
+    assert len(seen) == calls
+    seen.clear()
+    with pytest.raises(ConnectionAbortedError):  # a GCS address is not Ray Client's
+        cluster._join("10.0.0.9:6379", {})
+    assert len(seen) == 1
+
 
 def test_resource_requests_become_task_options() -> None:
     assert options({"num_gpus": 1, "bench_host": 1, "num_cpus": 0.5}) == {

@@ -12,6 +12,7 @@ agent turn twice behind the daemon's back.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ LOST = (
 """Ray's ways of saying the process or node running a task is gone (ObjectLostError includes
 ObjectReconstructionFailedError)."""
 STANDARD = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+CLIENT_ATTEMPTS = 3
 CONNECT_TIMEOUT_S = 5.0
 """How long the daemon waits for an address to answer before the run ends with an error (Ray
 itself keeps retrying an unreachable cluster for a minute or more)."""
@@ -84,13 +86,39 @@ def connect(
                 **common,
             )
         else:
-            ray.init(address=address, **common)
+            _join(address, common)
     except (ConnectionError, RuntimeError, ValueError, rex.RaySystemError) as exc:
         where = address or "a local instance"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"[lanes] address: cannot reach Ray at {where}: {first}") from None
+        raise UserError(f"[lanes] address: cannot reach Ray at {where}: {_reason(exc)}") from None
     info = ray.get_runtime_context().gcs_address
     return Cluster(address=info, started=address is None, resources=ray.cluster_resources())
+
+
+def _join(address: str, common: Mapping[str, Any]) -> None:
+    """`ray.init` at `address`. The head's Ray Client server starts a server process of its own
+    for each client, and that start can fail on a busy head: a `ray://` join is tried up to
+    `CLIENT_ATTEMPTS` times before the failure is the run's."""
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **common)
+            return
+        except ConnectionAbortedError:
+            if not address.startswith("ray://") or attempt == CLIENT_ATTEMPTS:
+                raise
+            if ray.is_initialized():
+                ray.shutdown()
+            time.sleep(attempt)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for why joining failed. Ray Client's "Initialization failure from server:" is
+    followed by the server's traceback, whose last line says why."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"[:500]
+    return lines[0][:500]
 
 
 def _probe(address: str) -> None:
