@@ -67,6 +67,15 @@ def read_cleaned(run_dir: Path) -> CleanRecord | None:
         return None
 
 
+def cleaned_since(run_dir: Path, updated_at: float | None) -> float | None:
+    """When `expd clean` last cleaned the run, unless its daemon has written since (`updated_at`:
+    a dead run cleaned, then resumed, has its trees again)."""
+    cleaned = read_cleaned(run_dir)
+    if cleaned is None or not cleaned.cleaned_at or cleaned.cleaned_at < (updated_at or 0):
+        return None
+    return cleaned.cleaned_at
+
+
 def read_intent(path: Path) -> Intent | None:
     try:
         return codec.read_optional(path, Intent)

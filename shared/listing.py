@@ -94,8 +94,9 @@ class BakeoffListing(msgspec.Struct, kw_only=True):
     """Oldest first."""
 
 
-def bakeoff_listing(root: Path) -> list[BakeoffListing]:
-    """Every bakeoff of the repository (with a bakeoff.toml or runs) and its runs' statuses."""
+def bakeoff_listing(root: Path, *, disk: bool = False) -> list[BakeoffListing]:
+    """Every bakeoff of the repository (with a bakeoff.toml or runs) and its runs' statuses;
+    with `disk`, each run's disk use too."""
     from shared.bakeoffs.config import parse_bakeoff  # tomllib: only `list` and the home screen
 
     names = set(bakeoff_names(root))
@@ -103,6 +104,7 @@ def bakeoff_listing(root: Path) -> list[BakeoffListing]:
     if where.is_dir():
         names |= {p.name for p in where.iterdir() if (p / "runs").is_dir()}
     out = []
+    trees = tree_names(root) if disk else {}
     for name in sorted(names):
         paths = BakeoffPaths(root, name)
         entry = BakeoffListing(bakeoff=name, dir=str(paths.dir))
@@ -118,9 +120,12 @@ def bakeoff_listing(root: Path) -> list[BakeoffListing]:
             entry.error = str(exc)
         for ref in runs.repo_runs(root, name, kind="bakeoff"):
             try:
-                entry.runs.append(
-                    build_bakeoff_status(BakeoffRunPaths(ref.paths.dir), run_id=ref.run_id)
-                )
+                status = build_bakeoff_status(BakeoffRunPaths(ref.paths.dir), run_id=ref.run_id)
+                if disk:
+                    status.disk_bytes = run_disk_bytes(
+                        ref.paths.dir, root, ref.program, ref.stamp, ref.kind, trees
+                    )
+                entry.runs.append(status)
             except ContractError as exc:
                 entry.runs.append(UnreadableRun(run_id=ref.run_id, error=str(exc)))
         out.append(entry)

@@ -14,7 +14,7 @@ import msgspec
 from shared import codec
 from shared.arms import ArmStatus, arm_status
 from shared.errors import ContractError
-from shared.housekeeping import read_cleaned
+from shared.housekeeping import cleaned_since
 from shared.liveness import Liveness, probe
 from shared.paths import RunPaths
 from shared.schema import CONFINED, RunManifest, RunState
@@ -142,12 +142,7 @@ def read_state(paths: RunPaths) -> RunState | None:
 
 
 def cleaned_at(paths: RunPaths, state: RunState) -> float | None:
-    """When `expd clean` last cleaned the run, unless its daemon has written since (a dead run
-    cleaned, then resumed, has its trees again)."""
-    cleaned = read_cleaned(paths.dir)
-    if cleaned is None or not cleaned.cleaned_at or cleaned.cleaned_at < (state.updated_at or 0):
-        return None
-    return cleaned.cleaned_at
+    return cleaned_since(paths.dir, state.updated_at)
 
 
 def build_status(

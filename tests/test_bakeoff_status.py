@@ -231,10 +231,11 @@ def test_list_shows_bakeoffs_after_programs(repo: Path, capsys: Capsys) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("prog  score (lower is better)")
     start = lines.index("bakeoff bk  1 task × 2 variants (baseline, careful) · 1 attempt each")
-    assert lines[start + 1].split() == [
+    assert lines[start + 1].split()[:-2] == [
         RUN_ID,
         *["running", "dead", "3/6", "passed", "1", "·", "errors", "1"],
     ]
+    assert lines[start + 1].split()[-1] == "KB"  # its disk use
     assert any(line.startswith("bakeoff zz  (invalid: ") for line in lines)
 
     code, out, _ = cli(capsys, "list", "--json")

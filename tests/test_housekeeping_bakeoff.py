@@ -25,6 +25,8 @@ def test_clean_then_delete_a_bakeoff_run(tmp_path: Path) -> None:
     pins = git(bk.repo, "for-each-ref", "--format=%(refname)", f"refs/expd/bakeoffs/{run_id}")
     assert len(pins.split()) == 2
     assert (paths.dir / "git").is_dir()  # expd's git dirs for the slots' trees stay at the end
+    before = _listed(bk.repo, run_id)
+    assert before["cleaned_at"] is None and before["disk_bytes"] > 0
 
     proc = expd("clean", "--yes", "--json", cwd=bk.repo)
     assert proc.returncode == 0, proc.stderr
@@ -34,9 +36,23 @@ def test_clean_then_delete_a_bakeoff_run(tmp_path: Path) -> None:
     again = git(bk.repo, "for-each-ref", "--format=%(refname)", f"refs/expd/bakeoffs/{run_id}")
     assert again == pins
     assert expd("bakeoff", "results", run_id, "--json", cwd=bk.repo).returncode == 0
+    after = _listed(bk.repo, run_id)
+    assert after["cleaned_at"] is not None and after["disk_bytes"] > 0
+    line = [ln for ln in expd("list", cwd=bk.repo).stdout.splitlines() if run_id in ln]
+    assert len(line) == 1 and line[0].endswith("  cleaned"), line
 
     proc = expd("delete", run_id, "--yes", cwd=bk.repo)
     assert proc.returncode == 0, proc.stderr
     assert git(bk.repo, "for-each-ref", "--format=%(refname)", "refs/expd") == ""
     assert not paths.dir.exists()
     assert git(bk.repo, "status", "--porcelain") == ""
+
+
+def _listed(repo: Path, run_id: str) -> dict:
+    """The bakeoff run's entry in `expd list --json`."""
+    listing = json.loads(expd("list", "--json", cwd=repo).stdout)
+    found = [
+        r for b in listing if b["kind"] == "bakeoff" for r in b["runs"] if r["run_id"] == run_id
+    ]
+    assert len(found) == 1, listing
+    return found[0]

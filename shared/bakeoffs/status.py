@@ -12,6 +12,7 @@ from shared.bakeoffs.paths import BakeoffRunPaths
 from shared.bakeoffs.progress import VariantProgress, overall_eta, variant_progress
 from shared.bakeoffs.schema import BakeoffManifest, BakeoffState, RunningAttempt
 from shared.errors import ContractError
+from shared.housekeeping import cleaned_since
 from shared.liveness import Liveness, probe
 from shared.schema import CONFINED
 
@@ -50,6 +51,10 @@ class BakeoffStatus(msgspec.Struct, kw_only=True):
     run_dir: str
     sandbox: str | None
     confined: bool
+    cleaned_at: float | None = None
+    """When `expd clean` gave the run's disk back (None: never cleaned)."""
+    disk_bytes: int | None = None
+    """The run's disk use (run directory and trees): measured by `expd list` only, else None."""
 
     @property
     def program(self) -> str:
@@ -116,4 +121,5 @@ def build_bakeoff_status(
         run_dir=str(paths.dir),
         sandbox=st.sandbox or mf.sandbox or None,
         confined=(st.sandbox or mf.sandbox) in CONFINED,
+        cleaned_at=cleaned_since(paths.dir, st.updated_at),
     )

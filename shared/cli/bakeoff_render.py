@@ -23,6 +23,7 @@ from shared.display import (
     progress_cells,
     sandbox_line,
 )
+from shared.housekeeping import fmt_bytes
 from shared.listing import BakeoffListing, UnreadableRun
 from shared.runs import RunRef
 from shared.status import ACTIVE
@@ -169,6 +170,8 @@ def listing_text(bakeoffs: list[BakeoffListing]) -> str:
             lines.append(
                 f"  {s.run_id}  {s.phase:<13} {s.daemon:<9} {done:>7}  passed {s.passed}"
                 + (f" · errors {s.errors + s.timeouts}" if s.errors + s.timeouts else "")
+                + ("" if s.disk_bytes is None else f"  {fmt_bytes(s.disk_bytes)}")
+                + ("  cleaned" if s.cleaned_at else "")
             )
     return "\n".join(lines)
 

@@ -322,7 +322,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Programs and their runs, then bakeoffs and theirs (`kind` tells them apart in JSON)."""
     root = find_repo_root()
     programs = program_listing(root, disk=True)
-    bakeoffs = bakeoff_listing(root)
+    bakeoffs = bakeoff_listing(root, disk=True)
     if args.json:
         emit_json([*programs, *bakeoffs])
     elif bakeoffs:
