@@ -101,6 +101,8 @@ def test_three_programs_chain_in_order_with_no_overlap(tmp_path: Path) -> None:
     add(root, "p")
     add(root, "q", QueueOptions(max_experiments=1))
     add(root, "r", QueueOptions(fresh=True))
+    old_log = "an older night's line\n" * 60_000  # past the 1 MiB the starters' log may grow to
+    QueuePaths(root).log.write_text(old_log)
     watch = OverlapWatch(root)
     proc = expd("queue", "resume", "--json", cwd=root)
     assert proc.returncode == 0, proc.stderr
@@ -131,6 +133,8 @@ def test_three_programs_chain_in_order_with_no_overlap(tmp_path: Path) -> None:
     assert len(results(run_paths(root, q.entries[2].run_id or ""))) == 3
     log = QueuePaths(root).log.read_text()
     assert "entry 2 (q): started run" in log and "entry 3 (r): started run" in log
+    assert "older night" not in log  # the first chained start rotated it
+    assert QueuePaths(root).log.with_name("queue.log.1").read_text() == old_log
     listed = expd("queue", "list", cwd=root)
     assert listed.returncode == 0
     assert [line.split()[:3] for line in listed.stdout.splitlines()[1:]] == [

@@ -20,6 +20,18 @@ from shared.paths import RunPaths
 from shared.queue import QueuePaths, read_queue
 from shared.schema import RunManifest
 
+LOG_LIMIT = 1 << 20
+"""`.expd/queue.log` past this size becomes `queue.log.1` (the one before is dropped): a queue
+that runs every night keeps at most about two of these."""
+
+
+def _rotate(log_file: Path) -> None:
+    try:
+        if log_file.stat().st_size > LOG_LIMIT:
+            os.replace(log_file, log_file.with_name(log_file.name + ".1"))
+    except FileNotFoundError:
+        pass
+
 
 def chain_queue(paths: RunPaths, manifest: RunManifest) -> int | None:
     """Launch the detached starter when the repository's queue has entries; its pid."""
@@ -29,6 +41,7 @@ def chain_queue(paths: RunPaths, manifest: RunManifest) -> int | None:
         if not queue.file.exists() or not read_queue(repo).pending():
             return None
         env = {k: v for k, v in os.environ.items() if k not in ("EXPD_FAULT", "EXPD_DAEMON_LOG")}
+        _rotate(queue.log)
         fd = open_own(queue.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             proc = subprocess.Popen(
