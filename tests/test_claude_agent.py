@@ -346,3 +346,14 @@ def test_a_bakeoff_attempt_is_briefed_as_a_task_not_an_experiment(tmp_path: Path
     assert "compares agent setups on tasks" in briefing and "Fix the parser." in briefing
     assert "final answer" in stdin.decode() and "experiment" not in stdin.decode()
     assert task.name == "bakeoff fix-parser fast #2"
+
+
+def test_a_draft_is_briefed_as_a_draft_in_a_scratch_folder(tmp_path: Path) -> None:
+    agent = ClaudeAgent(program())
+    task = AgentTask(0, tmp_path, tmp_path, "You are drafting a program.", tmp_path / "p", 1, {})
+    task.purpose = "draft"
+    argv, stdin = agent.command(task)
+    briefing = argv[argv.index("--append-system-prompt") + 1]
+    assert "scratch folder, not a git worktree" in briefing and "criteria" not in briefing
+    assert briefing.endswith("You are drafting a program.")
+    assert stdin.decode().startswith("Draft the program") and "experiment" not in stdin.decode()

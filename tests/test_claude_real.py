@@ -371,3 +371,52 @@ if __name__ == "__main__":
     for sample in sys.argv[1:] or list(SCENARIOS):
         (SAMPLES / f"{sample}.jsonl").write_text(capture(sample, binary))
         print(f"captured {sample} with {PACKAGES['claude'].npm}@{PACKAGES['claude'].version}")
+
+
+DRAFT_FILES = {
+    "program.md": "# speed\n## Goal\nMake `score` lower.\n## In scope\n- f.py\n"
+    "## Off limits\n- measure.sh\n## Rules\n- One focused change per experiment.\n",
+    "measure.sh": 'echo "{\\"score\\": 4}"\n',
+    "program.toml": 'metric = "score"\ndirection = "lower"\n[loop]\nmax_experiments = 1\n',
+}
+
+
+def drafting_model(body: dict[str, Any]) -> Turn:
+    """Write the three files one tool call each into the scratch folder, then summarise."""
+    text = json.dumps(body.get("system")) + json.dumps(body["messages"])
+    where = re.search(r"Primary working directory: ([^\s\\]+)", text).group(1)  # type: ignore[union-attr]
+    done = text.count('"tool_result"')
+    names = list(DRAFT_FILES)
+    if done < len(names):
+        name = names[done]
+        return Turn.tool("Write", {"file_path": f"{where}/{name}", "content": DRAFT_FILES[name]})
+    return Turn.text("Drafted speed: score from measure.sh, lower is better")
+
+
+@pytest.mark.realcli
+def test_the_real_cli_drafts_a_program_that_validates(claude: Path, tmp_path: Path) -> None:
+    if backend() == "none":
+        pytest.skip("drafting needs a sandbox that confines")
+    home = tmp_path / "home"
+    home.mkdir()
+    repo = make_repo(tmp_path / "repo")
+    with AnthropicServer(drafting_model) as server:
+        proc = expd(
+            "init", "speed", "--draft", "--agent", "claude", "--model", MODEL,
+            "--command", str(claude), "--runs", "3", "--json",
+            cwd=repo, env=cli_env(server, home), timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert len(server.requests) == len(DRAFT_FILES) + 1
+        system = json.dumps(server.requests[0].get("system"))
+        assert "drafting a program for it" in system and "You are drafting a program" in system
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "validated" and doc["validation"]["samples"] == [4.0, 4.0, 4.0], doc
+    assert doc["summary"] == "Drafted speed: score from measure.sh, lower is better"
+    program = RepoPaths(repo).program("speed")
+    assert program.md.read_text() == DRAFT_FILES["program.md"]
+    assert program.measure_sh.read_text() == DRAFT_FILES["measure.sh"]
+    toml = program.toml.read_text()
+    assert toml.startswith(DRAFT_FILES["program.toml"]) and 'kind = "claude"' in toml
+    assert "→ Write" in (program.dir / "draft.log").read_text()
+    assert not list(home.rglob("*.jsonl")), "the CLI wrote into the user's ~/.claude"

@@ -404,3 +404,23 @@ async def test_long_files_are_read_in_parts(tmp_path: Path) -> None:
         await workspace.call("read_file", {"path": "long.txt", "start_line": "2"})
     with pytest.raises(ToolError, match="must not be empty"):
         await workspace.call("edit_file", {"path": "long.txt", "old_string": "", "new_string": "x"})
+
+
+@pytest.mark.parametrize(
+    ("purpose", "system", "ask"),
+    [
+        ("experiment", "Make the ONE change", "experiment 4 now"),
+        ("task", "checks it against the task's criteria", "Carry out the task now"),
+        ("draft", "drafting a program for expd, in a scratch folder", "Write the draft now"),
+    ],
+)
+async def test_the_brief_is_framed_by_its_purpose(
+    run: Run, server: ChatServer, purpose: str, system: str, ask: str
+) -> None:
+    server.add(Reply.text("Done"))
+    run.task.purpose = purpose
+    outcome = await run.go(OpenAIAgent(config(server)))
+    assert outcome.error is None
+    first, second = server.requests[0]["messages"][:2]
+    assert system in first["content"] and first["content"].endswith("Make score lower.")
+    assert ask in second["content"]

@@ -66,8 +66,9 @@ class AgentTask:
     sandbox: Sandbox = UNCONFINED
     """Where the agent's processes may write and what they may see (see daemon/ops/sandbox.py)."""
     purpose: str = "experiment"
-    """`experiment` (one change in a program's loop) or `task` (a bakeoff attempt: do the task,
-    end with the final answer): the adapters frame the prompt accordingly."""
+    """`experiment` (one change in a program's loop), `task` (a bakeoff attempt: do the task,
+    end with the final answer) or `draft` (`expd init --draft`: write a program's files in a
+    scratch folder): the adapters frame the prompt accordingly."""
     title: str = ""
     """How the attempt is named to the agent's CLI (a session title); empty: `experiment N`."""
 

@@ -50,6 +50,15 @@ summary of what you changed.
 
 """
 TASK_INSTRUCTION = "Carry out the task briefed in the system prompt, then give your final answer."
+DRAFT_PREAMBLE = """You are running unattended inside expd, drafting a program for it: nobody will \
+answer questions or permission prompts. The current directory is a scratch folder, not a git \
+worktree: write the files the brief asks for there, and change nothing else. When you are done, \
+end with a one-line summary of your proposal.
+
+"""
+DRAFT_INSTRUCTION = (
+    "Draft the program as briefed in the system prompt, then summarise it in one line."
+)
 MAX_ARG_BYTES = 100_000
 """A briefing longer than this goes on stdin instead (Linux caps one argument at 128 KiB)."""
 KEY_ENVS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -69,6 +78,8 @@ class ClaudeAgent(StatelessAgent):
         argv += ["--permission-mode", "acceptEdits", "--allowedTools", "Bash"]
         if task.purpose == "task":
             stdin, briefing = TASK_INSTRUCTION, TASK_PREAMBLE + task.prompt
+        elif task.purpose == "draft":
+            stdin, briefing = DRAFT_INSTRUCTION, DRAFT_PREAMBLE + task.prompt
         else:
             stdin, briefing = INSTRUCTION.format(n=task.experiment), PREAMBLE + task.prompt
         if len(briefing.encode()) <= MAX_ARG_BYTES:

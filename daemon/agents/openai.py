@@ -49,6 +49,21 @@ cannot leave it. Carry out the task below. Committing is optional: expd commits 
 checks it against the task's criteria. When you are done, reply WITHOUT calling a tool, with your \
 final answer: what the task asks for, or a one-line summary of what you changed."""
 
+DRAFT_PREAMBLE = """You are a coding agent drafting a program for expd, in a scratch folder (your \
+current directory). Use the tools to read the repository copy the brief names and to run \
+commands; paths are relative to the folder and cannot leave it. Write the files the brief below \
+asks for, and change nothing else. When you are done, reply WITHOUT calling a tool, with a \
+one-line summary of your proposal."""
+FRAMES = {
+    "experiment": (
+        PREAMBLE,
+        "Make your change for experiment {n} now; finish with the one-line summary.",
+    ),
+    "task": (TASK_PREAMBLE, "Carry out the task now; finish with your final answer."),
+    "draft": (DRAFT_PREAMBLE, "Write the draft now; finish with the one-line summary."),
+}
+"""What frames the brief, by the task's purpose: the system preamble and the first user message."""
+
 
 class OpenAIAgent(StatelessAgent):
     kind = "openai"
@@ -134,19 +149,10 @@ class OpenAIAgent(StatelessAgent):
         spend: Spend,
     ) -> tuple[str, str | None]:
         """Talk until a final message: (its text, None), or (last text, why it stopped early)."""
+        preamble, ask = FRAMES.get(task.purpose, FRAMES["experiment"])
         messages: list[dict[str, Any]] = [
-            {
-                "role": "system",
-                "content": f"{TASK_PREAMBLE if task.purpose == 'task' else PREAMBLE}\n\n"
-                f"{task.prompt}",
-            },
-            {
-                "role": "user",
-                "content": "Carry out the task now; finish with your final answer."
-                if task.purpose == "task"
-                else f"Make your change for experiment {task.experiment} now; "
-                "finish with the one-line summary.",
-            },
+            {"role": "system", "content": f"{preamble}\n\n{task.prompt}"},
+            {"role": "user", "content": ask.format(n=task.experiment)},
         ]
         last = ""
         for _ in range(self.max_turns):

@@ -159,7 +159,7 @@ def run_draft(
                 "EXPD_PROGRAM": request.name,
             },
             sandbox=box,
-            purpose="task",
+            purpose="draft",
             title=f"draft {request.name}",
         )
         agent = make_agent(
