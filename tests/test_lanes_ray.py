@@ -20,6 +20,7 @@ from tests.repos import (
     processes_in,
     results,
     start,
+    wait_dead,
     wait_finished,
     wait_for,
 )
@@ -161,6 +162,41 @@ def test_abort_cancels_the_ray_turns(tmp_path: Path) -> None:
                 (2, "crash", "aborted by request"),
             ]
             wait_for(lambda: not processes_in(work), timeout=15, what="the agents ended")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_kill_9_of_the_daemon_ends_its_ray_turns_and_resume_finishes(tmp_path: Path) -> None:
+    # The first two turns nap long; the daemon (the driver that owns them) is killed meanwhile.
+    agent = AGENT_DISTINCT.replace(
+        "sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 60 : 0 ))"
+    )
+    work = Path(tempfile.mkdtemp(prefix="xd"))  # the workers' temporary directories
+    try:
+        cluster = local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, {"TMPDIR": str(work)})
+        with cluster as (address, _):
+            repo = _ray_repo(tmp_path / "r", address, agent)
+            paths = start(repo, env=ENV)
+            wait_for(lambda: turns_running(work) >= 2, timeout=60, what="both agents")
+            from shared import codec
+            from shared.schema import DaemonInfo
+
+            os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
+            wait_dead(paths)
+            # Ray ends the tasks of a driver that died: nothing of the old turns runs on.
+            wait_for(lambda: not processes_in(work), timeout=60, what="the orphaned turns ended")
+            proc = expd("resume", rid(paths), cwd=repo, env=ENV)
+            assert proc.returncode == 0, proc.stderr
+            final = wait_finished(paths, timeout=90)
+            got = results(paths)
+            assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
+            cut = [(r.experiment, r.status) for r in got if r.reason.startswith("interrupted")]
+            assert cut == [(1, "crash"), (2, "crash")] or sorted(cut) == [
+                (1, "crash"),
+                (2, "crash"),
+            ]
+            assert all(r.status == "keep" for r in got if r.experiment > 2)
+            assert final.termination_reason == "max_experiments", final.message
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
