@@ -4,6 +4,7 @@ synchronous tests through a blocking portal (one event loop in a thread per serv
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -54,6 +55,23 @@ class McpServer:
         result = self.portal.call(self.session.call_tool, name, arguments)
         assert isinstance(result, CallToolResult)
         return result
+
+    def call_with_progress(
+        self, name: str, /, **arguments: Any
+    ) -> tuple[CallToolResult, list[tuple[float, float | None, str | None]]]:
+        """A call with a progress token: its result and the progress notifications it got."""
+        heard: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            heard.append((progress, total, message))
+
+        result = self.portal.call(
+            functools.partial(
+                self.session.call_tool, name, arguments, progress_callback=on_progress
+            )
+        )
+        assert isinstance(result, CallToolResult)
+        return result, heard
 
     def ok(self, name: str, /, **arguments: Any) -> dict[str, Any]:
         """A call that must succeed: its structured content."""

@@ -114,6 +114,8 @@ def test_tools_schemas_and_instructions(server: McpServer) -> None:
     create = tools["create_program"].input_schema
     assert set(create["required"]) == {"name", "metric", "direction"}
     assert create["properties"]["direction"]["enum"] == ["lower", "higher"]
+    # the progress reporter is the server's, not an argument
+    assert set(tools["validate_measurement"].input_schema["properties"]) == {"name", "runs"}
     limit = tools["update_run_limit"].input_schema["properties"]["max_experiments"]
     assert limit["type"] == "integer" and limit["minimum"] == 0
     status_out = tools["get_run_status"].output_schema
@@ -143,8 +145,16 @@ def test_program_create_update_validate(server: McpServer, repo: Path) -> None:
     assert updated["limits"]["max_experiments"] == 4
     assert updated["limits"]["agent_timeout_s"] == 60.0
 
-    calibration = server.ok("validate_measurement", name="q", runs=3)
+    result, heard = server.call_with_progress("validate_measurement", name="q", runs=3)
+    assert not result.is_error and isinstance(result.structured_content, dict)
+    calibration = result.structured_content
     assert calibration["usable"] is True, calibration["reason"]
+    assert [(done, total) for done, total, _ in heard] == [(n, 5) for n in range(1, 6)]
+    assert (
+        heard[0][2].startswith("build done")
+        and heard[1][2] == "warm-up: score = 4 (" + (heard[1][2].split("(", 1)[1])
+    )
+    assert [m.split(":")[0] for _, _, m in heard[2:]] == ["run 1 of 3", "run 2 of 3", "run 3 of 3"]
     assert calibration["samples"] == [4.0, 4.0, 4.0]
     shown = server.ok("get_program", name="q")
     assert shown["calibration"]["usable"] is True

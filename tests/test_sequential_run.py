@@ -381,6 +381,7 @@ def test_validate_a_steady_measurement(tmp_path: Path) -> None:
     human = expd("validate", "p", "--runs", "3", cwd=repo, env={"NOISE": "0.003"})
     assert human.returncode == 0, human.stderr
     assert "CV" in human.stdout and "suggest   [decide] min_effect" in human.stdout
+    assert "\n  warm-up: score = " in human.stdout and "\n  run 3 of 3: score = " in human.stdout
 
     # A run started now reuses it: the baseline's evidence carries the calibration.
     paths = start(repo, "p", "--max-experiments", "0", env={"NOISE": "0.003"})

@@ -15,7 +15,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +90,38 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-async def _measure_series(measurer: Measurer, runs: int) -> tuple[Sample, Sample, list[Sample]]:
+Progress = Callable[[int, int, str], None]
+"""Told (steps done, steps in all, what was just done) after the build, the warm-up and each run."""
+
+
+async def _measure_series(
+    measurer: Measurer, runs: int, progress: Progress | None = None
+) -> tuple[Sample, Sample, list[Sample]]:
+    total = runs + 2
+    tell = progress or (lambda done, total, message: None)
     build = await measurer.build()
     if not build.ok:
+        tell(total, total, f"build failed: {build.error}")
         return build, Sample(ok=False, error="not run"), []
+    tell(1, total, f"build done ({build.duration:.1f} s)")
     warmup = await measurer.once()
+    tell(2, total, f"warm-up: {_said(measurer, warmup)}")
     samples: list[Sample] = []
-    for _ in range(runs):
+    for n in range(1, runs + 1):
         sample = await measurer.once()
         samples.append(sample)
+        tell(2 + n, total, f"run {n} of {runs}: {_said(measurer, sample)}")
         if not sample.ok:
             break
     return build, warmup, samples
+
+
+def _said(measurer: Measurer, sample: Sample) -> str:
+    if not sample.ok:
+        return f"failed: {sample.error}"
+    value = sample.metrics.get(measurer.config.metric)
+    shown = "missing" if value is None else f"{value:g}"
+    return f"{measurer.config.metric} = {shown} ({sample.duration:.1f} s)"
 
 
 def _round_up(value: float, step: float = 0.005) -> float:
@@ -180,8 +200,11 @@ def measure_sandbox(
         raise UserError(str(exc)) from None
 
 
-def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:
-    """Calibrate program `name` of the repository at `repo_root`; stores and returns the result."""
+def validate(
+    repo_root: Path, name: str, runs: int = 10, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Calibrate program `name` of the repository at `repo_root`; stores and returns the result.
+    `progress` hears of each step as it ends (a validation of slow benchmarks takes minutes)."""
     if runs < 2:
         raise UserError("--runs must be at least 2 (a spread needs two runs)")
     repo = RepoPaths(find_repo_root(repo_root))
@@ -199,7 +222,7 @@ def validate(repo_root: Path, name: str, runs: int = 10) -> dict[str, Any]:
         }
         box = measure_sandbox(config, repo.root, worktree, program)
         measurer = Measurer(config=config, program=program, worktree=worktree, env=env, sandbox=box)
-        build, warmup, samples = anyio.run(_measure_series, measurer, runs)
+        build, warmup, samples = anyio.run(_measure_series, measurer, runs, progress)
     values = [s.metrics[config.metric] for s in samples if s.ok]
     failure = None
     if not build.ok:

@@ -85,7 +85,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if not args.json:
         print(f"measuring {args.name} at HEAD: build, 1 warm-up, {args.runs} runs…", flush=True)
-    result = validate(root, args.name, args.runs)
+    shown = None if args.json else (lambda done, total, message: print(f"  {message}", flush=True))
+    result = validate(root, args.name, args.runs, shown)
     if result["usable"]:
         drafts.accept(RepoPaths(root).program(args.name))  # a fixed draft becomes startable
     if args.json:

@@ -11,6 +11,7 @@ stderr. The server never dies of a tool.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
@@ -20,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.from_thread
 import msgspec
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
@@ -31,6 +34,8 @@ from shared.errors import UserError
 
 GROUPS = ("tools_programs", "tools_runs", "tools_control", "tools_bakeoff", "tools_queue")
 """The modules (in `shared.cli.mcp_server`) whose `@tool` functions the server offers, in order."""
+PROGRESS = "progress"
+"""The parameter through which a long tool reports progress (see `as_mcp_tool`)."""
 
 
 @dataclass(frozen=True)
@@ -110,19 +115,40 @@ class ExpdTool(Tool):
         return await super().run(arguments, context, convert_result)
 
 
+def progress_of(ctx: Context) -> Callable[[int, int, str], None]:
+    """A tool's `progress(done, total, message)`, sent to the client as progress notifications
+    (none when the call asked for none). Tools run on a worker thread: this hops to the loop."""
+
+    def tell(done: int, total: int, message: str) -> None:
+        with contextlib.suppress(Exception):  # a client gone mid-call must not fail the tool
+            anyio.from_thread.run(ctx.report_progress, done, total, message)
+
+    return tell
+
+
 def as_mcp_tool(d: ToolDef) -> Tool:
-    """The SDK's Tool for `d`: the function's typed parameters, the struct's output schema."""
+    """The SDK's Tool for `d`: the function's typed parameters, the struct's output schema. A
+    `progress` parameter is not the client's to give: it becomes the call's progress reporter."""
     hints = typing.get_type_hints(d.fn, include_extras=True)
     sig = inspect.signature(d.fn)
-    params = [p.replace(annotation=hints[p.name]) for p in sig.parameters.values()]
+    params = [
+        p.replace(annotation=hints[p.name]) for p in sig.parameters.values() if p.name != PROGRESS
+    ]
+    wants_progress = PROGRESS in sig.parameters
+    if wants_progress:
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
 
     def run(**kwargs: Any) -> CallToolResult:
+        ctx = kwargs.pop("ctx", None)
+        if wants_progress and ctx is not None:
+            kwargs[PROGRESS] = progress_of(ctx)
         return call(d.fn, kwargs)
 
     run.__name__ = d.fn.__name__
     run.__signature__ = sig.replace(  # type: ignore[attr-defined]
         parameters=params, return_annotation=CallToolResult
     )
+    run.__annotations__ = {p.name: p.annotation for p in params} | {"return": CallToolResult}
     made = ExpdTool.from_function(
         run,
         name=d.fn.__name__,

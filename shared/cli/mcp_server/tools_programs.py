@@ -6,6 +6,7 @@ Reads use `shared` only (as `expd list` does); `validate_measurement` imports th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -250,10 +251,12 @@ def update_program(
 def validate_measurement(
     name: ProgramName,
     runs: Annotated[int, Field(ge=2, le=100, description="measurements of HEAD")] = 10,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Calibration:
     """Measure HEAD `runs` times in a scratch tree, like `expd validate`: the noise (CV), outliers,
     the time per run and suggested [decide] settings. Call it before start_run: when `usable` is
-    false, do not start; tell the user `reason`."""
+    false, do not start; tell the user `reason`. With a progress token, each step (build,
+    warm-up, every run with its value) is a progress notification."""
     paths = program_paths(name)
     load_program(paths)  # a clear error before the daemon import
 
@@ -261,6 +264,6 @@ def validate_measurement(
     from daemon.commands.validate import validate as calibrate
 
     root = repo_root()
-    result = msgspec.convert(calibrate(root, name, runs), Calibration)
+    result = msgspec.convert(calibrate(root, name, runs, progress), Calibration)
     result.warnings = unprotected(root, name) if result.usable else []
     return result
