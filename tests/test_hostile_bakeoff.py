@@ -152,15 +152,19 @@ def test_an_ignored_file_left_in_the_tree_reaches_no_criterion_and_no_next_attem
 FORGER = (
     PREAMBLE
     + r"""
+# Marked before the forgery a test waits for: a daemon killed right after it never leaves a
+# resumed attempt that sleeps again.
+nap=
+if [ "$EXPD_TASK" = t1 ] && [ -n "$FORGER_ONCE" ] && [ ! -e "$FORGER_ONCE" ]; then
+  touch "$FORGER_ONCE"; nap=60
+fi
 record=$(ls -d "$HOSTILE_REPO"/.expd/bakeoffs/bk/runs/*)/attempts.jsonl
 sed -i 's/"status":"failed"/"status":"passed"/' "$record"
 fake=$(printf '0%.0s' $(seq 64))
 forged='"variant":"forger","attempt":1,"status":"passed","score":1.0'
 echo '{"task":"'$EXPD_TASK'",'"$forged"',"seal":"'$fake'"}' >> "$record"
 echo FORGED
-if [ "$EXPD_TASK" = t1 ] && [ -n "$FORGER_ONCE" ] && [ ! -e "$FORGER_ONCE" ]; then
-  touch "$FORGER_ONCE"; sleep 60
-fi
+[ -z "$nap" ] || sleep "$nap"
 exit 1
 """
 )
