@@ -138,6 +138,7 @@ def test_a_ray_client_join_is_tried_again_after_a_server_failure(
     import daemon.ray.cluster as cluster
 
     seen: list[str] = []
+    notes: list[str] = []
 
     def init(address: str, **_: object) -> None:
         seen.append(address)
@@ -147,10 +148,11 @@ def test_a_ray_client_join_is_tried_again_after_a_server_failure(
     monkeypatch.setattr(cluster.ray, "init", init)
     monkeypatch.setattr(cluster.time, "sleep", lambda _: None)
     if fails < cluster.CLIENT_ATTEMPTS:
-        cluster._join("ray://10.0.0.9:10001", {})
+        cluster._join("ray://10.0.0.9:10001", {}, notes.append)
+        assert len(notes) == fails and "failed (attempt 1): Initialization failure" in notes[0]
     else:
         with pytest.raises(ConnectionAbortedError) as caught:
-            cluster._join("ray://10.0.0.9:10001", {})
+            cluster._join("ray://10.0.0.9:10001", {}, notes.append)
         assert cluster._reason(caught.value) == (
             "Initialization failure from server: RuntimeError: Proxy failed to Connect to "
             "backend! Check `ray_client_server.err`"
@@ -158,7 +160,7 @@ def test_a_ray_client_join_is_tried_again_after_a_server_failure(
     assert len(seen) == calls
     seen.clear()
     with pytest.raises(ConnectionAbortedError):  # a GCS address is not Ray Client's
-        cluster._join("10.0.0.9:6379", {})
+        cluster._join("10.0.0.9:6379", {}, notes.append)
     assert len(seen) == 1
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +63,12 @@ def connect(
     num_gpus: int | None = None,
     resources: Mapping[str, float] | None = None,
     node_ip_address: str | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> Cluster:
     """Join the cluster at `address` (`"auto"`: the one this machine belongs to), or start a
         local instance with the given resources when `address` is None. UserError when it cannot be
         reached. `node_ip_address` is this machine's address in the cluster, when Ray's guess is wrong.
+    `note` hears of a failed `ray://` join that is tried again.
     Worker output is not mirrored into the daemon's log (the turn's log stream is)."""
     if ray.is_initialized():
         ray.shutdown()
@@ -86,7 +88,7 @@ def connect(
                 **common,
             )
         else:
-            _join(address, common)
+            _join(address, common, note or (lambda line: None))
     except (ConnectionError, RuntimeError, ValueError, rex.RaySystemError) as exc:
         where = address or "a local instance"
         raise UserError(f"[lanes] address: cannot reach Ray at {where}: {_reason(exc)}") from None
@@ -94,7 +96,7 @@ def connect(
     return Cluster(address=info, started=address is None, resources=ray.cluster_resources())
 
 
-def _join(address: str, common: Mapping[str, Any]) -> None:
+def _join(address: str, common: Mapping[str, Any], note: Callable[[str], None]) -> None:
     """`ray.init` at `address`. The head's Ray Client server starts a server process of its own
     for each client, and that start can fail on a busy head: a `ray://` join is tried up to
     `CLIENT_ATTEMPTS` times before the failure is the run's."""
@@ -102,9 +104,10 @@ def _join(address: str, common: Mapping[str, Any]) -> None:
         try:
             ray.init(address=address, **common)
             return
-        except ConnectionAbortedError:
+        except ConnectionAbortedError as exc:
             if not address.startswith("ray://") or attempt == CLIENT_ATTEMPTS:
                 raise
+            note(f"joining Ray at {address} failed (attempt {attempt}): {_reason(exc)}")
             if ray.is_initialized():
                 ray.shutdown()
             time.sleep(attempt)

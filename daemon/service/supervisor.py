@@ -229,7 +229,11 @@ def _connect(config: ProgramConfig, store: RunStore) -> bool:
     from shared.errors import UserError
 
     try:
-        connect(config.lanes.address, node_ip_address=os.environ.get("EXPD_RAY_NODE_IP") or None)
+        connect(
+            config.lanes.address,
+            node_ip_address=os.environ.get("EXPD_RAY_NODE_IP") or None,
+            note=log,
+        )
     except (UserError, ImportError) as exc:
         store.state.termination_reason, store.state.message = "error", str(exc)
         store.phase("crashed", "", durable=True)
