@@ -381,3 +381,40 @@ def test_reading_the_queue_imports_nothing_heavy(tmp_path: Path) -> None:
         got = run_probe(root, *argv)
         assert got["code"] == 0 and got["loaded"] == [], (argv, got)
         assert "p" in str(got["stdout"])
+
+
+def test_a_start_by_hand_waits_for_a_starter_at_work(tmp_path: Path) -> None:
+    # A starter holds the start lock from its "nothing is live" check to its run's start: a run
+    # started by hand meanwhile must not slip in between (then both would run).
+    import subprocess
+    import sys
+
+    from shared.locking import lock_blocking, unlock
+
+    root = make_repo(tmp_path / "repo", max_experiments=0)
+    add_program(root, "q")
+    add(root, "q")  # a queue that has not started: the starter below is at work on it
+    fd = lock_blocking(QueuePaths(root).start_lock)
+    try:
+        manual = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.main", "start", "p", "--json"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # It waits on the lock (the kernel lists it as a blocked waiter), before any run exists.
+        inode = os.stat(QueuePaths(root).start_lock).st_ino
+        wait_for(lambda: _lock_waiters(inode) > 0, 60, "the start by hand to wait on the lock")
+        assert manual.poll() is None and not list(RepoPaths(root).program("p").runs_dir.glob("*"))
+    finally:
+        unlock(fd)
+    out, err = manual.communicate(timeout=60)
+    assert manual.returncode == 0, err
+    assert wait_finished(run_paths(root, json.loads(out)["run_id"])).phase == "complete"
+
+
+def _lock_waiters(inode: int) -> int:
+    """Processes blocked on a lock of the file with this inode (`->` lines of /proc/locks)."""
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "->" in line and line.split()[-3].endswith(f":{inode}"))

@@ -7,9 +7,11 @@ imports: anyio, pygit2, Optuna).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,10 @@ from shared.cli.follow import follow_progress
 from shared.cli.read import emit_json, warn
 from shared.display import sandbox_line
 from shared.errors import ContractError, UserError
+from shared.locking import lock_blocking, unlock
 from shared.paths import RepoPaths, RunPaths, check_program_name, find_repo_root
 from shared.programs import load_program, scaffold
+from shared.queue import QueuePaths
 from shared.status import StatusReport, build_status
 
 ATTACH_OK = frozenset({"max_experiments", "stagnation", "budget", "stopped"})
@@ -139,9 +143,26 @@ def start_program(
 
     from daemon.commands.spawn import start_run
 
-    return start_run(
-        root, name, max_experiments=max_experiments, agent=agent, model=model, fresh=fresh
-    )
+    with _beside_the_queue(root):
+        return start_run(
+            root, name, max_experiments=max_experiments, agent=agent, model=model, fresh=fresh
+        )
+
+
+@contextlib.contextmanager
+def _beside_the_queue(root: Path) -> Iterator[None]:
+    """A start by hand in a repository with a queue takes the queue's start lock, as its starters
+    do: a starter checks that no run is live and starts its entry under that lock, so a run
+    started by hand at the same moment is either seen by it or starts after its entry."""
+    queue = QueuePaths(root)
+    if not queue.file.exists():
+        yield
+        return
+    fd = lock_blocking(queue.start_lock)
+    try:
+        yield
+    finally:
+        unlock(fd)
 
 
 def resume_program_run(ref: runs.RunRef) -> Any:
