@@ -119,3 +119,36 @@ def test_a_dead_run_cleaned_with_include_dead_still_resumes(tmp_path: Path) -> N
     assert final.phase == "complete" and [r.experiment for r in results(paths)] == [0, 1, 2, 3]
     assert run_trees(repo, "p", paths.dir.name)  # made again (and kept: keep_tree = "always")
     assert json.loads(expd("status", run_id, "--json", cwd=repo).stdout)["cleaned_at"] is None
+
+
+@pytest.mark.parametrize("writer", ["libgit2", "git"])
+def test_an_object_written_again_by_a_live_writer_is_not_pruned(
+    tmp_path: Path, writer: str
+) -> None:
+    # A finished run's dropped experiment wrote blob X; a running run (through libgit2, as the
+    # daemon writes, or git) writes the same content before it has a ref to it: X is unreachable
+    # now, yet in use. Writing an existing loose object refreshes its file's time, which is what
+    # `expd clean` goes by (anything touched after the finished run's daemon last lived stays).
+    import subprocess
+
+    import pygit2
+
+    from daemon.ops.git.reclaim import objects_dir, prune_objects
+
+    repo = make_repo(tmp_path / "repo")
+    content = b"a discarded experiment's file\n"
+    oid = str(pygit2.Repository(str(repo)).create_blob(content))
+    path = objects_dir(repo) / oid[:2] / oid[2:]
+    os.utime(path, (1_000_000, 1_000_000))  # written long before the run ended
+    ended = 2_000_000.0
+    if writer == "libgit2":
+        assert str(pygit2.Repository(str(repo)).create_blob(content)) == oid
+    else:
+        got = subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"], cwd=repo, input=content, capture_output=True
+        )
+        assert got.stdout.decode().strip() == oid
+    assert path.stat().st_mtime > ended  # freshened
+    assert prune_objects(repo, [oid], ended).count == 0 and path.exists()
+    os.utime(path, (1_000_000, 1_000_000))  # nobody wrote it again: it goes
+    assert prune_objects(repo, [oid], ended).count == 1 and not path.exists()
