@@ -56,3 +56,43 @@ async def test_home_shows_the_queue_and_follows_its_changes(tmp_path: Path) -> N
         await until(pilot, lambda: not panel(app).rows, what="the unreadable queue")
         assert not panel(app).display
         assert any("queue:" in str(n.message) for n in app._notifications)
+
+
+async def test_e_queues_the_selected_program_and_the_panel_follows(tmp_path: Path) -> None:
+    from textual.widgets import DataTable
+
+    from shared.queue import read_queue
+    from tests.repos import wait_finished
+    from tests.test_queue import run_paths
+
+    root = make_repo(tmp_path / "repo", max_experiments=0)  # a baseline only: quick to run
+    add_program(root, "q")
+    app = ExpdApp(repo=root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        await until(pilot, lambda: screen.loaded, timeout=30)
+        table = screen.query_one("#home-runs", DataTable)
+        table.move_cursor(row=screen._order.index("program:q"))
+        await pilot.press("e")
+
+        def notes() -> list[str]:
+            return [str(n.message) for n in app._notifications]
+
+        # An idle queue starts its entry at once: the user is told, and the panel shows it.
+        await until(
+            pilot,
+            lambda: any(n.startswith("queued q (entry 1): started run q/") for n in notes()),
+            timeout=60,
+            what="the notice",
+        )
+        entry = read_queue(root).entries[0]
+        assert entry.program == "q" and entry.run_id is not None
+        assert wait_finished(run_paths(root, entry.run_id)).phase == "complete"
+        screen.refresh_listing()
+        await until(
+            pilot,
+            lambda: [(r.id, r.state) for r in panel(app).rows] == [("#1", "done")],
+            timeout=60,
+            what="the finished entry",
+        )

@@ -34,6 +34,8 @@ from tui.queue_source import QueueListed, QueueSource
 from tui.reads import ListingSource
 from tui.screens.home_delete import RunDeleted, ask_to_delete, ask_to_delete_program
 from tui.screens.home_delete import report as report_deleted
+from tui.screens.home_queue import QueueAdded, queue_program
+from tui.screens.home_queue import report as report_queued
 from tui.screens.home_rows import (
     BAKEOFF,
     BAKEOFF_RUN,
@@ -64,6 +66,7 @@ class HomeScreen(Screen[None]):
         Binding("r", "resume_run", "Resume"),
         Binding("i", "new_program", "New program"),
         Binding("d", "delete_run", "Delete"),
+        Binding("e", "queue_program", "Queue"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -294,6 +297,21 @@ class HomeScreen(Screen[None]):
                 else self.statuses.get(ref.run_id)
             )
         ask_to_delete(self, self.repo, ref, status)
+
+    def action_queue_program(self) -> None:
+        name = self.selected_program()
+        if name is None or name not in self.programs:
+            self.notify("select a program to queue a run of it")
+            return
+        if self.programs[name].error:
+            self.notify(f"{name} is invalid: {self.programs[name].error}", severity="error")
+            return
+        queue_program(self, self.repo, name)
+
+    def on_queue_added(self, message: QueueAdded) -> None:
+        message.stop()
+        report_queued(self, message.result)
+        self.refresh_listing()
 
     def on_run_deleted(self, message: RunDeleted) -> None:
         message.stop()
