@@ -141,10 +141,6 @@ def read_state(paths: RunPaths) -> RunState | None:
     return codec.read_optional(paths.state_json, RunState)
 
 
-def cleaned_at(paths: RunPaths, state: RunState) -> float | None:
-    return cleaned_since(paths.dir, state.updated_at)
-
-
 def build_status(
     paths: RunPaths, *, run_id: str | None = None, now: float | None = None
 ) -> StatusReport:
@@ -224,7 +220,7 @@ def build_status(
             )
             for lane in st.lanes
         ],
-        cleaned_at=cleaned_at(paths, st),
+        cleaned_at=cleaned_since(paths.dir, st.updated_at),
         best_ci=st.best_ci,
         improvement_ci=st.improvement_ci,
         best_runs=st.best_runs,

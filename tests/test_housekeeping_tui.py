@@ -78,3 +78,27 @@ async def test_d_on_a_program_deletes_it_with_its_runs(tmp_path: Path) -> None:
         await until(pilot, lambda: "program:prog" not in screen._order, timeout=30)
     assert not (repo / ".expd" / "programs" / "prog").exists()
     assert (repo / ".expd" / "programs" / "other" / "runs" / "20260101-100000").is_dir()
+
+
+async def test_a_cleaned_bakeoff_run_shows_as_cleaned(tmp_path: Path) -> None:
+    from tests import bakeoff_fakes as bf
+    from tui.screens.home_rows import BAKEOFF_RUN
+
+    repo = git_repo(tmp_path / "repo")
+    paths = bf.make_run(repo, bf.spec(), phase="complete")
+    run_id = f"bk/{paths.dir.name}"
+    app = ExpdApp(repo=repo)
+    async with app.run_test(size=(100, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        await until(pilot, lambda: screen.loaded, timeout=30)
+        table = screen.query_one("#home-runs", DataTable)
+        assert str(table.get_row(BAKEOFF_RUN + run_id)[1]) == "complete"
+        (paths.dir / CLEANED).write_bytes(codec.encode(CleanRecord(cleaned_at=time.time())))
+        screen.refresh_listing()
+        await until(
+            pilot,
+            lambda: str(table.get_row(BAKEOFF_RUN + run_id)[1]) == "complete · cleaned",
+            timeout=30,
+            what="the cleaned mark",
+        )

@@ -61,7 +61,7 @@ def program_detail(
         if p.error:
             return f"{p.program}: invalid program: {p.error}"
         more = "" if p.runs else " · no runs yet"
-        keys = "n: new run · d: delete"
+        keys = "n: new run · e: queue a run · d: delete"
         return f"{p.program}: {p.metric} ({p.direction} is better) · agent {p.agent}{more} · {keys}"
     s = statuses.get(key)
     if not isinstance(s, StatusReport):
@@ -91,7 +91,8 @@ def bakeoff_rows(bakeoffs: list[BakeoffListing]) -> list[tuple[str, tuple[str, .
             if isinstance(s, UnreadableRun):
                 rows.append((key, (stamp, "unreadable", "", "", "", "")))
                 continue
-            cells = (stamp, s.phase, s.daemon, f"{s.done}/{s.total}", f"{s.passed} passed", "")
+            phase = f"{s.phase} · cleaned" if s.cleaned_at else s.phase
+            cells = (stamp, phase, s.daemon, f"{s.done}/{s.total}", f"{s.passed} passed", "")
             rows.append((key, cells))
     return rows
 
