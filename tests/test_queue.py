@@ -217,7 +217,11 @@ def test_add_starts_an_idle_queue_and_waits_behind_a_live_run(tmp_path: Path) ->
     text = expd("status", "--all", cwd=root).stdout
     assert "QUEUED" in text and "#1 (entry 2)" in text
     # Stopping is not aborting: the queue goes on by itself.
-    assert expd("stop", out["run_id"], cwd=root).returncode == 0
+    stopped = expd("stop", out["run_id"], "--json", cwd=root)
+    assert stopped.returncode == 0, stopped.stderr
+    request = json.loads(stopped.stdout)["request_id"]
+    # The daemon must have seen the stop before the experiment ends, or it ends max_experiments.
+    wait_for(lambda: request in state(p_run).acked, 60, "the stop to be acknowledged")
     worktree = Path(codec.read(p_run.run_json, RunManifest).worktree)
     (worktree / ".expd").mkdir(exist_ok=True)
     (worktree / ".expd" / "go").touch()
