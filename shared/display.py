@@ -69,17 +69,20 @@ def better_word(improvement: float | None) -> str:
 
 
 def interval_words(ci: list[float] | None, runs: int | None = None) -> str:
-    """`95 % interval +1.2 to +7.9 %, 8 runs` for an estimated improvement ("" without one)."""
+    """`95 % noise interval +1.2 to +7.9 %, 8 runs` for an estimated improvement ("" without
+    one). "noise": it holds the run-to-run spread, not a drift of the machine between the
+    baseline's runs and now, which no run of the loop can tell from a real change."""
     if not ci or len(ci) != 2 or ci[0] is None or ci[1] is None:
         return ""
-    text = f"95 % interval {ci[0]:+.1f} to {ci[1]:+.1f} %"
+    text = f"95 % noise interval {ci[0]:+.1f} to {ci[1]:+.1f} %"
     if runs is not None:
         text += f", {runs} run{'s' if runs != 1 else ''}" if runs else ", estimated at its keep"
     return text
 
 
 def headline_words(improvement: float | None, ci: list[float] | None, runs: int | None) -> str:
-    """`20.0% better, 95 % interval +15.1 to +24.6 %, 8 runs`: the estimate and its interval."""
+    """`20.0% better, 95 % noise interval +15.1 to +24.6 %, 8 runs`: the estimate and its
+    interval."""
     words = better_word(improvement)
     extra = interval_words(ci, runs)
     return f"{words}, {extra}" if words and extra else words

@@ -252,10 +252,10 @@ def test_every_place_that_shows_the_headline_shows_its_interval() -> None:
     words = headline_words(s.improvement_pct, s.improvement_ci, s.best_runs)
     assert (
         words
-        == f"{s.improvement_pct:.1f}% better, 95 % interval {low:+.1f} to {high:+.1f} %, 5 runs"
+        == f"{s.improvement_pct:.1f}% better, 95 % noise interval {low:+.1f} to {high:+.1f} %, 5 runs"
     )
     header = metric_line(s).plain
-    assert f"at #1 ({s.improvement_pct:.1f}% better, 95 % interval {low:+.1f}" in header
+    assert f"at #1 ({s.improvement_pct:.1f}% better, 95 % noise interval {low:+.1f}" in header
     env = notify_env(RunManifest(run_id="p/1"), s, "/tmp/run")
     assert env["EXPD_IMPROVEMENT_PCT"] == f"{s.improvement_pct:.4g}"
     assert env["EXPD_IMPROVEMENT_CI"] == f"{low:.4g} {high:.4g}"

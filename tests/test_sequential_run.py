@@ -189,9 +189,9 @@ def test_a_real_gain_under_noise_is_kept(tmp_path: Path) -> None:
     assert shown["best_ci"] == final.best_ci and shown["improvement_ci"] == final.improvement_ci
     assert (shown["best_runs"], shown["baseline_runs"]) == (len(fresh), len(final.baseline_samples))
     human = expd("status", f"p/{paths.dir.name}", cwd=repo).stdout
-    assert f"better, 95 % interval {low:+.1f} to {high:+.1f} %, {len(fresh)} runs" in human
+    assert f"better, 95 % noise interval {low:+.1f} to {high:+.1f} %, {len(fresh)} runs" in human
     report = expd("report", f"p/{paths.dir.name}", cwd=repo).stdout
-    assert f"better, 95 % interval {low:+.1f} to {high:+.1f} %" in report
+    assert f"better, 95 % noise interval {low:+.1f} to {high:+.1f} %" in report
 
 
 def test_noisy_baseline_says_so_once(tmp_path: Path) -> None:
