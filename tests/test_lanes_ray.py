@@ -10,10 +10,14 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shared import codec
+from shared.paths import RunPaths
+from shared.schema import DaemonInfo
 from tests.repos import (
     expd,
     git,
@@ -122,83 +126,71 @@ def test_two_lanes_run_on_a_ray_cluster(tmp_path: Path, client: bool) -> None:
         assert {f"d{n}.py" for n in range(1, 5)} <= set(files)
 
 
-def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> None:
-    # The first two turns nap long enough to be caught; the head alone runs the rest.
-    agent = AGENT_DISTINCT.replace("sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 8 : 0 ))")
-    work = Path(tempfile.mkdtemp(prefix="xk"))  # the workers' temporary directories
+@contextlib.contextmanager
+def two_turns_running(root: Path, nap: str) -> Iterator[tuple[Path, RunPaths, list[int], Path]]:
+    """A two-lane run on a head and a worker whose agents nap `nap` (a shell expression) before
+    their change, once both turns really run, one on each node: (repo, run, the nodes' process
+    groups, the workers' temporary directory)."""
+    agent = AGENT_DISTINCT.replace("sleep ${NAP:-0.3}", f"sleep {nap}")
+    work = Path(tempfile.mkdtemp(prefix="xt"))
     try:
         cluster = local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, {"TMPDIR": str(work)})
         with cluster as (address, groups):
-            repo = _ray_repo(tmp_path / "r", address, agent)
+            repo = _ray_repo(root / "r", address, agent)
             paths = start(repo, env=ENV)
-            # Both agents really running: one on each node.
             wait_for(lambda: turns_running(work) >= 2, timeout=60, what="both agents")
-            os.killpg(groups.pop(), signal.SIGKILL)  # the worker node, with one of the turns
-            final = wait_finished(paths, timeout=90)
-            got = results(paths)
-            assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
-            lost = [r for r in got if r.reason == "interrupted: worker lost"]
-            assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
-            assert final.termination_reason == "max_experiments", final.message
+            yield repo, paths, groups, work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_worker_killed_mid_turn_is_an_interrupted_crash(tmp_path: Path) -> None:
+    # The first two turns nap long enough to be caught; the head alone runs the rest.
+    with two_turns_running(tmp_path, "$(( EXPD_EXPERIMENT <= 2 ? 8 : 0 ))") as (
+        _,
+        paths,
+        groups,
+        _,
+    ):
+        os.killpg(groups.pop(), signal.SIGKILL)  # the worker node, with one of the turns
+        final = wait_finished(paths, timeout=90)
+        got = results(paths)
+        assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
+        lost = [r for r in got if r.reason == "interrupted: worker lost"]
+        assert len(lost) == 1 and lost[0].status == "crash", [(r.status, r.reason) for r in got]
+        assert final.termination_reason == "max_experiments", final.message
 
 
 def test_abort_cancels_the_ray_turns(tmp_path: Path) -> None:
-    agent = AGENT_DISTINCT.replace("sleep ${NAP:-0.3}", "sleep 15")
-    work = Path(tempfile.mkdtemp(prefix="xa"))  # the workers' temporary directories
-    try:
-        cluster = local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, {"TMPDIR": str(work)})
-        with cluster as (address, _):
-            repo = _ray_repo(tmp_path / "r", address, agent)
-            paths = start(repo, env=ENV)
-            wait_for(lambda: turns_running(work) >= 2, timeout=60, what="both agents")
-            assert expd("abort", rid(paths), cwd=repo).returncode == 0
-            final = wait_finished(paths, timeout=12)
-            assert final.termination_reason == "aborted", final.message
-            got = results(paths)
-            assert sorted((r.experiment, r.status, r.reason) for r in got[1:]) == [
-                (1, "crash", "aborted by request"),
-                (2, "crash", "aborted by request"),
-            ]
-            wait_for(lambda: not processes_in(work), timeout=15, what="the agents ended")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with two_turns_running(tmp_path, "15") as (repo, paths, _, work):
+        assert expd("abort", rid(paths), cwd=repo).returncode == 0
+        final = wait_finished(paths, timeout=12)
+        assert final.termination_reason == "aborted", final.message
+        got = results(paths)
+        assert sorted((r.experiment, r.status, r.reason) for r in got[1:]) == [
+            (1, "crash", "aborted by request"),
+            (2, "crash", "aborted by request"),
+        ]
+        wait_for(lambda: not processes_in(work), timeout=15, what="the agents ended")
 
 
 def test_kill_9_of_the_daemon_ends_its_ray_turns_and_resume_finishes(tmp_path: Path) -> None:
     # The first two turns nap long; the daemon (the driver that owns them) is killed meanwhile.
-    agent = AGENT_DISTINCT.replace(
-        "sleep ${NAP:-0.3}", "sleep $(( EXPD_EXPERIMENT <= 2 ? 60 : 0 ))"
-    )
-    work = Path(tempfile.mkdtemp(prefix="xd"))  # the workers' temporary directories
-    try:
-        cluster = local_cluster({"agent": 1, "bench": 1}, {"agent": 1}, {"TMPDIR": str(work)})
-        with cluster as (address, _):
-            repo = _ray_repo(tmp_path / "r", address, agent)
-            paths = start(repo, env=ENV)
-            wait_for(lambda: turns_running(work) >= 2, timeout=60, what="both agents")
-            from shared import codec
-            from shared.schema import DaemonInfo
-
-            os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
-            wait_dead(paths)
-            # Ray ends the tasks of a driver that died: nothing of the old turns runs on.
-            wait_for(lambda: not processes_in(work), timeout=60, what="the orphaned turns ended")
-            proc = expd("resume", rid(paths), cwd=repo, env=ENV)
-            assert proc.returncode == 0, proc.stderr
-            final = wait_finished(paths, timeout=90)
-            got = results(paths)
-            assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
-            cut = [(r.experiment, r.status) for r in got if r.reason.startswith("interrupted")]
-            assert cut == [(1, "crash"), (2, "crash")] or sorted(cut) == [
-                (1, "crash"),
-                (2, "crash"),
-            ]
-            assert all(r.status == "keep" for r in got if r.experiment > 2)
-            assert final.termination_reason == "max_experiments", final.message
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    nap = "$(( EXPD_EXPERIMENT <= 2 ? 60 : 0 ))"
+    with two_turns_running(tmp_path, nap) as (repo, paths, _, work):
+        os.kill(codec.read(paths.daemon_json, DaemonInfo).pid, signal.SIGKILL)
+        wait_dead(paths)
+        # Ray ends the tasks of a driver that died: nothing of the old turns runs on.
+        wait_for(lambda: not processes_in(work), timeout=60, what="the orphaned turns ended")
+        proc = expd("resume", rid(paths), cwd=repo, env=ENV)
+        assert proc.returncode == 0, proc.stderr
+        final = wait_finished(paths, timeout=90)
+        got = results(paths)
+        assert sorted(r.experiment for r in got) == [0, 1, 2, 3, 4], final.message
+        cut = [(r.experiment, r.status) for r in got if r.reason.startswith("interrupted")]
+        assert sorted(cut) == [(1, "crash"), (2, "crash")], [(r.status, r.reason) for r in got]
+        assert all(r.status == "keep" for r in got if r.experiment > 2)
+        assert final.termination_reason == "max_experiments", final.message
 
 
 def test_a_worker_lost_mid_measurement_is_an_interrupted_crash(tmp_path: Path) -> None:
